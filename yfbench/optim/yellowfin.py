@@ -1,0 +1,371 @@
+"""YellowFin: automatic tuning of one learning rate and one momentum for momentum SGD.
+
+Implements ``../shared/YELLOWFIN.md`` (Zhang & Mitliagkas, "YellowFin and the Art of
+Momentum Tuning"), matching the authors' final PyTorch code step for step in its default
+configuration.  Every statistic is a tensor on the parameters' device, the per-parameter
+work runs on flat buffers (one kernel per operation for the whole model), and ``step()``
+never waits for the host: data-dependent choices use ``torch.where``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+GLOBAL_STATE_KEY = "yellowfin"
+_SCALAR_STATS = (
+    "grad_norm_sq_avg",  # S: EMA of ||g||^2
+    "grad_norm_avg",  # N: EMA of ||g||
+    "dist_avg",  # R: EMA of N / (S + eps)
+    "log_h_min_avg",  # EMA of log(min(window) + eps), or of min(window) when linear
+    "log_h_max_avg",
+    "sparsity_avg",
+    "smooth_lr",
+    "smooth_momentum",
+    "h_min",
+    "h_max",
+    "grad_var",
+    "dist_to_opt",
+    "grad_norm_sq",
+    "lr",
+    "momentum",
+)
+
+
+def cubic_momentum_root(dist: Tensor, grad_var: Tensor, h_min: Tensor, eps: float) -> Tensor:
+    """Closed-form minimiser x of x^2 D^2 + (1-x)^4 C / h_min^2 on [0, 1] (sqrt of momentum).
+
+    Setting the derivative to zero and substituting y = x - 1 gives the depressed cubic
+    y^3 + p y + p = 0 with p = D^2 h_min^2 / (2 C); Vieta's substitution solves it.
+    """
+    p = (dist + eps) ** 2 * (h_min + eps) ** 2 / (2 * (grad_var + eps))
+    w3 = (-torch.sqrt(p**2 + 4.0 / 27.0 * p**3) - p) / 2.0
+    w = torch.sign(w3) * torch.abs(w3) ** (1.0 / 3.0)
+    y = w - p / (3.0 * (w + eps))
+    return y + 1.0
+
+
+def robust_momentum(
+    dist: Tensor, grad_var: Tensor, h_min: Tensor, h_max: Tensor, eps: float
+) -> Tensor:
+    """Momentum that keeps every curvature in [h_min, h_max] in the robust region."""
+    x = cubic_momentum_root(dist, grad_var, h_min, eps)
+    dynamic_range = torch.clamp((h_max + eps) / (h_min + eps), min=1.0 + eps)
+    sqrt_dr = torch.sqrt(dynamic_range)
+    return torch.maximum(x**2, ((sqrt_dr - 1.0) / (sqrt_dr + 1.0)) ** 2)
+
+
+def _clip_factor(norm: Tensor, max_norm: Tensor | float) -> Tensor:
+    """``clip_grad_norm_``'s scale: min(1, max_norm / (norm + 1e-6))."""
+    return torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+
+
+class YellowFin(Optimizer):
+    """Momentum SGD whose learning rate and momentum are tuned every step.
+
+    ``lr`` and ``momentum`` are only used on step 0; afterwards they are tuned.
+    ``lr_factor`` multiplies the tuned lr (hand-set decay schedules act on it) and,
+    like ``weight_decay``, may differ per param group; all statistics are global.
+    ``momentum_correction`` (see :meth:`set_momentum_correction`) is added to the tuned
+    momentum; it is the seam for closed-loop feedback in asynchronous training.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1.0,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        lr_factor: float = 1.0,
+        beta: float = 0.999,
+        curv_win_width: int = 20,
+        zero_debias: bool = True,
+        adaptive_clip: bool = True,
+        clip_norm: float | None = None,
+        smooth_hyperparams: bool = False,
+        sparsity_debias: bool = False,
+        h_log_smooth: bool = True,
+        tune_momentum: bool = True,
+        stat_protect_factor: float = 100.0,
+        catastrophic_move_threshold: float = 100.0,
+        eps: float = 1e-6,
+    ) -> None:
+        _require(lr >= 0.0, f"lr must be >= 0, got {lr}")
+        _require(0.0 <= momentum < 1.0, f"momentum must be in [0, 1), got {momentum}")
+        _require(weight_decay >= 0.0, f"weight_decay must be >= 0, got {weight_decay}")
+        _require(lr_factor >= 0.0, f"lr_factor must be >= 0, got {lr_factor}")
+        _require(0.0 < beta < 1.0, f"beta must be in (0, 1), got {beta}")
+        _require(curv_win_width >= 1, f"curv_win_width must be >= 1, got {curv_win_width}")
+        _require(clip_norm is None or clip_norm > 0, f"clip_norm must be > 0, got {clip_norm}")
+        _require(eps > 0.0, f"eps must be > 0, got {eps}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lr_factor=lr_factor)
+        super().__init__(params, defaults)
+        self.beta = beta
+        self.curv_win_width = curv_win_width
+        self.zero_debias = zero_debias
+        self.adaptive_clip = adaptive_clip
+        self.clip_norm = clip_norm
+        self.smooth_hyperparams = smooth_hyperparams
+        self.sparsity_debias = sparsity_debias
+        self.h_log_smooth = h_log_smooth
+        self.tune_momentum = tune_momentum
+        self.stat_protect_factor = stat_protect_factor
+        self.catastrophic_move_threshold = catastrophic_move_threshold
+        self.eps = eps
+
+    # ------------------------------------------------------------------ state
+    def _params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _global_state(self) -> dict[str, Any]:
+        """Statistics and flat buffers, created lazily on the parameters' device."""
+        state = self.state[GLOBAL_STATE_KEY]
+        if not state:
+            params = self._params()
+            device = params[0].device
+            numel = sum(p.numel() for p in params)
+            state["step"] = 0
+            state["skipped_steps"] = torch.zeros((), dtype=torch.int64, device=device)
+            state["grad_avg"] = torch.zeros(numel, dtype=torch.float32, device=device)
+            state["momentum_buffer"] = torch.zeros(numel, dtype=torch.float32, device=device)
+            state["curv_window"] = torch.zeros(
+                self.curv_win_width, dtype=torch.float32, device=device
+            )
+            state["momentum_correction"] = torch.zeros((), dtype=torch.float32, device=device)
+            for name in _SCALAR_STATS:
+                state[name] = torch.zeros((), dtype=torch.float32, device=device)
+            first = self.param_groups[0]
+            state["smooth_lr"].fill_(first["lr"])
+            state["smooth_momentum"].fill_(first["momentum"])
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        device = self._params()[0].device
+        state = self.state[GLOBAL_STATE_KEY]
+        for key, value in state.items():
+            if isinstance(value, Tensor):
+                state[key] = value.to(device)
+
+    def set_momentum_correction(self, correction: Tensor | float) -> None:
+        """Additive correction to the tuned momentum (closed-loop YellowFin's feedback)."""
+        self._global_state()["momentum_correction"].copy_(torch.as_tensor(correction))
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - torch.optim signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = self._params()
+        missing = [i for i, p in enumerate(params) if p.grad is None]
+        if len(missing) == len(params):
+            return loss
+        state = self._global_state()
+        t = state["step"]
+        beta, eps = self.beta, self.eps
+        debias = 1.0 - beta ** (t + 1) if self.zero_debias else 1.0
+
+        flat_grad = torch.cat(
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                for p in params
+            ]
+        )
+        if missing:
+            saved = self._save_slices(state, missing)
+
+        # 1-2: manual clip, then stat-protection clip, folded into one scale.
+        raw_norm_sq = torch.dot(flat_grad, flat_grad)
+        scale = torch.ones((), device=flat_grad.device)
+        if self.clip_norm is not None:
+            scale = _clip_factor(torch.sqrt(raw_norm_sq), self.clip_norm)
+        h_max_prev = state["h_max"]
+        if self.adaptive_clip and t > 1:
+            protect = torch.sqrt(self.stat_protect_factor * h_max_prev) + eps
+            scale = scale * _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
+        grad_norm_sq = raw_norm_sq * scale**2
+        finite = torch.isfinite(grad_norm_sq)
+        flat_grad = torch.where(finite, flat_grad * scale, 0.0)
+
+        # 3-6: statistics.
+        new = self._updated_statistics(state, flat_grad, grad_norm_sq, t, debias)
+        # 7: tuned lr and momentum.
+        group0 = self.param_groups[0]
+        if t == 0:
+            alpha = torch.full_like(grad_norm_sq, group0["lr"])
+            mu = torch.full_like(grad_norm_sq, group0["momentum"])
+        else:
+            alpha, mu = self._tuned_lr_momentum(state, new, t)
+        mu = mu + state["momentum_correction"]
+
+        for key, value in new.items():
+            state[key] = torch.where(finite, value, state[key])
+        state["skipped_steps"] += (~finite).long()
+
+        # 9: exploding-gradient clip, applied to the update only.
+        update_scale = torch.ones_like(grad_norm_sq)
+        if self.adaptive_clip and t >= 1:
+            exploding = grad_norm_sq >= h_max_prev
+            clip = _clip_factor(torch.sqrt(grad_norm_sq), torch.sqrt(h_max_prev) + eps)
+            update_scale = torch.where(exploding, clip, update_scale)
+
+        # 10: v = mu v + g + wd p; p -= lr v.  A non-finite step leaves v and p unchanged.
+        buf = state["momentum_buffer"]
+        buf.mul_(torch.where(finite, mu, 1.0))
+        buf.add_(flat_grad * update_scale)
+        active = {i for i, p in enumerate(params) if p.grad is not None}
+        offsets = self._offsets(params)
+        applied_lr = None
+        for group_params, group in self._group_slices(params):
+            idx = [i for i in group_params if i in active]
+            if not idx:
+                continue
+            views = [buf[offsets[i] : offsets[i] + params[i].numel()].view_as(params[i]) for i in idx]
+            plist = [params[i] for i in idx]
+            if group["weight_decay"] != 0.0:
+                decay = torch.where(finite, group["weight_decay"], 0.0)
+                torch._foreach_add_(views, torch._foreach_mul(plist, decay))
+            lr = alpha * group["lr_factor"]
+            if self.adaptive_clip:
+                too_big = lr * torch.sqrt(grad_norm_sq) >= self.catastrophic_move_threshold
+                lr = torch.where(
+                    too_big, self.catastrophic_move_threshold / torch.sqrt(grad_norm_sq + eps), lr
+                )
+            lr = torch.where(finite, lr, 0.0)
+            if applied_lr is None:
+                applied_lr = lr
+            torch._foreach_add_(plist, torch._foreach_mul(views, -lr))
+        if missing:
+            self._restore_slices(state, saved)
+        if applied_lr is not None:
+            state["lr"] = torch.where(finite, applied_lr, state["lr"])
+            state["momentum"] = torch.where(finite, mu, state["momentum"])
+        state["step"] = t + 1
+        return loss
+
+    def _updated_statistics(
+        self, state: dict[str, Any], grad: Tensor, grad_norm_sq: Tensor, t: int, debias: float
+    ) -> dict[str, Tensor]:
+        """Steps 3-6 of the spec: EMAs, curvature range, variance and distance."""
+        beta, eps = self.beta, self.eps
+        finite = torch.isfinite(grad_norm_sq)
+        # The per-parameter EMA is updated in place; a zero weight on a skipped step keeps it.
+        state["grad_avg"].lerp_(grad, torch.where(finite, 1.0 - beta, 0.0))
+        window = state["curv_window"]
+        window[t % self.curv_win_width] = torch.where(
+            finite, grad_norm_sq, window[(t - 1) % self.curv_win_width]
+        )
+        filled = window[: min(t + 1, self.curv_win_width)]
+        curv_min, curv_max = filled.min(), filled.max()
+
+        new: dict[str, Tensor] = {}
+        new["grad_norm_sq"] = grad_norm_sq
+        new["grad_norm_sq_avg"] = _ema(state["grad_norm_sq_avg"], grad_norm_sq, beta)
+        new["grad_norm_avg"] = _ema(state["grad_norm_avg"], torch.sqrt(grad_norm_sq), beta)
+        new["dist_avg"] = _ema(
+            state["dist_avg"], new["grad_norm_avg"] / (new["grad_norm_sq_avg"] + eps), beta
+        )
+        if self.h_log_smooth:
+            new["log_h_min_avg"] = _ema(state["log_h_min_avg"], torch.log(curv_min + eps), beta)
+            new["log_h_max_avg"] = _ema(state["log_h_max_avg"], torch.log(curv_max + eps), beta)
+            h_min = torch.exp(new["log_h_min_avg"] / debias)
+            h_max = torch.exp(new["log_h_max_avg"] / debias)
+        else:
+            new["log_h_min_avg"] = _ema(state["log_h_min_avg"], curv_min, beta)
+            new["log_h_max_avg"] = _ema(state["log_h_max_avg"], curv_max, beta)
+            h_min = new["log_h_min_avg"] / debias
+            h_max = new["log_h_max_avg"] / debias
+        grad_avg_sq = torch.dot(state["grad_avg"], state["grad_avg"])
+        grad_var = torch.clamp(
+            new["grad_norm_sq_avg"] / debias - grad_avg_sq / debias**2, min=eps
+        )
+        dist = new["dist_avg"] / debias
+        if self.sparsity_debias:
+            density = torch.count_nonzero(grad).float() / grad.numel()
+            new["sparsity_avg"] = _ema(state["sparsity_avg"], density, beta)
+            sparsity = new["sparsity_avg"] / debias
+            h_min, h_max, grad_var = h_min * sparsity, h_max * sparsity, grad_var * sparsity
+            dist = dist / torch.sqrt(sparsity)
+        new.update(h_min=h_min, h_max=h_max, grad_var=grad_var, dist_to_opt=dist)
+        return new
+
+    def _tuned_lr_momentum(
+        self, state: dict[str, Any], new: dict[str, Tensor], t: int
+    ) -> tuple[Tensor, Tensor]:
+        """Step 7: robust-region momentum, its lr, slow start and optional smoothing."""
+        eps = self.eps
+        if self.tune_momentum:
+            mu = robust_momentum(new["dist_to_opt"], new["grad_var"], new["h_min"], new["h_max"], eps)
+        else:
+            mu = torch.full_like(new["h_min"], self.param_groups[0]["momentum"])
+        alpha = (1.0 - torch.sqrt(mu)) ** 2 / (new["h_min"] + eps)
+        alpha = alpha * min(1.0, (t + 1) / (10.0 * self.curv_win_width))
+        if self.smooth_hyperparams:
+            new["smooth_lr"] = _ema(state["smooth_lr"], alpha, self.beta)
+            new["smooth_momentum"] = _ema(state["smooth_momentum"], mu, self.beta)
+            return new["smooth_lr"], new["smooth_momentum"]
+        return alpha, mu
+
+    # ------------------------------------------------------------------ layout helpers
+    def _offsets(self, params: list[Tensor]) -> list[int]:
+        offsets, total = [], 0
+        for p in params:
+            offsets.append(total)
+            total += p.numel()
+        return offsets
+
+    def _group_slices(self, params: list[Tensor]):
+        start = 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            yield range(start, start + n), group
+            start += n
+
+    def _save_slices(self, state: dict[str, Any], indices: list[int]) -> list[tuple]:
+        """Parameters without a gradient keep their EMA and momentum, as torch.optim.SGD does."""
+        params, offsets = self._params(), self._offsets(self._params())
+        saved = []
+        for i in indices:
+            span = slice(offsets[i], offsets[i] + params[i].numel())
+            saved.append((span, state["grad_avg"][span].clone(), state["momentum_buffer"][span].clone()))
+        return saved
+
+    def _restore_slices(self, state: dict[str, Any], saved: list[tuple]) -> None:
+        for span, grad_avg, buf in saved:
+            state["grad_avg"][span] = grad_avg
+            state["momentum_buffer"][span] = buf
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> dict[str, float]:
+        """Python floats for the step just taken (this may sync; ``step()`` never does)."""
+        state = self._global_state()
+        out = {
+            "lr": state["lr"],
+            "momentum": state["momentum"],
+            "h_max": state["h_max"],
+            "h_min": state["h_min"],
+            "grad_var": state["grad_var"],
+            "dist_to_opt": state["dist_to_opt"],
+            "grad_norm_sq": state["grad_norm_sq"],
+        }
+        values = torch.stack([v.float() for v in out.values()]).tolist()
+        result = dict(zip(out, values))
+        result["step"] = state["step"]
+        result["skipped_steps"] = int(state["skipped_steps"])
+        return result
+
+
+def _ema(avg: Tensor, value: Tensor, beta: float) -> Tensor:
+    return beta * avg + (1.0 - beta) * value
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(f"YellowFin: {message}")
