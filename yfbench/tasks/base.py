@@ -1,0 +1,61 @@
+"""The interface between the trainer and a workload."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What every task builder receives besides its own config."""
+
+    seed: int
+    device: torch.device
+    data_dir: Path
+    cache_dir: Path
+    channels_last: bool = False
+
+
+class Task(ABC):
+    """A workload: model, data, loss, evaluation and learning-rate schedule.
+
+    The batch of iteration ``step`` is a pure function of (seed, step), so a resumed
+    run sees exactly the batches an uninterrupted one would, with no iterator state.
+    Anything carried from one step to the next (an LSTM's hidden state under
+    truncated backprop) is returned by :meth:`state_dict` and checkpointed.
+    """
+
+    model: nn.Module
+    steps_per_epoch: int
+    #: Global-norm gradient clip the task's recipe applies to every optimizer (None: off).
+    grad_clip_norm: float | None = None
+    #: Name of the headline validation metric ("accuracy", "perplexity", "f1", "loss").
+    eval_metric: str = "loss"
+
+    @abstractmethod
+    def train_loss(self, step: int) -> Tensor:
+        """Forward pass on the training batch of iteration ``step`` (0-based); scalar loss."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics, always including ``loss``; leaves the model in train mode."""
+
+    def lr_multiplier(self, epoch: int) -> float:
+        """The recipe's hand-set decay at ``epoch`` (YellowFin receives it as lr_factor)."""
+        return 1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+
+__all__ = ["DictConfig", "Task", "TaskContext"]
