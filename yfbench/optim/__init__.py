@@ -1,4 +1,4 @@
-"""Optimizers: YellowFin (torch-only, usable in any project) and the baseline registry."""
+"""Optimizers: YellowFin (depends on torch only) and the registry of baselines."""
 
 from yfbench.optim.yellowfin import YellowFin, cubic_momentum_root, robust_momentum
 

@@ -1,0 +1,1 @@
+"""Training loop, checkpoint/resume and the run contract."""

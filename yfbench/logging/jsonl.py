@@ -1,0 +1,48 @@
+"""metrics.jsonl: one JSON object per line, flushed per record so a crash loses nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: non-finite floats become strings ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class JsonlSink:
+    """Appends records; :meth:`position`/:meth:`truncate` let a resumed run drop stale lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        self._file.flush()
+
+    def position(self) -> int:
+        """Byte offset after the last record (stored in checkpoints)."""
+        self._file.flush()
+        return self._file.tell()
+
+    def truncate(self, position: int) -> None:
+        """Drop everything logged after ``position`` (records newer than the checkpoint)."""
+        self._file.flush()
+        os.truncate(self.path, position)
+        self._file.seek(position)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
