@@ -91,7 +91,6 @@ class Trainer:
     """Runs one configured training run inside ``run_dir``."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.summary_path = self.run_dir / "summary.json"
@@ -107,6 +106,11 @@ class Trainer:
             if previous.get("status") in FINISHED:
                 print(f"[yfbench] {self.run_dir}: already {previous['status']}, skipping")
                 return previous
+        try:
+            validate(self.cfg)
+        except UserError as error:
+            _write_json_atomic(self.summary_path, {"status": "failed", "steps": 0, "error": str(error)})
+            raise
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             return self._train()

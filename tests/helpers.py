@@ -1,0 +1,42 @@
+"""Shared helpers for tests: compose configs and run the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300):
+    """Run ``python -m yfbench ARGS`` in the repo root; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "yfbench", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def records(run_dir: Path, drop: tuple[str, ...] = ("time_s",)) -> list[dict[str, Any]]:
+    """metrics.jsonl records without wall-clock fields."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,130 @@
+"""End-to-end CLI: run contract, multirun with a divergence, bad input, W&B offline."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.helpers import records, run_cli, summary
+
+QUADRATIC = ["task=noisy_quadratic", "trainer.max_steps=30", "trainer.eval_every=10"]
+
+
+def test_single_run_writes_the_run_contract(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*QUADRATIC, "optimizer=yellowfin", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert config["task"]["name"] == "noisy_quadratic"
+    assert config["optimizer"]["name"] == "yellowfin"
+    rows = records(run_dir, drop=())
+    train = [r for r in rows if r["split"] == "train"]
+    valid = [r for r in rows if r["split"] == "valid"]
+    assert [r["step"] for r in train] == list(range(1, 31))
+    assert [r["step"] for r in valid] == [10, 20, 30]
+    for row in train:
+        assert {"loss", "lr", "momentum", "time_s", "h_min", "h_max"} <= row.keys()
+    result_summary = summary(run_dir)
+    assert result_summary["status"] == "completed"
+    assert result_summary["steps"] == 30
+    assert result_summary["error"] is None
+    assert result_summary["steps_per_s"] > 0 and result_summary["wall_time_s"] > 0
+    assert result_summary["final"]["valid_loss"] == valid[-1]["loss"]
+    assert result_summary["best"]["loss"] == min(r["loss"] for r in valid)
+
+
+def test_log_every_controls_train_records(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*QUADRATIC, "trainer.log_every=7", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr
+    steps = [r["step"] for r in records(run_dir) if r["split"] == "train"]
+    assert steps == [7, 14, 21, 28, 30]
+
+
+def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *QUADRATIC, "optimizer=sgd", "optimizer.lr=0.1,1000", "seed=1,2",
+            f"hydra.sweep.dir={sweep}"]
+    result = run_cli(args)
+    assert result.returncode == 0, result.stderr
+    statuses = {p.parent.name: summary(p.parent)["status"] for p in sweep.rglob("summary.json")}
+    assert statuses == {
+        "lr0.1-seed1": "completed", "lr0.1-seed2": "completed",
+        "lr1000-seed1": "diverged", "lr1000-seed2": "diverged",
+    }
+    diverged = summary(sweep / "sgd" / "lr1000-seed1")
+    assert "non-finite" in diverged["error"] and diverged["steps"] < 30
+
+    before = (sweep / "sgd" / "lr0.1-seed1" / "metrics.jsonl").read_bytes()
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipping") == 4
+    assert (sweep / "sgd" / "lr0.1-seed1" / "metrics.jsonl").read_bytes() == before
+
+
+def _assert_clear_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 20, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_unknown_task_names_the_choices(tmp_path):
+    result = run_cli(["task=no_such_task", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "no_such_task", "noisy_quadratic")
+
+
+def test_unknown_optimizer_names_the_choices(tmp_path):
+    result = run_cli(["optimizer=adamw_typo", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "adamw_typo", "yellowfin")
+
+
+def test_mistyped_key_is_rejected(tmp_path):
+    result = run_cli([*QUADRATIC, "trainer.max_step=5", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "max_step")
+
+
+def test_negative_step_count_is_rejected(tmp_path):
+    result = run_cli(["task=noisy_quadratic", "trainer.max_steps=-3", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "trainer.max_steps", "-3")
+    assert summary(tmp_path)["status"] == "failed"
+
+
+def test_bad_optimizer_value_is_rejected(tmp_path):
+    result = run_cli([*QUADRATIC, "optimizer.momentum=1.5", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "momentum", "1.5")
+
+
+def test_missing_data_directory_names_file_and_fix(tmp_path):
+    result = run_cli(
+        ["task=tinyshakespeare_lstm", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={"YFBENCH_DATA_DIR": str(tmp_path / "nowhere"), "YFBENCH_OFFLINE": "1"},
+    )
+    _assert_clear_error(result, "input.txt", "YFBENCH_DATA_DIR")
+
+
+def test_help_lists_config_groups():
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    for group in ("task:", "optimizer:", "scale:", "trainer:", "logger:"):
+        assert group in result.stdout
+    assert "yellowfin" in result.stdout and "tinyshakespeare_lstm" in result.stdout
+
+
+def test_wandb_offline_run_is_created(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*QUADRATIC, "logger=wandb", f"hydra.run.dir={run_dir}"])
+    assert result.returncode == 0, result.stderr
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline_runs, list(run_dir.rglob("*"))
+    assert any(offline_runs[0].rglob("*.wandb"))
+    assert summary(run_dir)["status"] == "completed"
+
+
+def test_metrics_are_valid_json_lines(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli([*QUADRATIC, f"hydra.run.dir={run_dir}"])
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        assert isinstance(json.loads(line)["step"], int)

@@ -1,0 +1,160 @@
+"""CIFAR-10/100 image classification with the authors' TF ResNet recipe.
+
+Batch of iteration ``step``: epoch ``step // steps_per_epoch`` shuffles the training set
+with a generator seeded by (seed, epoch), the step takes its slice, and the crop/flip
+draws come from a generator seeded by (seed, step); so it is a pure function of
+(seed, step). The whole dataset lives on the task's device as uint8.
+
+The training loss is cross-entropy + weight_decay * sum(w^2) / 2 over conv and linear
+weights (TF's ``l2_loss``), so every optimizer minimises the same regularised objective;
+validation reports plain cross-entropy and accuracy on the test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor
+
+from yfbench.data.cifar import CifarData, load_cifar10, load_cifar100, random_crop_flip, standardize
+from yfbench.errors import UserError
+from yfbench.models.resnet import CifarResNet, units_for_depth
+from yfbench.tasks.base import Task, TaskContext
+
+# Streams of random draws, kept apart so no two ever share a seed.
+_SHUFFLE, _AUGMENT, _SUBSET = 0, 1, 2
+
+
+def _generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by a well-mixed hash of ``key`` (identical on every device)."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def _subset(images: Tensor, labels: Tensor, size: int | None) -> tuple[Tensor, Tensor]:
+    """A fixed random ``size`` examples, the same for every run (the files are class-sorted)."""
+    if size is None or size >= len(labels):
+        return images, labels
+    keep = torch.randperm(len(labels), generator=_generator(_SUBSET))[:size]
+    return images[keep], labels[keep]
+
+
+class CifarTask(Task):
+    eval_metric = "accuracy"
+
+    def __init__(
+        self,
+        data: CifarData,
+        model: CifarResNet,
+        batch_size: int,
+        weight_decay: float,
+        eval_batch_size: int,
+        ctx: TaskContext,
+    ) -> None:
+        self.seed, self.device, self.channels_last = ctx.seed, ctx.device, ctx.channels_last
+        self.data_source = data.source
+        self.train_images = data.train_images.to(ctx.device)
+        self.train_labels = data.train_labels.to(ctx.device)
+        self.test_images = data.test_images.to(ctx.device)
+        self.test_labels = data.test_labels.to(ctx.device)
+        if batch_size < 1 or batch_size > len(self.train_labels):
+            raise UserError(
+                f"task.batch_size={batch_size} must be between 1 and the number of training "
+                f"images ({len(self.train_labels)})"
+            )
+        self.batch_size = batch_size
+        self.steps_per_epoch = len(self.train_labels) // batch_size
+        self.weight_decay = weight_decay
+        self.eval_batch_size = eval_batch_size
+        memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        self.model = model.to(ctx.device, memory_format=memory_format)
+        self._decayed = model.decay_parameters()
+        self._epoch_order: tuple[int, Tensor] | None = None
+
+    def _inputs(self, images: Tensor) -> Tensor:
+        x = standardize(images)
+        return (
+            x.contiguous(memory_format=torch.channels_last)
+            if self.channels_last
+            else x.contiguous()
+        )
+
+    def _order(self, epoch: int) -> Tensor:
+        """The training-set permutation of ``epoch`` (kept for the epoch's steps)."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            order = torch.randperm(
+                len(self.train_labels), generator=_generator(self.seed, _SHUFFLE, epoch)
+            )
+            self._epoch_order = (epoch, order.to(self.device))
+        return self._epoch_order[1]
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """Augmented, standardised inputs and labels of iteration ``step``."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        index = self._order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
+        images = random_crop_flip(self.train_images[index], _generator(self.seed, _AUGMENT, step))
+        return self._inputs(images), self.train_labels[index]
+
+    def train_loss(self, step: int) -> Tensor:
+        inputs, labels = self.batch(step)
+        loss = F.cross_entropy(self.model(inputs), labels)
+        squared = torch.stack([w.pow(2).sum() for w in self._decayed]).sum()
+        return loss + 0.5 * self.weight_decay * squared
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for start in range(0, len(self.test_labels), self.eval_batch_size):
+            labels = self.test_labels[start : start + self.eval_batch_size]
+            logits = self.model(
+                self._inputs(self.test_images[start : start + self.eval_batch_size])
+            )
+            total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(dim=1) == labels).sum()
+        self.model.train()
+        count = len(self.test_labels)
+        return {"loss": total_loss.item() / count, "accuracy": correct.item() / count}
+
+
+def _model(cfg: DictConfig, num_classes: int, seed: int) -> CifarResNet:
+    """The configured ResNet, initialised from ``seed`` without touching the global RNG."""
+    try:
+        units = (
+            cfg.units_per_stage if cfg.depth is None else units_for_depth(cfg.depth, cfg.bottleneck)
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return CifarResNet(
+                num_classes,
+                units,
+                cfg.bottleneck,
+                tuple(cfg.filters),
+                cfg.leakiness,
+                cfg.bn_eps,
+                cfg.bn_momentum,
+            )
+    except ValueError as error:
+        raise UserError(f"bad task.model settings: {error}") from error
+
+
+def _build(cfg: DictConfig, ctx: TaskContext, model: CifarResNet, data: CifarData) -> CifarTask:
+    data = CifarData(
+        *_subset(data.train_images, data.train_labels, cfg.train_subset),
+        *_subset(data.test_images, data.test_labels, cfg.test_subset),
+        data.source,
+    )
+    return CifarTask(data, model, cfg.batch_size, cfg.weight_decay, cfg.eval_batch_size, ctx)
+
+
+def build_cifar10(cfg: DictConfig, ctx: TaskContext) -> CifarTask:
+    model = _model(cfg.model, 10, ctx.seed)  # checks the settings before loading any data
+    return _build(cfg, ctx, model, load_cifar10(ctx.data_dir, ctx.cache_dir, cfg.source))
+
+
+def build_cifar100(cfg: DictConfig, ctx: TaskContext) -> CifarTask:
+    model = _model(cfg.model, 100, ctx.seed)
+    return _build(cfg, ctx, model, load_cifar100(ctx.data_dir, ctx.cache_dir))
