@@ -68,6 +68,11 @@ def fetch(raw: RawFile, root: Path | None = None) -> Path:
 
 
 def _download(raw: RawFile, path: Path) -> None:
+    if raw.url is not None and os.environ.get("YFBENCH_OFFLINE") == "1":
+        raise DataError(
+            f"missing data file {path} (expected sha256 {raw.sha256}) and YFBENCH_OFFLINE=1 "
+            f"forbids downloading it from {raw.url}: unset YFBENCH_OFFLINE, or {OFFLINE_HINT}."
+        )
     if raw.url is None:
         raise DataError(
             f"missing data file {path} (expected sha256 {raw.sha256}); it has no public "

@@ -123,7 +123,7 @@ class YellowFin(Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def _global_state(self) -> dict[str, Any]:
-        """Statistics and flat buffers, created lazily on the parameters' device."""
+        """Statistics (float32 scalars, as the authors' code) and flat float32 buffers on the parameters' device."""
         state = self.state[GLOBAL_STATE_KEY]
         if not state:
             params = self._params()
@@ -151,10 +151,19 @@ class YellowFin(Optimizer):
         for key, value in state.items():
             if isinstance(value, Tensor):
                 state[key] = value.to(device)
+        self._views = None
 
     def set_momentum_correction(self, correction: Tensor | float) -> None:
         """Additive correction to the tuned momentum (closed-loop YellowFin's feedback)."""
         self._global_state()["momentum_correction"].copy_(torch.as_tensor(correction))
+
+    def _flat_views(self, state: dict[str, Any]) -> _FlatViews:
+        """Per-parameter views of the flat buffers, rebuilt only when the buffers change."""
+        views = getattr(self, "_views", None)
+        buf = state["momentum_buffer"]
+        if views is None or views.momentum_buffer is not buf:
+            views = self._views = _FlatViews(self.param_groups, buf)
+        return views
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -168,22 +177,18 @@ class YellowFin(Optimizer):
         if len(missing) == len(params):
             return loss
         state = self._global_state()
+        views = self._flat_views(state)
         t = state["step"]
-        beta, eps = self.beta, self.eps
-        debias = 1.0 - beta ** (t + 1) if self.zero_debias else 1.0
+        eps = self.eps
+        debias = 1.0 - self.beta ** (t + 1) if self.zero_debias else 1.0
 
-        flat_grad = torch.cat(
-            [
-                (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                for p in params
-            ]
-        )
+        flat_grad = views.gather_grads(params)
         if missing:
-            saved = self._save_slices(state, missing)
+            saved = self._save_slices(state, views, missing)
 
         # 1-2: manual clip, then stat-protection clip, folded into one scale.
         raw_norm_sq = torch.dot(flat_grad, flat_grad)
-        scale = torch.ones((), device=flat_grad.device)
+        scale = torch.ones_like(raw_norm_sq)
         if self.clip_norm is not None:
             scale = _clip_factor(torch.sqrt(raw_norm_sq), self.clip_norm)
         h_max_prev = state["h_max"]
@@ -192,10 +197,11 @@ class YellowFin(Optimizer):
             scale = scale * _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
         grad_norm_sq = raw_norm_sq * scale**2
         finite = torch.isfinite(grad_norm_sq)
-        flat_grad = torch.where(finite, flat_grad * scale, 0.0)
+        # A non-finite gradient becomes zeros (0 * inf = nan, then nan -> 0).
+        flat_grad.mul_(torch.where(finite, scale, 0.0).float()).nan_to_num_(0.0, 0.0, 0.0)
 
         # 3-6: statistics.
-        new = self._updated_statistics(state, flat_grad, grad_norm_sq, t, debias)
+        new = self._updated_statistics(state, flat_grad, grad_norm_sq, finite, t, debias)
         # 7: tuned lr and momentum.
         group0 = self.param_groups[0]
         if t == 0:
@@ -203,11 +209,12 @@ class YellowFin(Optimizer):
             mu = torch.full_like(grad_norm_sq, group0["momentum"])
         else:
             alpha, mu = self._tuned_lr_momentum(state, new, t)
-        mu = mu + state["momentum_correction"]
-
+        alpha, mu = alpha.float(), (mu + state["momentum_correction"]).float()
         for key, value in new.items():
             state[key] = torch.where(finite, value, state[key])
-        state["skipped_steps"] += (~finite).long()
+        # The update also needs finite hyperparameters (the cubic can overflow).
+        apply = finite & torch.isfinite(alpha) & torch.isfinite(mu)
+        state["skipped_steps"] += (~apply).long()
 
         # 9: exploding-gradient clip, applied to the update only.
         update_scale = torch.ones_like(grad_norm_sq)
@@ -216,48 +223,57 @@ class YellowFin(Optimizer):
             clip = _clip_factor(torch.sqrt(grad_norm_sq), torch.sqrt(h_max_prev) + eps)
             update_scale = torch.where(exploding, clip, update_scale)
 
-        # 10: v = mu v + g + wd p; p -= lr v.  A non-finite step leaves v and p unchanged.
+        # 10: v = mu v + (g + wd p); p -= lr v.  A skipped step leaves v and p unchanged.
+        flat_grad.mul_(torch.where(apply, update_scale, 0.0).float())
+        decays = [(r, g["weight_decay"]) for r, g in views.groups if g["weight_decay"] != 0.0]
+        for index_range, decay in decays:
+            active = [i for i in index_range if params[i].grad is not None]
+            if active:
+                torch._foreach_add_(
+                    [views.grad_views[i] for i in active], [params[i] for i in active], alpha=decay
+                )
+        if decays:
+            flat_grad.mul_(apply.float())
         buf = state["momentum_buffer"]
-        buf.mul_(torch.where(finite, mu, 1.0))
-        buf.add_(flat_grad * update_scale)
-        active = {i for i, p in enumerate(params) if p.grad is not None}
-        offsets = self._offsets(params)
+        buf.mul_(torch.where(apply, mu, 1.0).float()).add_(flat_grad)
+
         applied_lr = None
-        for group_params, group in self._group_slices(params):
-            idx = [i for i in group_params if i in active]
-            if not idx:
+        for index_range, group in views.groups:
+            active = [i for i in index_range if params[i].grad is not None]
+            if not active:
                 continue
-            views = [buf[offsets[i] : offsets[i] + params[i].numel()].view_as(params[i]) for i in idx]
-            plist = [params[i] for i in idx]
-            if group["weight_decay"] != 0.0:
-                decay = torch.where(finite, group["weight_decay"], 0.0)
-                torch._foreach_add_(views, torch._foreach_mul(plist, decay))
             lr = alpha * group["lr_factor"]
             if self.adaptive_clip:
                 too_big = lr * torch.sqrt(grad_norm_sq) >= self.catastrophic_move_threshold
                 lr = torch.where(
                     too_big, self.catastrophic_move_threshold / torch.sqrt(grad_norm_sq + eps), lr
                 )
-            lr = torch.where(finite, lr, 0.0)
             if applied_lr is None:
                 applied_lr = lr
-            torch._foreach_add_(plist, torch._foreach_mul(views, -lr))
+            # The gradient buffer is free now: reuse it for the step -lr * v.
+            span = views.span(index_range)
+            torch.mul(buf[span], -torch.where(apply, lr, 0.0).float(), out=flat_grad[span])
+            torch._foreach_add_([params[i] for i in active], [views.grad_views[i] for i in active])
         if missing:
             self._restore_slices(state, saved)
-        if applied_lr is not None:
-            state["lr"] = torch.where(finite, applied_lr, state["lr"])
-            state["momentum"] = torch.where(finite, mu, state["momentum"])
+        state["lr"] = torch.where(apply, applied_lr, state["lr"])
+        state["momentum"] = torch.where(apply, mu, state["momentum"])
         state["step"] = t + 1
         return loss
 
     def _updated_statistics(
-        self, state: dict[str, Any], grad: Tensor, grad_norm_sq: Tensor, t: int, debias: float
+        self,
+        state: dict[str, Any],
+        grad: Tensor,
+        grad_norm_sq: Tensor,
+        finite: Tensor,
+        t: int,
+        debias: float,
     ) -> dict[str, Tensor]:
         """Steps 3-6 of the spec: EMAs, curvature range, variance and distance."""
         beta, eps = self.beta, self.eps
-        finite = torch.isfinite(grad_norm_sq)
         # The per-parameter EMA is updated in place; a zero weight on a skipped step keeps it.
-        state["grad_avg"].lerp_(grad, torch.where(finite, 1.0 - beta, 0.0))
+        state["grad_avg"].lerp_(grad, torch.where(finite, 1.0 - beta, 0.0).float())
         window = state["curv_window"]
         window[t % self.curv_win_width] = torch.where(
             finite, grad_norm_sq, window[(t - 1) % self.curv_win_width]
@@ -302,7 +318,10 @@ class YellowFin(Optimizer):
         """Step 7: robust-region momentum, its lr, slow start and optional smoothing."""
         eps = self.eps
         if self.tune_momentum:
-            mu = robust_momentum(new["dist_to_opt"], new["grad_var"], new["h_min"], new["h_max"], eps)
+            # In float64: in float32 the cubic loses all digits once p > ~1e9 and overflows
+            # past ~1e12 (the authors computed it in Python floats).
+            stats = (new[k].double() for k in ("dist_to_opt", "grad_var", "h_min", "h_max"))
+            mu = robust_momentum(*stats, eps).float()
         else:
             mu = torch.full_like(new["h_min"], self.param_groups[0]["momentum"])
         alpha = (1.0 - torch.sqrt(mu)) ** 2 / (new["h_min"] + eps)
@@ -313,31 +332,18 @@ class YellowFin(Optimizer):
             return new["smooth_lr"], new["smooth_momentum"]
         return alpha, mu
 
-    # ------------------------------------------------------------------ layout helpers
-    def _offsets(self, params: list[Tensor]) -> list[int]:
-        offsets, total = [], 0
-        for p in params:
-            offsets.append(total)
-            total += p.numel()
-        return offsets
-
-    def _group_slices(self, params: list[Tensor]):
-        start = 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            yield range(start, start + n), group
-            start += n
-
-    def _save_slices(self, state: dict[str, Any], indices: list[int]) -> list[tuple]:
+    # ------------------------------------------------------------------ no-grad parameters
+    @staticmethod
+    def _save_slices(state: dict[str, Any], views: _FlatViews, indices: list[int]) -> list[tuple]:
         """Parameters without a gradient keep their EMA and momentum, as torch.optim.SGD does."""
-        params, offsets = self._params(), self._offsets(self._params())
         saved = []
         for i in indices:
-            span = slice(offsets[i], offsets[i] + params[i].numel())
+            span = views.span(range(i, i + 1))
             saved.append((span, state["grad_avg"][span].clone(), state["momentum_buffer"][span].clone()))
         return saved
 
-    def _restore_slices(self, state: dict[str, Any], saved: list[tuple]) -> None:
+    @staticmethod
+    def _restore_slices(state: dict[str, Any], saved: list[tuple]) -> None:
         for span, grad_avg, buf in saved:
             state["grad_avg"][span] = grad_avg
             state["momentum_buffer"][span] = buf
@@ -355,11 +361,46 @@ class YellowFin(Optimizer):
             "dist_to_opt": state["dist_to_opt"],
             "grad_norm_sq": state["grad_norm_sq"],
         }
-        values = torch.stack([v.float() for v in out.values()]).tolist()
+        values = torch.stack([v.double() for v in out.values()]).tolist()
         result = dict(zip(out, values))
         result["step"] = state["step"]
         result["skipped_steps"] = int(state["skipped_steps"])
         return result
+
+
+class _FlatViews:
+    """The flat layout of all parameters: offsets, per-group ranges, a gradient workspace."""
+
+    def __init__(self, param_groups: list[dict[str, Any]], momentum_buffer: Tensor) -> None:
+        self.momentum_buffer = momentum_buffer
+        params = [p for group in param_groups for p in group["params"]]
+        self.offsets = [0]
+        for p in params:
+            self.offsets.append(self.offsets[-1] + p.numel())
+        self.groups: list[tuple[range, dict[str, Any]]] = []
+        for group in param_groups:
+            start = len(self.groups) and self.groups[-1][0].stop
+            self.groups.append((range(start, start + len(group["params"])), group))
+        self.workspace = torch.empty_like(momentum_buffer)
+        self.grad_views = [
+            self.workspace[self.offsets[i] : self.offsets[i + 1]].view_as(p)
+            for i, p in enumerate(params)
+        ]
+        self._all_float32 = all(p.dtype == torch.float32 for p in params)
+
+    def span(self, index_range: range) -> slice:
+        return slice(self.offsets[index_range.start], self.offsets[index_range.stop])
+
+    def gather_grads(self, params: list[Tensor]) -> Tensor:
+        """Copy every gradient (zeros where there is none) into the float32 workspace."""
+        grads = [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
+        ]
+        if self._all_float32:
+            torch.cat(grads, out=self.workspace)
+        else:
+            torch._foreach_copy_(self.grad_views, [g.view_as(v) for g, v in zip(grads, self.grad_views)])
+        return self.workspace
 
 
 def _ema(avg: Tensor, value: Tensor, beta: float) -> Tensor:
