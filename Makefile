@@ -38,14 +38,16 @@ bench: venv
 
 figures: venv
 	$(PY) -m yfbench.analysis synthetic --out results/synthetic
-	$(PY) -m yfbench.analysis report --runs results --out results/README.md
+	$(PY) -m yfbench.analysis report --runs results/runs --out results/README.md
 
 # reproduce-<name>: run the task's speedup grid at $(SCALE), then the analysis.
 define reproduce
 reproduce-$(1): venv
-	$(PY) -m yfbench -m +experiment=$(2)_speedup scale=$(SCALE) trainer.checkpoint_every=$(3)
-	$(PY) -m yfbench.analysis speedup runs/$(4)/$(SCALE) --baseline adam --out results/$(4)/$(SCALE)/speedup.csv
-	$(PY) -m yfbench.analysis plot runs/$(4)/$(SCALE) --out results/$(4)/$(SCALE)
+	$(PY) -m yfbench -m +experiment=$(2)_speedup scale=$(SCALE) trainer.checkpoint_every=$(3) \
+		hydra.sweep.dir=results/runs/$(4)/$(SCALE)
+	$(PY) -m yfbench.analysis speedup results/runs/$(4)/$(SCALE) --baseline adam \
+		--out results/$(4)/$(SCALE)/speedup.csv
+	$(PY) -m yfbench.analysis plot results/runs/$(4)/$(SCALE) --out results/$(4)/$(SCALE)
 endef
 $(eval $(call reproduce,cifar,cifar10,500,cifar10_resnet))
 $(eval $(call reproduce,cifar100,cifar100,500,cifar100_resnet))

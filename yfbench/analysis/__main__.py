@@ -88,7 +88,12 @@ def run_report(args: argparse.Namespace) -> None:
     print(f"wrote {write_report(args.runs, args.out, args.window)}")
 
 
-COMMANDS = {"speedup": run_speedup, "plot": run_plot, "synthetic": run_synthetic, "report": run_report}
+COMMANDS = {
+    "speedup": run_speedup,
+    "plot": run_plot,
+    "synthetic": run_synthetic,
+    "report": run_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

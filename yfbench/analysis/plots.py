@@ -20,6 +20,7 @@ PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 DASHES = ["-", "--", "-.", ":"]
 KNOWN = ["yellowfin", "adam", "momentum_sgd", "sgd"]
 VALID_METRICS = ("accuracy", "perplexity", "f1", "loss")
+MAX_POINTS = 2000
 STYLE = {
     "font.size": 11,
     "axes.titlesize": 12,
@@ -72,7 +73,9 @@ def _tuned_points(group: pd.DataFrame, window: int) -> list[GridPoint]:
     for name in sorted({p.optimizer for p in points}):
         point, note = tuned(points, name)
         if point is None:
-            warnings.warn(f"{group['task'].iloc[0]}: no curve plotted for {name}: {note}", stacklevel=2)
+            warnings.warn(
+                f"{group['task'].iloc[0]}: no curve plotted for {name}: {note}", stacklevel=2
+            )
         else:
             chosen.append(point)
     return chosen
@@ -83,10 +86,16 @@ def _label(point: GridPoint) -> str:
     return f"{point.optimizer} (lr={shown})" if shown else point.optimizer
 
 
+def _thin(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every k-th row, so that paper-scale runs (150k steps) give light SVGs."""
+    return frame.iloc[:: max(1, len(frame) // MAX_POINTS)]
+
+
 def _seed_band(series: dict[int, pd.Series]) -> pd.DataFrame:
     """Mean, min and max over seeds, aligned on the x values."""
     table = pd.DataFrame(series).sort_index()
-    return pd.DataFrame({"mean": table.mean(axis=1), "low": table.min(axis=1), "high": table.max(axis=1)})
+    band = {"mean": table.mean(axis=1), "low": table.min(axis=1), "high": table.max(axis=1)}
+    return _thin(pd.DataFrame(band))
 
 
 def _set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
@@ -156,7 +165,7 @@ def plot_yellowfin(group: pd.DataFrame, point: GridPoint, title: str, stem: Path
     train = group[(group["split"] == "train") & group["run_dir"].isin(point.run_dirs.values())]
     fig, axes = plt.subplots(3, 1, figsize=(6.4, 7.2), sharex=True)
     for index, (seed, run) in enumerate(sorted(train.groupby("seed"), key=lambda item: item[0])):
-        run = run.sort_values("step")
+        run = _thin(run.sort_values("step"))
         color = PALETTE[index % len(PALETTE)]
         axes[0].plot(run["step"], run["lr"], color=color, label=f"seed {seed}")
         axes[1].plot(run["step"], run["momentum"], color=color)

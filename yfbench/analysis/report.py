@@ -28,7 +28,7 @@ def paper_numbers(path: Path = PAPER_NUMBERS) -> dict[str, Any]:
 
 
 def our_speedups(frame: pd.DataFrame, window: int | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Speedup rows for every (task, scale) that can be computed, and a problem per one that can't."""
+    """Speedup rows of every (task, scale) that can be computed; a problem line for each other."""
     tables, problems = [], []
     for (task, scale), group in frame.groupby(["task", "scale"], sort=True):
         try:
@@ -59,8 +59,10 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
         "Headline claims of the paper:",
         "",
     ]
-    lines += [f"- {h['claim']}: {h['value']}x ({h['source']}; confidence {h['confidence']})"
-              for h in paper["headline"]]
+    lines += [
+        f"- {h['claim']}: {h['value']}x. Source: {h['source']}; confidence: {h['confidence']}."
+        for h in paper["headline"]
+    ]
     lines += ["", "## Speedup over tuned Adam", ""]
     if not has_runs:
         lines += [f"No runs found under `{runs_dir}` yet; only the paper's numbers are shown.", ""]
@@ -94,7 +96,8 @@ def _comparison_rows(
             paper_value = reported.get(optimizer)
             paper_text = (
                 f"{paper_value['value']}x ({paper_value['confidence']} confidence)"
-                if paper_value else DASH
+                if paper_value
+                else DASH
             )
             scaled = mine[mine["optimizer"] == optimizer] if not mine.empty else mine
             if scaled.empty:
@@ -102,8 +105,17 @@ def _comparison_rows(
                 continue
             for _, row in scaled.iterrows():
                 rows.append([task, optimizer, paper_text] + _our_cells(row, runs, out))
-    headers = ["task", "optimizer", "paper", "scale", "ours", "95% interval", "seeds", "device",
-               "plots"]
+    headers = [
+        "task",
+        "optimizer",
+        "paper",
+        "scale",
+        "ours",
+        "95% interval",
+        "seeds",
+        "device",
+        "plots",
+    ]
     return pd.DataFrame(rows, columns=headers)
 
 
@@ -122,12 +134,30 @@ def _our_cells(row: pd.Series, runs: pd.DataFrame, out: Path) -> list[str]:
 
 def _ours_cells(table: pd.DataFrame) -> pd.DataFrame:
     rows = [
-        [row["task"], row["scale"], row["optimizer"], row["baseline"], row["best_hparams"],
-         row["baseline_hparams"], speedup_text(row), interval_text(row), str(row["seeds"])]
+        [
+            row["task"],
+            row["scale"],
+            row["optimizer"],
+            row["baseline"],
+            row["best_hparams"],
+            row["baseline_hparams"],
+            speedup_text(row),
+            interval_text(row),
+            str(row["seeds"]),
+        ]
         for _, row in table.iterrows()
     ]
-    headers = ["task", "scale", "optimizer", "vs", "hyperparameters", "baseline hyperparameters",
-               "ours", "95% interval", "seeds"]
+    headers = [
+        "task",
+        "scale",
+        "optimizer",
+        "vs",
+        "hyperparameters",
+        "baseline hyperparameters",
+        "ours",
+        "95% interval",
+        "seeds",
+    ]
     return pd.DataFrame(rows, columns=headers)
 
 
@@ -149,14 +179,16 @@ def _run_counts(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (task, scale), group in runs.groupby(["task", "scale"], sort=True):
         counts = group["status"].value_counts()
-        rows.append([
-            task,
-            scale,
-            len(group),
-            ", ".join(f"{status} {n}" for status, n in sorted(counts.items())),
-            group["seed"].nunique(),
-            ", ".join(sorted({str(d) for d in group["device"].dropna()})) or DASH,
-        ])
+        rows.append(
+            [
+                task,
+                scale,
+                len(group),
+                ", ".join(f"{status} {n}" for status, n in sorted(counts.items())),
+                group["seed"].nunique(),
+                ", ".join(sorted({str(d) for d in group["device"].dropna()})) or DASH,
+            ]
+        )
     return pd.DataFrame(rows, columns=["task", "scale", "runs", "status", "seeds", "device"])
 
 
@@ -165,11 +197,19 @@ def _synthetic_section(root: Path) -> list[str]:
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
     lines = ["## Synthetic analysis figures", ""]
     if not pngs:
-        return lines + ["Not generated yet: run `python -m yfbench.analysis synthetic "
-                        f"--out {folder}`.", ""]
+        return lines + [
+            f"Not generated yet: run `python -m yfbench.analysis synthetic --out {folder}`.",
+            "",
+        ]
     lines += [f"- [{p.stem}]({os.path.relpath(p, root)})" for p in pngs]
     summary = folder / "summary.json"
     if summary.is_file():
-        lines += ["", "Key numbers (`synthetic/summary.json`):", "", "```json",
-                  summary.read_text().strip(), "```"]
+        lines += [
+            "",
+            "Key numbers (`synthetic/summary.json`):",
+            "",
+            "```json",
+            summary.read_text().strip(),
+            "```",
+        ]
     return lines + [""]

@@ -47,7 +47,9 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             raise UserError(f"run directory {root} does not exist; pass the folder of your runs")
         if (root / CONFIG_FILE).is_file():
             found.add(root)
-        found.update(p.parent.parent for p in root.rglob("config.yaml") if p.parent.name == ".hydra")
+        found.update(
+            p.parent.parent for p in root.rglob("config.yaml") if p.parent.name == ".hydra"
+        )
     return sorted(found)
 
 
@@ -95,6 +97,7 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     A run that logged nothing (e.g. failed at start-up) still gets one row, with
     ``split``/``step`` missing, so that failed and diverged runs are never dropped.
     """
+    paths = list(paths)
     run_dirs = find_run_dirs(paths)
     if not run_dirs:
         joined = ", ".join(str(p) for p in paths)

@@ -151,7 +151,10 @@ class Comparison:
     def speedups(self) -> np.ndarray:
         """T_baseline / T_method per seed pair; 0 when the method never reaches L*."""
         return np.array(
-            [b / m if m is not None else 0.0 for b, m in zip(self.baseline_steps, self.method_steps)]
+            [
+                b / m if m is not None else 0.0
+                for b, m in zip(self.baseline_steps, self.method_steps, strict=True)
+            ]
         )
 
     @property

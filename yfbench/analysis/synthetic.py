@@ -60,9 +60,7 @@ def plot_spectral_radius(stem: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- figure 2
-def abs_trajectory(
-    lr: float, momentum: float, start: float = 1.0, steps: int = 30
-) -> np.ndarray:
+def abs_trajectory(lr: float, momentum: float, start: float = 1.0, steps: int = 30) -> np.ndarray:
     """|x_t| of heavy-ball (sub)gradient descent on f(x) = |x|, t = 0..steps."""
     x, previous, out = start, start, [abs(start)]
     for _ in range(steps):
@@ -107,12 +105,29 @@ def abs_convergence(target: float = 0.05, start: float = 1.0, steps: int = 30) -
 def plot_abs_convergence(result: AbsResult, stem: Path) -> list[Path]:
     steps = np.arange(result.tuned.size)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(steps, result.tuned, "o-", color=PALETTE[0], markersize=3,
-            label=f"tuned momentum from GCN (μ={result.momentum:.3f}, α={result.lr:.3f})")
-    ax.plot(steps, result.plain, "s--", color=PALETTE[1], markersize=3,
-            label=f"no momentum (α={result.target:g})")
-    ax.plot(steps, result.tuned[0] * math.sqrt(result.momentum) ** steps, ":", color="grey",
-            label="√μ^t (rate inside the robust region)")
+    ax.plot(
+        steps,
+        result.tuned,
+        "o-",
+        color=PALETTE[0],
+        markersize=3,
+        label=f"tuned momentum from GCN (μ={result.momentum:.3f}, α={result.lr:.3f})",
+    )
+    ax.plot(
+        steps,
+        result.plain,
+        "s--",
+        color=PALETTE[1],
+        markersize=3,
+        label=f"no momentum (α={result.target:g})",
+    )
+    ax.plot(
+        steps,
+        result.tuned[0] * math.sqrt(result.momentum) ** steps,
+        ":",
+        color="grey",
+        label="√μ^t (rate inside the robust region)",
+    )
     ax.axhline(result.target, color="black", linewidth=0.8, label=f"target ε = {result.target:g}")
     ax.set_ylim(0.0, result.tuned[0] * 1.05)
     ax.set_xlabel("step")
@@ -176,8 +191,13 @@ def plot_distances(
     """Distance to the optimum vs iteration (log scale, cut at ``floor``)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for index, (label, distance) in enumerate(curves.items()):
-        ax.semilogy(np.arange(1, distance.size + 1), distance, color=PALETTE[index],
-                    linestyle=["-", "--", "-.", ":"][index % 4], label=label)
+        ax.semilogy(
+            np.arange(1, distance.size + 1),
+            distance,
+            color=PALETTE[index],
+            linestyle=["-", "--", "-.", ":"][index % 4],
+            label=label,
+        )
     top = max(float(np.nanmax(d)) for d in curves.values())
     ax.set_ylim(floor, top * 10)
     ax.set_xlabel("iteration")
@@ -243,12 +263,14 @@ def run_all(out_dir: Path) -> list[Path]:
         written += plot_abs_convergence(absolute, out_dir / "abs_convergence")
         quadratic = rotated_quadratic_curves()
         written += plot_distances(
-            quadratic, "1000-d quadratic (κ = 100), pairwise rotations, exact gradients",
+            quadratic,
+            "1000-d quadratic (κ = 100), pairwise rotations, exact gradients",
             out_dir / "rotated_quadratic",
         )
         ablation = momentum_ablation_curves()
         written += plot_distances(
-            ablation, "Momentum adaptivity on the rotated quadratic (κ = 100)",
+            ablation,
+            "Momentum adaptivity on the rotated quadratic (κ = 100)",
             out_dir / "momentum_ablation",
         )
     summary = {
@@ -263,5 +285,5 @@ def run_all(out_dir: Path) -> list[Path]:
         "momentum_ablation_final_distance": {k: float(v[-1]) for k, v in ablation.items()},
     }
     path = out_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return written + [path]

@@ -41,7 +41,7 @@ def _escape(value: object) -> str:
 
 
 def speedup_text(row: pd.Series) -> str:
-    """"1.93x", or "not reached", or the mean with how many seeds reached the target."""
+    """ "1.93x", or "not reached", or the mean with how many seeds reached the target."""
     if row["seeds"] == 0 or _missing(row["speedup"]):
         return DASH
     if row["reached"] == 0:

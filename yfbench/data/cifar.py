@@ -125,22 +125,22 @@ def _unpacked(archive: Path, target: Path) -> Path:
     """``archive`` extracted once into ``target`` (named by its sha256, so a new archive
     gets a fresh copy); a half-finished extraction is never mistaken for a finished one."""
     if not target.exists():
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         shutil.rmtree(partial, ignore_errors=True)
-        os.replace(extract_tar(archive, partial), target)
+        extract_tar(archive, partial)
+        try:
+            os.replace(partial, target)
+        except OSError:  # another run finished the same extraction first
+            shutil.rmtree(partial, ignore_errors=True)
+            if not target.exists():
+                raise
     return target
 
 
 def _load_jpeg(data_dir: Path, cache_dir: Path) -> CifarData:
-    train_images, train_labels = _jpeg_split(CIFAR10_JPEG["train"], data_dir, cache_dir)
-    test_images, test_labels = _jpeg_split(CIFAR10_JPEG["test"], data_dir, cache_dir)
-    return CifarData(
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-        "cifar10_jpeg (lossy JPEG copy)",
-    )
+    train = _jpeg_split(CIFAR10_JPEG["train"], data_dir, cache_dir)
+    test = _jpeg_split(CIFAR10_JPEG["test"], data_dir, cache_dir)
+    return CifarData(*train, *test, "cifar10_jpeg (lossy JPEG copy)")
 
 
 def _jpeg_split(raw: RawFile, data_dir: Path, cache_dir: Path) -> tuple[Tensor, Tensor]:
@@ -152,7 +152,7 @@ def _jpeg_split(raw: RawFile, data_dir: Path, cache_dir: Path) -> tuple[Tensor, 
         return cached["images"], cached["labels"]
     images, labels = _decode_jpeg_archive(archive)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(cache.name + ".partial")
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
     torch.save({"images": images, "labels": labels}, partial)
     os.replace(partial, cache)
     return images, labels

@@ -64,7 +64,9 @@ def encode(tokens: Iterable[str], vocab: dict[str, int], unk: str | None = None)
     for token in tokens:
         index = vocab.get(token, fallback)
         if index is None:
-            raise UserError(f"token {token!r} is not in the vocabulary and no unknown symbol is set")
+            raise UserError(
+                f"token {token!r} is not in the vocabulary and no unknown symbol is set"
+            )
         ids.append(index)
     return torch.tensor(ids, dtype=torch.long)
 

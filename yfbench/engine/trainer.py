@@ -32,7 +32,7 @@ from yfbench.tasks import TaskContext, build_task
 FINISHED = ("completed", "diverged")
 LOWER_IS_BETTER = {"loss", "perplexity", "dist_to_opt"}
 # Keys that may change between a run and its resumption without changing its results.
-NON_SEMANTIC_KEYS = ("trainer.checkpoint_every", "trainer.progress", "logger")
+NON_SEMANTIC_KEYS = ("trainer.checkpoint_every", "trainer.progress", "logger", "analysis")
 
 
 class Diverged(Exception):
@@ -267,7 +267,9 @@ class Trainer:
 
     def _evaluate(self, task, step, wall, progress, sink, wandb) -> None:  # noqa: ANN001
         metrics = task.evaluate()
-        self._emit({"step": step, "split": "valid", **metrics, "time_s": round(wall, 4)}, sink, wandb)
+        epoch = round(step / task.steps_per_epoch, 4)
+        record = {"step": step, "split": "valid", "epoch": epoch, **metrics, "time_s": round(wall, 4)}
+        self._emit(record, sink, wandb)
         best = progress["best"]
         for key, value in metrics.items():
             lower = key in LOWER_IS_BETTER

@@ -59,10 +59,10 @@ class CifarTask(Task):
         self.train_labels = data.train_labels.to(ctx.device)
         self.test_images = data.test_images.to(ctx.device)
         self.test_labels = data.test_labels.to(ctx.device)
-        if batch_size < 1 or batch_size > len(self.train_labels):
+        if not 1 <= batch_size <= len(self.train_labels) or eval_batch_size < 1:
             raise UserError(
                 f"task.batch_size={batch_size} must be between 1 and the number of training "
-                f"images ({len(self.train_labels)})"
+                f"images ({len(self.train_labels)}), task.eval_batch_size={eval_batch_size} >= 1"
             )
         self.batch_size = batch_size
         self.steps_per_epoch = len(self.train_labels) // batch_size
@@ -70,7 +70,6 @@ class CifarTask(Task):
         self.eval_batch_size = eval_batch_size
         memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
         self.model = model.to(ctx.device, memory_format=memory_format)
-        self._decayed = model.decay_parameters()
         self._epoch_order: tuple[int, Tensor] | None = None
 
     def _inputs(self, images: Tensor) -> Tensor:
@@ -100,7 +99,7 @@ class CifarTask(Task):
     def train_loss(self, step: int) -> Tensor:
         inputs, labels = self.batch(step)
         loss = F.cross_entropy(self.model(inputs), labels)
-        squared = torch.stack([w.pow(2).sum() for w in self._decayed]).sum()
+        squared = torch.stack([w.pow(2).sum() for w in self.model.decay_parameters()]).sum()
         return loss + 0.5 * self.weight_decay * squared
 
     @torch.no_grad()

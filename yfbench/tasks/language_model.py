@@ -79,7 +79,9 @@ class LanguageModelTask(Task):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         hidden = state.get("hidden")
-        self.hidden = None if hidden is None else (hidden[0].to(self.device), hidden[1].to(self.device))
+        self.hidden = (
+            None if hidden is None else (hidden[0].to(self.device), hidden[1].to(self.device))
+        )
 
 
 def build_lstm(vocab_size: int, cfg: DictConfig) -> LSTMLanguageModel:

@@ -1,0 +1,169 @@
+"""The text workloads (Tiny Shakespeare, PTB, WSJ parsing LM) on the real offline data."""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from yfbench.data.files import RawFile, fetch
+from yfbench.data.text import PTB_FILES, TINYSHAKESPEARE, BpttBatches, load_ptb, load_tinyshakespeare
+from yfbench.errors import DataError
+from yfbench.tasks import TaskContext, build_task
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ["tinyshakespeare_lstm", "ptb_lstm", "wsj_parse_lstm"]
+
+
+def make_task(name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+        cfg = compose("config", overrides=[f"task={name}", "scale=mini", *overrides])
+    ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
+    return build_task(cfg.task, ctx)
+
+
+def first_batch_loss(task) -> float:
+    """Loss on window 0 from a zero state, without dropout."""
+    task.model.eval()
+    with torch.no_grad():
+        loss = task.train_loss(0).item()
+    task.model.train()
+    return loss
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_a_few_adam_steps_lower_the_loss(name, shared_data, tmp_path):
+    task = make_task(name, shared_data, tmp_path)
+    before = first_batch_loss(task)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=3e-3)
+    for step in range(15):
+        optimizer.zero_grad()
+        loss = task.train_loss(step)
+        loss.backward()
+        optimizer.step()
+        assert math.isfinite(loss.item())
+    assert first_batch_loss(task) < before
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_evaluate_reports_validation_perplexity(name, shared_data, tmp_path):
+    task = make_task(name, shared_data, tmp_path)
+    metrics = task.evaluate()
+    assert task.model.training
+    assert task.eval_metric == "perplexity"
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-5)
+    # An untrained model is close to uniform over its vocabulary.
+    vocab_size = task.model.decoder.out_features
+    assert metrics["perplexity"] == pytest.approx(vocab_size, rel=0.2)
+
+
+def test_bptt_windows_continue_each_row():
+    batches = BpttBatches(torch.arange(23), batch_size=2, unroll=3, device=torch.device("cpu"))
+    # Rows 0..10 and 11..21 (22 dropped); (11 - 1) // 3 = 3 windows.
+    assert len(batches) == 3
+    inputs, targets = batches.window(1)
+    assert inputs.tolist() == [[3, 4, 5], [14, 15, 16]]
+    assert targets.tolist() == [[4, 5, 6], [15, 16, 17]]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_batches_depend_on_the_step_alone(name, shared_data, tmp_path):
+    first = make_task(name, shared_data, tmp_path, seed=1)
+    second = make_task(name, shared_data, tmp_path, seed=7)
+    assert torch.equal(first.train_batches.rows, second.train_batches.rows)
+    # An epoch later the same window comes back, and the hidden state starts from zeros.
+    second.model.load_state_dict(first.model.state_dict())
+    first.model.eval()  # no dropout: both tasks must compute the same function
+    second.model.eval()
+    for step in range(3):
+        first.train_loss(step)
+    epoch = first.steps_per_epoch
+    assert torch.equal(first.train_loss(epoch), second.train_loss(0))
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_hidden_state_round_trips_through_a_checkpoint(name, shared_data, tmp_path):
+    original = make_task(name, shared_data, tmp_path)
+    original.model.eval()  # no dropout: both tasks must compute the same function
+    for step in range(4):
+        original.train_loss(step)
+    buffer = io.BytesIO()
+    torch.save({"model": original.model.state_dict(), "task": original.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+
+    resumed = make_task(name, shared_data, tmp_path, seed=2)
+    resumed.model.load_state_dict(checkpoint["model"])
+    resumed.load_state_dict(checkpoint["task"])
+    resumed.model.eval()
+    assert torch.equal(original.train_loss(4), resumed.train_loss(4))
+    fresh = make_task(name, shared_data, tmp_path, seed=2)
+    fresh.model.load_state_dict(checkpoint["model"])
+    fresh.model.eval()
+    assert not torch.equal(fresh.train_loss(4), resumed.train_loss(4))
+
+
+def test_schedules_and_clipping_follow_the_recipes(shared_data, tmp_path):
+    shakespeare = make_task("tinyshakespeare_lstm", shared_data, tmp_path)
+    assert shakespeare.grad_clip_norm == 5.0
+    assert shakespeare.lr_multiplier(0) == 1.0
+    assert shakespeare.lr_multiplier(3) == pytest.approx(0.97**3)
+    ptb = make_task("ptb_lstm", shared_data, tmp_path)
+    assert ptb.grad_clip_norm is None
+    assert ptb.lr_multiplier(12) == 1.0
+    wsj = make_task("wsj_parse_lstm", shared_data, tmp_path)
+    assert wsj.grad_clip_norm == 20.0
+    assert wsj.lr_multiplier(14) == 1.0
+    assert wsj.lr_multiplier(16) == pytest.approx(0.81)
+
+
+def test_paper_scale_matches_the_paper_iteration_counts(shared_data, tmp_path):
+    # 423 windows per epoch (50 epochs: 21,150) and 2,323 per epoch (13 epochs: 30,199).
+    for name, per_epoch, total in [("tinyshakespeare_lstm", 423, 21150), ("ptb_lstm", 2323, 30199)]:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+            cfg = compose("config", overrides=[f"task={name}", "scale=paper"])
+        ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path)
+        assert build_task(cfg.task, ctx).steps_per_epoch == per_epoch
+        assert cfg.trainer.max_steps == total
+
+
+def test_corpora_match_their_published_counts(shared_data):
+    vocab, ids = load_ptb(shared_data)
+    assert len(vocab) == 10_000
+    assert [len(ids[s]) for s in ("train", "valid", "test")] == [929_589, 73_760, 82_430]
+    chars, split = load_tinyshakespeare(shared_data)
+    assert len(chars) == 65
+    assert len(split["train"]) + len(split["valid"]) == 1_115_394
+    assert len(split["train"]) == int(1_115_394 * 0.95)
+
+
+def test_a_modified_data_file_is_refused(shared_data, tmp_path):
+    copy = tmp_path / TINYSHAKESPEARE.relpath
+    copy.parent.mkdir(parents=True)
+    shutil.copy(shared_data / TINYSHAKESPEARE.relpath, copy)
+    with open(copy, "a", encoding="utf-8") as handle:
+        handle.write("x")
+    with pytest.raises(DataError) as error:
+        load_tinyshakespeare(tmp_path)
+    assert str(copy) in str(error.value)
+    assert TINYSHAKESPEARE.sha256 in str(error.value)
+
+
+def test_a_missing_file_without_network_is_a_data_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as error:
+        load_ptb(tmp_path)
+    assert PTB_FILES["train"].relpath in str(error.value)
+    assert PTB_FILES["train"].sha256 in str(error.value)
+    with pytest.raises(DataError, match="no public download URL"):
+        fetch(RawFile("ptb/none.txt", "0" * 64), tmp_path)

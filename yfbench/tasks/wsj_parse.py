@@ -1,0 +1,79 @@
+"""WSJ constituency parsing as language modeling (Choe & Charniak 2016).
+
+An LSTM LM is trained on linearized trees (see :mod:`yfbench.data.treebank`); validation
+reports its perplexity on the dev trees. Parsing F1 comes from reranking a parser's
+n-best candidates by LM score: :meth:`WsjParseTask.rerank_score`.
+
+Data: the full WSJ from ``task.data.wsj_dir`` (LDC layout; sections 02-21 train, 24 dev),
+or, when it is null, the NLTK 10% sample split by document: wsj_0001-0159 train,
+wsj_0160-0179 dev, wsj_0180-0199 test (held out, unused here).
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+from yfbench.data.text import EOS
+from yfbench.data.treebank import Tree, TreeVocabulary, normalize, read_sample, read_wsj_sections
+from yfbench.parsing import BracketScore, bracket_score, rerank
+from yfbench.tasks.base import TaskContext
+from yfbench.tasks.language_model import LanguageModelTask, build_lstm
+
+# Document index boundaries of the sample's train / dev / test split.
+SAMPLE_TRAIN_END, SAMPLE_DEV_END = 159, 179
+
+
+class WsjParseTask(LanguageModelTask):
+    """The LM task over linearized trees, plus scoring of whole trees for reranking."""
+
+    def __init__(
+        self,
+        vocab: TreeVocabulary,
+        train: list[Tree],
+        dev: list[Tree],
+        cfg: DictConfig,
+        ctx: TaskContext,
+    ) -> None:
+        self.vocab = vocab
+        train_ids, dev_ids = (
+            torch.tensor([i for t in trees for i in vocab.encode(t)]) for trees in (train, dev)
+        )
+        super().__init__(build_lstm(len(vocab), cfg), train_ids, dev_ids, cfg, ctx)
+
+    @torch.no_grad()
+    def log_probs(self, trees: list[Tree]) -> list[float]:
+        """Sum of the LM's token log-probabilities of each tree's linearization.
+
+        Each sentence is scored from a zero state after an ``<eos>``, as it would follow a
+        sentence boundary in training; the score includes the closing ``<eos>``.
+        """
+        eos = self.vocab.ids[EOS]
+        targets = [torch.tensor(self.vocab.encode(normalize(t))) for t in trees]
+        inputs = [torch.cat([torch.tensor([eos]), t[:-1]]) for t in targets]
+        inputs = pad_sequence(inputs, batch_first=True, padding_value=eos).to(self.device)
+        padded = pad_sequence(targets, batch_first=True, padding_value=-100).to(self.device)
+        self.model.eval()
+        logits, _ = self.model(inputs, self.model.init_hidden(len(trees)))
+        self.model.train()
+        nll = F.cross_entropy(logits.transpose(1, 2), padded, ignore_index=-100, reduction="none")
+        return (-nll.sum(dim=1)).tolist()
+
+    def rerank_score(self, gold: list[Tree], nbest: list[list[Tree]]) -> BracketScore:
+        """Bracket scores of the LM's favourite candidate per sentence against ``gold``."""
+        return bracket_score(gold, rerank(nbest, self.log_probs))
+
+
+def build(cfg: DictConfig, ctx: TaskContext) -> WsjParseTask:
+    if cfg.data.wsj_dir is None:
+        documents = read_sample(ctx.data_dir)
+        train = [t for doc in documents[:SAMPLE_TRAIN_END] for t in doc]
+        dev = [t for doc in documents[SAMPLE_TRAIN_END:SAMPLE_DEV_END] for t in doc]
+    else:
+        train = read_wsj_sections(cfg.data.wsj_dir, cfg.data.train_sections)
+        dev = read_wsj_sections(cfg.data.wsj_dir, cfg.data.dev_sections)
+    vocab = TreeVocabulary(train, cfg.data.min_count)
+    torch.manual_seed(ctx.seed)
+    return WsjParseTask(vocab, train, dev, cfg, ctx)
