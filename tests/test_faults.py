@@ -1,0 +1,239 @@
+"""Fault injection: kill -9 and resume, signals, corrupt inputs, NaN gradients, failing W&B."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from tests.helpers import REPO_ROOT, compose_config, records, run_cli, summary
+from yfbench.engine.trainer import Trainer
+from yfbench.errors import UserError
+from yfbench.tasks import TASKS
+from yfbench.tasks.noisy_quadratic import NoisyQuadratic
+from yfbench.tasks.noisy_quadratic import build as build_quadratic
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "yfbench", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and len(path.read_bytes().splitlines()) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never reached {count} lines (exit {process.poll()})")
+
+
+RESUMABLE = [
+    # (task, steps, checkpoint_every, extra overrides)
+    ("noisy_quadratic", 3000, 250, ["task.dim=20000"]),
+    ("tinyshakespeare_lstm", 40, 7, []),
+]
+
+
+@pytest.mark.parametrize(("task", "steps", "every", "extra"), RESUMABLE)
+@pytest.mark.parametrize("kill_seed", [0, 1])
+def test_kill9_then_resume_gives_identical_metrics(tmp_path, task, steps, every, extra, kill_seed):
+    common = [f"task={task}", "optimizer=yellowfin", f"trainer.max_steps={steps}",
+              f"trainer.eval_every={every * 2}", *extra]
+    reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
+    assert run_cli([*common, f"hydra.run.dir={reference_dir}"]).returncode == 0
+
+    args = [*common, f"trainer.checkpoint_every={every}", f"hydra.run.dir={crashed_dir}"]
+    kill_at = random.Random(kill_seed).randint(every + 1, steps - 2)
+    process = _start(args)
+    _wait_for_lines(crashed_dir / "metrics.jsonl", kill_at, process)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (crashed_dir / "summary.json").exists()
+
+    resumed = run_cli(args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert records(crashed_dir) == records(reference_dir)
+    assert summary(crashed_dir)["status"] == "completed"
+
+
+def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
+    common = ["task=noisy_quadratic", "task.dim=20000", "trainer.max_steps=3000",
+              "trainer.eval_every=500"]
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    assert run_cli([*common, f"hydra.run.dir={reference_dir}"]).returncode == 0
+    process = _start([*common, f"hydra.run.dir={run_dir}"])
+    _wait_for_lines(run_dir / "metrics.jsonl", 300, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    interrupted = summary(run_dir)
+    assert interrupted["status"] == "interrupted" and "SIGTERM" in interrupted["error"]
+    assert (run_dir / "checkpoint.pt").exists()
+    assert run_cli([*common, f"hydra.run.dir={run_dir}"]).returncode == 0
+    assert records(run_dir) == records(reference_dir)
+
+
+def test_corrupt_checkpoint_is_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02 definitely not a checkpoint")
+    result = run_cli(["task=noisy_quadratic", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode == 2
+    assert "corrupt" in result.stderr and "checkpoint.pt" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert summary(tmp_path)["status"] == "failed"
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    args = ["task=noisy_quadratic", "trainer.max_steps=10", "trainer.checkpoint_every=5",
+            f"hydra.run.dir={tmp_path}"]
+    assert run_cli(args).returncode == 0
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(checkpoint[: len(checkpoint) // 2])
+    (tmp_path / "summary.json").unlink()
+    result = run_cli(args)
+    assert result.returncode == 2 and "corrupt" in result.stderr
+
+
+def test_incompatible_checkpoint_is_refused(tmp_path):
+    cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=4"])
+    torch.save({"format_version": 1, "model": {"x": torch.zeros(3)}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(UserError, match="does not fit"):
+        Trainer(cfg, tmp_path).run()
+    assert summary(tmp_path)["status"] == "failed"
+
+
+def test_truncated_data_file_is_refused(tmp_path, shared_data):
+    data = tmp_path / "data"
+    shutil.copytree(shared_data / "tinyshakespeare", data / "tinyshakespeare")
+    text = data / "tinyshakespeare" / "input.txt"
+    text.write_bytes(text.read_bytes()[:1000])
+    result = run_cli(
+        ["task=tinyshakespeare_lstm", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
+        env={"YFBENCH_DATA_DIR": str(data)},
+    )
+    assert result.returncode == 2
+    assert "checksum mismatch" in result.stderr and "input.txt" in result.stderr
+    assert "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed" in result.stderr
+
+
+def test_unwritable_output_directory(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        pytest.skip("running as a user that ignores directory permissions")
+    result = run_cli(["task=noisy_quadratic", f"hydra.run.dir={locked / 'run'}"])
+    assert result.returncode != 0
+    assert "run" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ in-process faults
+class _GradientFault(NoisyQuadratic):
+    """The quadratic with its gradient replaced by ``fault_value`` on iteration ``fault_step``."""
+
+    fault_step = 7
+    fault_value = float("nan")
+    _hook = None
+
+    def train_loss(self, step: int) -> torch.Tensor:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if step == self.fault_step:
+            value = self.fault_value
+            self._hook = self.model.x.register_hook(lambda g: torch.full_like(g, value))
+        return super().train_loss(step)
+
+
+def build_gradient_fault(cfg, ctx) -> _GradientFault:  # noqa: ANN001
+    task = build_quadratic(cfg, ctx)
+    task.__class__ = _GradientFault
+    return task
+
+
+@pytest.fixture
+def fault_task(monkeypatch):
+    monkeypatch.setitem(TASKS, "gradient_fault", "tests.test_faults:build_gradient_fault")
+
+    def configure(overrides: list[str]):
+        cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=20", *overrides])
+        with open_dict(cfg):
+            cfg.task.name = "gradient_fault"
+        return cfg
+
+    return configure
+
+
+def _run_in_process(cfg, run_dir: Path) -> dict:  # noqa: ANN001
+    return Trainer(cfg, run_dir).run()
+
+
+def test_nan_gradient_is_skipped_by_yellowfin_and_logged(tmp_path, fault_task):
+    result = _run_in_process(fault_task(["optimizer=yellowfin"]), tmp_path)
+    assert result["status"] == "completed"
+    train = [r for r in records(tmp_path) if r["split"] == "train"]
+    assert [r["skipped_steps"] for r in train[6:9]] == [0, 1, 1]
+    assert all(isinstance(r["loss"], float) for r in train)
+
+
+def test_nan_gradient_diverges_momentum_sgd_with_the_step(tmp_path, fault_task):
+    result = _run_in_process(fault_task(["optimizer=momentum_sgd"]), tmp_path)
+    assert result["status"] == "diverged"
+    assert "step 8" in result["error"] or "step 9" in result["error"]
+
+
+def test_fp16_overflow_is_skipped_before_yellowfin(tmp_path, fault_task):
+    _GradientFault.fault_value = float("inf")
+    try:
+        cfg = fault_task(["optimizer=yellowfin", "trainer.precision=fp16"])
+        result = _run_in_process(cfg, tmp_path / "fp16")
+    finally:
+        _GradientFault.fault_value = float("nan")
+    assert result["status"] == "completed"
+    train = [r for r in records(tmp_path / "fp16") if r["split"] == "train"]
+    # The scaler dropped the overflowing step: YellowFin never saw it, so nothing was skipped
+    # inside YellowFin and its lr/momentum did not move on that iteration.
+    assert all(r["skipped_steps"] == 0 for r in train)
+    assert train[7]["lr"] == train[6]["lr"] and train[7]["grad_norm_sq"] == train[6]["grad_norm_sq"]
+
+
+def test_fp16_scaler_hands_yellowfin_unscaled_gradients(tmp_path):
+    overrides = ["task=noisy_quadratic", "trainer.max_steps=15", "optimizer=yellowfin"]
+    fp32 = Trainer(compose_config(overrides), tmp_path / "fp32").run()
+    fp16 = Trainer(compose_config([*overrides, "trainer.precision=fp16"]), tmp_path / "fp16").run()
+    assert fp32["status"] == fp16["status"] == "completed"
+    a = [r for r in records(tmp_path / "fp32") if r["split"] == "train"]
+    b = [r for r in records(tmp_path / "fp16") if r["split"] == "train"]
+    for x, y in zip(a, b, strict=True):
+        assert y["grad_norm_sq"] == pytest.approx(x["grad_norm_sq"], rel=1e-4)
+
+
+def test_failing_wandb_warns_and_jsonl_survives(tmp_path, monkeypatch):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("simulated W&B outage")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=10", "logger=wandb"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = Trainer(cfg, tmp_path).run()
+    assert result["status"] == "completed"
+    assert any("W&B unavailable" in str(w.message) for w in caught)
+    assert len([r for r in records(tmp_path) if r["split"] == "train"]) == 10
