@@ -246,3 +246,15 @@ def test_depth_setting_overrides_units_and_rejects_bad_depths(
     assert sum(isinstance(m, BasicUnit) for m in task.model.modules()) == 9
     with pytest.raises(UserError, match="6n\\+2"):
         _build(_config("cifar10_resnet", "task.model.depth=21"), shared_data, cache)
+
+
+def test_cifar10_model_has_the_tf_models_parameter_shapes() -> None:
+    """Counted by hand from the TF model: bias-free 3x3 convs, two BNs per unit, final BN, fc."""
+    conv = 3 * 16 * 9  # stem
+    conv += 5 * 2 * 16 * 16 * 9  # stage 1: 16 -> 16
+    conv += 16 * 32 * 9 + 32 * 32 * 9 + 4 * 2 * 32 * 32 * 9  # stage 2: 16 -> 32
+    conv += 32 * 64 * 9 + 64 * 64 * 9 + 4 * 2 * 64 * 64 * 9  # stage 3: 32 -> 64
+    batch_norm = 2 * (5 * 2 * 16 + (16 + 32) + 4 * 2 * 32 + (32 + 64) + 4 * 2 * 64 + 64)
+    linear = 64 * 10 + 10
+    model = CifarResNet(10, 5, bottleneck=False)
+    assert sum(p.numel() for p in model.parameters()) == conv + batch_norm + linear

@@ -14,7 +14,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from yfbench.data.files import RawFile, fetch
-from yfbench.data.text import PTB_FILES, TINYSHAKESPEARE, BpttBatches, load_ptb, load_tinyshakespeare
+from yfbench.data.text import (
+    PTB_FILES,
+    TINYSHAKESPEARE,
+    BpttBatches,
+    load_ptb,
+    load_tinyshakespeare,
+)
 from yfbench.errors import DataError
 from yfbench.tasks import TaskContext, build_task
 
@@ -22,7 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 TASKS = ["tinyshakespeare_lstm", "ptb_lstm", "wsj_parse_lstm"]
 
 
-def make_task(name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()):
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small LSTMs run fastest on one thread, and far slower when cores are contended."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_task(
+    name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()
+):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
         cfg = compose("config", overrides=[f"task={name}", "scale=mini", *overrides])
     ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
@@ -129,7 +146,9 @@ def test_paper_scale_matches_the_paper_iteration_counts(shared_data, tmp_path):
     for name, per_epoch, total in [("tinyshakespeare_lstm", 423, 21150), ("ptb_lstm", 2323, 30199)]:
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
             cfg = compose("config", overrides=[f"task={name}", "scale=paper"])
-        ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path)
+        ctx = TaskContext(
+            seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path
+        )
         assert build_task(cfg.task, ctx).steps_per_epoch == per_epoch
         assert cfg.trainer.max_steps == total
 

@@ -67,10 +67,9 @@ class BasicUnit(_PreActUnit):
         return self.conv2(self._act(self.bn2(self.conv1(x))))
 
     def shortcut(self, x: Tensor) -> Tensor:
-        if self.pad == 0:
-            return x
-        x = F.avg_pool2d(x, self.stride) if self.stride > 1 else x
-        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        if self.stride > 1:
+            x = F.avg_pool2d(x, self.stride)
+        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2)) if self.pad else x
 
 
 class BottleneckUnit(_PreActUnit):
@@ -94,7 +93,7 @@ class BottleneckUnit(_PreActUnit):
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.project = (
             nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
-            if in_channels != out_channels
+            if in_channels != out_channels or stride > 1
             else None
         )
 
