@@ -34,7 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check yfbench tests scripts
 
 bench: venv
-	$(PY) scripts/bench_optimizer.py --out results/bench_optimizer_cpu.md
+	$(PY) scripts/bench_optimizer.py --threads 1 --repeats 30 --out results/bench_optimizer_cpu.md
 
 figures: venv
 	$(PY) -m yfbench.analysis synthetic --out results/synthetic
