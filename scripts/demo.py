@@ -29,14 +29,36 @@ def main() -> None:
     args = parser.parse_args()
     runs, report = args.out / "runs", args.out / "report"
     python = sys.executable
-    _run([
-        python, "-m", "yfbench", "-m", "task=tinyshakespeare_lstm", "scale=mini",
-        f"grid_point={GRID_POINTS}", f"trainer.max_steps={args.steps}",
-        f"trainer.eval_every={max(args.steps // 3, 1)}", f"hydra.sweep.dir={runs}",
-    ])
+    _run(
+        [
+            python,
+            "-m",
+            "yfbench",
+            "-m",
+            "task=tinyshakespeare_lstm",
+            "scale=mini",
+            f"grid_point={GRID_POINTS}",
+            f"trainer.max_steps={args.steps}",
+            f"trainer.eval_every={max(args.steps // 3, 1)}",
+            f"hydra.sweep.dir={runs}",
+        ]
+    )
     window = max(args.steps // 20, 2)
-    _run([python, "-m", "yfbench.analysis", "speedup", str(runs), "--baseline", "adam",
-          "--window", str(window), "--out", str(report / "speedup.csv")])
+    _run(
+        [
+            python,
+            "-m",
+            "yfbench.analysis",
+            "speedup",
+            str(runs),
+            "--baseline",
+            "adam",
+            "--window",
+            str(window),
+            "--out",
+            str(report / "speedup.csv"),
+        ]
+    )
     _run([python, "-m", "yfbench.analysis", "plot", str(runs), "--out", str(report)])
     print(f"\nSpeedup table: {report / 'speedup.md'} (and .csv)")
     for plot in sorted(report.glob("*.png")):

@@ -15,7 +15,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
-    monkeypatch.setenv("YFBENCH_DATA_DIR", os.environ.get("YFBENCH_TEST_DATA_DIR", str(SHARED_DATA)))
+    monkeypatch.setenv(
+        "YFBENCH_DATA_DIR", os.environ.get("YFBENCH_TEST_DATA_DIR", str(SHARED_DATA))
+    )
     monkeypatch.setenv("YFBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

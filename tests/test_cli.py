@@ -44,14 +44,22 @@ def test_log_every_controls_train_records(tmp_path):
 
 def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", *QUADRATIC, "optimizer=sgd", "optimizer.lr=0.1,1000", "seed=1,2",
-            f"hydra.sweep.dir={sweep}"]
+    args = [
+        "-m",
+        *QUADRATIC,
+        "optimizer=sgd",
+        "optimizer.lr=0.1,1000",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+    ]
     result = run_cli(args)
     assert result.returncode == 0, result.stderr
     statuses = {p.parent.name: summary(p.parent)["status"] for p in sweep.rglob("summary.json")}
     assert statuses == {
-        "lr0.1-seed1": "completed", "lr0.1-seed2": "completed",
-        "lr1000-seed1": "diverged", "lr1000-seed2": "diverged",
+        "lr0.1-seed1": "completed",
+        "lr0.1-seed2": "completed",
+        "lr1000-seed1": "diverged",
+        "lr1000-seed2": "diverged",
     }
     diverged = summary(sweep / "sgd" / "lr1000-seed1")
     assert "non-finite" in diverged["error"] and diverged["steps"] < 30

@@ -34,7 +34,9 @@ def _start(args: list[str]) -> subprocess.Popen:
     )
 
 
-def _wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout: float = 240) -> None:
+def _wait_for_lines(
+    path: Path, count: int, process: subprocess.Popen, timeout: float = 240
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if path.exists() and len(path.read_bytes().splitlines()) >= count:
@@ -53,8 +55,13 @@ RESUMABLE = [
 @pytest.mark.parametrize(("task", "steps", "every", "extra"), RESUMABLE)
 @pytest.mark.parametrize("kill_seed", [0, 1])
 def test_kill9_then_resume_gives_identical_metrics(tmp_path, task, steps, every, extra, kill_seed):
-    common = [f"task={task}", "optimizer=yellowfin", f"trainer.max_steps={steps}",
-              f"trainer.eval_every={every * 2}", *extra]
+    common = [
+        f"task={task}",
+        "optimizer=yellowfin",
+        f"trainer.max_steps={steps}",
+        f"trainer.eval_every={every * 2}",
+        *extra,
+    ]
     reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
     assert run_cli([*common, f"hydra.run.dir={reference_dir}"]).returncode == 0
 
@@ -74,8 +81,12 @@ def test_kill9_then_resume_gives_identical_metrics(tmp_path, task, steps, every,
 
 
 def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
-    common = ["task=noisy_quadratic", "task.dim=20000", "trainer.max_steps=3000",
-              "trainer.eval_every=500"]
+    common = [
+        "task=noisy_quadratic",
+        "task.dim=20000",
+        "trainer.max_steps=3000",
+        "trainer.eval_every=500",
+    ]
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     assert run_cli([*common, f"hydra.run.dir={reference_dir}"]).returncode == 0
     process = _start([*common, f"hydra.run.dir={run_dir}"])
@@ -99,8 +110,12 @@ def test_corrupt_checkpoint_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_truncated_checkpoint_is_refused(tmp_path):
-    args = ["task=noisy_quadratic", "trainer.max_steps=10", "trainer.checkpoint_every=5",
-            f"hydra.run.dir={tmp_path}"]
+    args = [
+        "task=noisy_quadratic",
+        "trainer.max_steps=10",
+        "trainer.checkpoint_every=5",
+        f"hydra.run.dir={tmp_path}",
+    ]
     assert run_cli(args).returncode == 0
     checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
     (tmp_path / "checkpoint.pt").write_bytes(checkpoint[: len(checkpoint) // 2])

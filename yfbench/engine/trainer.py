@@ -109,7 +109,9 @@ class Trainer:
         try:
             validate(self.cfg)
         except UserError as error:
-            _write_json_atomic(self.summary_path, {"status": "failed", "steps": 0, "error": str(error)})
+            _write_json_atomic(
+                self.summary_path, {"status": "failed", "steps": 0, "error": str(error)}
+            )
             raise
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -166,8 +168,10 @@ class Trainer:
         summary: dict[str, Any] = {"status": "failed", "steps": 0, "error": None}
         progress = {"step": 0, "wall_time_s": 0.0, "best": {}, "final": {}}
         session_steps = 0
+        data_source = None
         try:
             task = build_task(cfg.task, ctx)
+            data_source = getattr(task, "data_source", None)
             model = task.model.to(device)
             if cfg.trainer.channels_last:
                 model.to(memory_format=torch.channels_last)
@@ -206,7 +210,9 @@ class Trainer:
                     self._save(task, optimizer, scaler, sink, progress)
                 if self._stop_signal:
                     summary["status"] = "interrupted"
-                    summary["error"] = f"stopped by {self._stop_signal} at step {step}; rerun to resume"
+                    summary["error"] = (
+                        f"stopped by {self._stop_signal} at step {step}; rerun to resume"
+                    )
                     break
             else:
                 summary["status"] = "completed"
@@ -232,6 +238,7 @@ class Trainer:
                 task=cfg.task.name,
                 optimizer=cfg.optimizer.name,
                 seed=cfg.seed,
+                data_source=data_source,
             )
             _write_json_atomic(self.summary_path, summary)
             sink.close()
@@ -268,7 +275,13 @@ class Trainer:
     def _evaluate(self, task, step, wall, progress, sink, wandb) -> None:  # noqa: ANN001
         metrics = task.evaluate()
         epoch = round(step / task.steps_per_epoch, 4)
-        record = {"step": step, "split": "valid", "epoch": epoch, **metrics, "time_s": round(wall, 4)}
+        record = {
+            "step": step,
+            "split": "valid",
+            "epoch": epoch,
+            **metrics,
+            "time_s": round(wall, 4),
+        }
         self._emit(record, sink, wandb)
         best = progress["best"]
         for key, value in metrics.items():

@@ -9,7 +9,6 @@ never waits for the host: data-dependent choices use ``torch.where``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -123,7 +122,7 @@ class YellowFin(Optimizer):
         return [p for group in self.param_groups for p in group["params"]]
 
     def _global_state(self) -> dict[str, Any]:
-        """Statistics (float32 scalars, as the authors' code) and flat float32 buffers on the parameters' device."""
+        """Float32 statistics (as in the authors' code) and flat buffers, on the params' device."""
         state = self.state[GLOBAL_STATE_KEY]
         if not state:
             params = self._params()
@@ -299,9 +298,7 @@ class YellowFin(Optimizer):
             h_min = new["log_h_min_avg"] / debias
             h_max = new["log_h_max_avg"] / debias
         grad_avg_sq = torch.dot(state["grad_avg"], state["grad_avg"])
-        grad_var = torch.clamp(
-            new["grad_norm_sq_avg"] / debias - grad_avg_sq / debias**2, min=eps
-        )
+        grad_var = torch.clamp(new["grad_norm_sq_avg"] / debias - grad_avg_sq / debias**2, min=eps)
         dist = new["dist_avg"] / debias
         if self.sparsity_debias:
             density = torch.count_nonzero(grad).float() / grad.numel()
@@ -339,7 +336,9 @@ class YellowFin(Optimizer):
         saved = []
         for i in indices:
             span = views.span(range(i, i + 1))
-            saved.append((span, state["grad_avg"][span].clone(), state["momentum_buffer"][span].clone()))
+            saved.append(
+                (span, state["grad_avg"][span].clone(), state["momentum_buffer"][span].clone())
+            )
         return saved
 
     @staticmethod
@@ -362,7 +361,7 @@ class YellowFin(Optimizer):
             "grad_norm_sq": state["grad_norm_sq"],
         }
         values = torch.stack([v.double() for v in out.values()]).tolist()
-        result = dict(zip(out, values))
+        result = dict(zip(out, values, strict=True))
         result["step"] = state["step"]
         result["skipped_steps"] = int(state["skipped_steps"])
         return result
@@ -399,7 +398,9 @@ class _FlatViews:
         if self._all_float32:
             torch.cat(grads, out=self.workspace)
         else:
-            torch._foreach_copy_(self.grad_views, [g.view_as(v) for g, v in zip(grads, self.grad_views)])
+            torch._foreach_copy_(
+                self.grad_views, [g.view_as(v) for g, v in zip(grads, self.grad_views, strict=True)]
+            )
         return self.workspace
 
 

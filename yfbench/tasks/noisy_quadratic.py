@@ -41,7 +41,8 @@ class NoisyQuadratic(Task):
 
     def train_loss(self, step: int) -> Tensor:
         noise = torch.randn(
-            self.model.x.shape, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            self.model.x.shape,
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + step),
         ).to(self.device)
         return self._exact_loss() + self.noise_std * (noise * self.model.x).sum()
 
