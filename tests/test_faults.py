@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import shutil
@@ -252,3 +253,54 @@ def test_failing_wandb_warns_and_jsonl_survives(tmp_path, monkeypatch):
     assert result["status"] == "completed"
     assert any("W&B unavailable" in str(w.message) for w in caught)
     assert len([r for r in records(tmp_path) if r["split"] == "train"]) == 10
+
+
+class _Crash(Exception):
+    """Stands in for a crash between two checkpoints."""
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [
+        ("cifar10_resnet", ["task.train_subset=512", "task.test_subset=256", "task.batch_size=32"]),
+        ("ptb_lstm", []),
+        ("wsj_parse_lstm", []),  # dropout: the RNG state must be restored exactly
+        ("tinyshakespeare_lstm", []),
+    ],
+)
+def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, extra):
+    overrides = [
+        f"task={task}",
+        "optimizer=yellowfin",
+        "trainer.max_steps=12",
+        "trainer.eval_every=6",
+        "trainer.checkpoint_every=5",
+        *extra,
+    ]
+    cfg = compose_config(overrides)
+    assert Trainer(cfg, tmp_path / "reference").run()["status"] == "completed"
+
+    module_name, builder_name = TASKS[task].split(":")
+    real_builder = getattr(importlib.import_module(module_name), builder_name)
+
+    def crashing_builder(task_cfg, ctx):  # noqa: ANN001
+        built = real_builder(task_cfg, ctx)
+        train_loss = built.train_loss
+
+        def train_loss_or_crash(step: int) -> torch.Tensor:
+            if step == 8:
+                raise _Crash(f"simulated crash at step {step}")
+            return train_loss(step)
+
+        built.train_loss = train_loss_or_crash
+        return built
+
+    module = importlib.import_module(module_name)
+    monkeypatch.setattr(module, builder_name, crashing_builder)
+    with pytest.raises(_Crash):
+        Trainer(cfg, tmp_path / "crashed").run()
+    assert summary(tmp_path / "crashed")["status"] == "failed"
+    monkeypatch.setattr(module, builder_name, real_builder)
+
+    assert Trainer(cfg, tmp_path / "crashed").run()["status"] == "completed"
+    assert records(tmp_path / "crashed") == records(tmp_path / "reference")
