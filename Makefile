@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SCALE ?= mini
+# Seeds of the reproduction grids: empty = the experiment's own (the paper's 3); e.g. SEEDS=1.
+SEEDS ?=
 # Offline copies of the real datasets sit beside the repository; override to use your own.
 export YFBENCH_DATA_DIR ?= $(abspath ../shared/data)
 export WANDB_MODE ?= offline
@@ -44,6 +46,7 @@ figures: venv
 define reproduce
 reproduce-$(1): venv
 	$(PY) -m yfbench -m +experiment=$(2)_speedup scale=$(SCALE) trainer.checkpoint_every=$(3) \
+		$(if $(SEEDS),seed=$(SEEDS)) \
 		hydra.sweep.dir=results/runs/$(4)/$(SCALE)
 	$(PY) -m yfbench.analysis speedup results/runs/$(4)/$(SCALE) --baseline adam \
 		--out results/$(4)/$(SCALE)/speedup.csv
