@@ -75,6 +75,12 @@ def test_matches_authors_trajectory(name: str) -> None:
         opt.step()
         stats = opt.stats()
         for key in STAT_KEYS:
+            if key == "grad_var" and t == 0:
+                # C = S/b - |g_avg|^2/b^2 is exactly 0 at step 0 (then floored at eps, and not
+                # used); float32 rounding leaves a few ulps of S/b either side, so compare it
+                # absolutely at that scale.
+                assert abs(stats[key] - row[key]) <= 1e-6 * stats["grad_norm_sq"], stats[key]
+                continue
             _assert_rel(f"{name} step {t} {key}", stats[key], row[key])
         _assert_params(f"{name} step {t} params", _flat(params), torch.tensor(row["params"]))
 
@@ -463,14 +469,6 @@ def test_non_finite_gradient_skips_the_step(bad: float) -> None:
     assert stats["skipped_steps"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a skipped step still advances the step counter (zero-debias factor, slow start) and "
-        "overwrites the oldest curvature-window slot with a copy of the newest, so the run "
-        "after a NaN differs from the same run without that step"
-    ),
-)
 def test_skipped_step_leaves_no_trace() -> None:
     shapes = [(7,), (3, 4)]
     (params_a, opt_a), (params_b, opt_b) = _make(shapes, lr=0.1), _make(shapes, lr=0.1)

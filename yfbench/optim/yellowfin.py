@@ -9,6 +9,7 @@ never waits for the host: data-dependent choices use ``torch.where``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -129,6 +130,9 @@ class YellowFin(Optimizer):
             device = params[0].device
             numel = sum(p.numel() for p in params)
             state["step"] = 0
+            # Steps whose statistics were applied: the "t" of the spec. Skipped steps do not
+            # count, so a run with a skipped step continues as if that step never happened.
+            state["stat_steps"] = torch.zeros((), dtype=torch.int64, device=device)
             state["skipped_steps"] = torch.zeros((), dtype=torch.int64, device=device)
             state["grad_avg"] = torch.zeros(numel, dtype=torch.float32, device=device)
             state["momentum_buffer"] = torch.zeros(numel, dtype=torch.float32, device=device)
@@ -177,9 +181,9 @@ class YellowFin(Optimizer):
             return loss
         state = self._global_state()
         views = self._flat_views(state)
-        t = state["step"]
+        t = state["stat_steps"].clone()
         eps = self.eps
-        debias = 1.0 - self.beta ** (t + 1) if self.zero_debias else 1.0
+        debias = (1.0 - self.beta ** (t + 1).double()).float() if self.zero_debias else 1.0
 
         flat_grad = views.gather_grads(params)
         if missing:
@@ -191,9 +195,10 @@ class YellowFin(Optimizer):
         if self.clip_norm is not None:
             scale = _clip_factor(torch.sqrt(raw_norm_sq), self.clip_norm)
         h_max_prev = state["h_max"]
-        if self.adaptive_clip and t > 1:
+        if self.adaptive_clip:
             protect = torch.sqrt(self.stat_protect_factor * h_max_prev) + eps
-            scale = scale * _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
+            protected = scale * _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
+            scale = torch.where(t > 1, protected, scale)
         grad_norm_sq = raw_norm_sq * scale**2
         finite = torch.isfinite(grad_norm_sq)
         # A non-finite gradient becomes zeros (0 * inf = nan, then nan -> 0).
@@ -203,22 +208,20 @@ class YellowFin(Optimizer):
         new = self._updated_statistics(state, flat_grad, grad_norm_sq, finite, t, debias)
         # 7: tuned lr and momentum.
         group0 = self.param_groups[0]
-        if t == 0:
-            alpha = torch.full_like(grad_norm_sq, group0["lr"])
-            mu = torch.full_like(grad_norm_sq, group0["momentum"])
-        else:
-            alpha, mu = self._tuned_lr_momentum(state, new, t)
-        alpha, mu = alpha.float(), (mu + state["momentum_correction"]).float()
+        alpha, mu = self._tuned_lr_momentum(state, new, t)
+        alpha = torch.where(t == 0, group0["lr"], alpha.float())
+        mu = torch.where(t == 0, group0["momentum"], mu.float()) + state["momentum_correction"]
         for key, value in new.items():
             state[key] = torch.where(finite, value, state[key])
         # The update also needs finite hyperparameters (the cubic can overflow).
         apply = finite & torch.isfinite(alpha) & torch.isfinite(mu)
         state["skipped_steps"] += (~apply).long()
+        state["stat_steps"] += finite.long()
 
         # 9: exploding-gradient clip, applied to the update only.
         update_scale = torch.ones_like(grad_norm_sq)
-        if self.adaptive_clip and t >= 1:
-            exploding = grad_norm_sq >= h_max_prev
+        if self.adaptive_clip:
+            exploding = (t >= 1) & (grad_norm_sq >= h_max_prev)
             clip = _clip_factor(torch.sqrt(grad_norm_sq), torch.sqrt(h_max_prev) + eps)
             update_scale = torch.where(exploding, clip, update_scale)
 
@@ -257,7 +260,7 @@ class YellowFin(Optimizer):
             self._restore_slices(state, saved)
         state["lr"] = torch.where(apply, applied_lr, state["lr"])
         state["momentum"] = torch.where(apply, mu, state["momentum"])
-        state["step"] = t + 1
+        state["step"] += 1
         return loss
 
     def _updated_statistics(
@@ -266,19 +269,19 @@ class YellowFin(Optimizer):
         grad: Tensor,
         grad_norm_sq: Tensor,
         finite: Tensor,
-        t: int,
-        debias: float,
+        t: Tensor,
+        debias: Tensor,
     ) -> dict[str, Tensor]:
         """Steps 3-6 of the spec: EMAs, curvature range, variance and distance."""
         beta, eps = self.beta, self.eps
         # The per-parameter EMA is updated in place; a zero weight on a skipped step keeps it.
         state["grad_avg"].lerp_(grad, torch.where(finite, 1.0 - beta, 0.0).float())
         window = state["curv_window"]
-        window[t % self.curv_win_width] = torch.where(
-            finite, grad_norm_sq, window[(t - 1) % self.curv_win_width]
-        )
-        filled = window[: min(t + 1, self.curv_win_width)]
-        curv_min, curv_max = filled.min(), filled.max()
+        slot = (t % self.curv_win_width).view(1)
+        window.scatter_(0, slot, torch.where(finite, grad_norm_sq, window.gather(0, slot)))
+        filled = torch.arange(self.curv_win_width, device=window.device) <= t
+        curv_min = torch.where(filled, window, math.inf).min()
+        curv_max = torch.where(filled, window, -math.inf).max()
 
         new: dict[str, Tensor] = {}
         new["grad_norm_sq"] = grad_norm_sq
@@ -310,7 +313,7 @@ class YellowFin(Optimizer):
         return new
 
     def _tuned_lr_momentum(
-        self, state: dict[str, Any], new: dict[str, Tensor], t: int
+        self, state: dict[str, Any], new: dict[str, Tensor], t: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Step 7: robust-region momentum, its lr, slow start and optional smoothing."""
         eps = self.eps
@@ -322,10 +325,16 @@ class YellowFin(Optimizer):
         else:
             mu = torch.full_like(new["h_min"], self.param_groups[0]["momentum"])
         alpha = (1.0 - torch.sqrt(mu)) ** 2 / (new["h_min"] + eps)
-        alpha = alpha * min(1.0, (t + 1) / (10.0 * self.curv_win_width))
+        alpha = alpha * torch.clamp((t + 1) / (10.0 * self.curv_win_width), max=1.0)
         if self.smooth_hyperparams:
-            new["smooth_lr"] = _ema(state["smooth_lr"], alpha, self.beta)
-            new["smooth_momentum"] = _ema(state["smooth_momentum"], mu, self.beta)
+            # Step 0 applies the initial values, so smoothing starts at step 1.
+            tuning = t > 0
+            new["smooth_lr"] = torch.where(
+                tuning, _ema(state["smooth_lr"], alpha, self.beta), state["smooth_lr"]
+            )
+            new["smooth_momentum"] = torch.where(
+                tuning, _ema(state["smooth_momentum"], mu, self.beta), state["smooth_momentum"]
+            )
             return new["smooth_lr"], new["smooth_momentum"]
         return alpha, mu
 
