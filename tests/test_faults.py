@@ -304,3 +304,14 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
 
     assert Trainer(cfg, tmp_path / "crashed").run()["status"] == "completed"
     assert records(tmp_path / "crashed") == records(tmp_path / "reference")
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path):
+    import fcntl
+
+    cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=3"])
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="in use by another yfbench process"):
+            Trainer(cfg, tmp_path).run()
+    assert Trainer(cfg, tmp_path).run()["status"] == "completed"

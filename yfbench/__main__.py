@@ -39,8 +39,8 @@ def main(cfg: DictConfig) -> None:
     print(f"[yfbench] {run_dir}: {status} after {summary['steps']} steps")
     if status == "diverged":
         print(f"[yfbench] {summary['error']}")
-    if not multirun and EXIT_CODES[status]:
-        sys.exit(EXIT_CODES[status])
+    if status == "interrupted" or (not multirun and EXIT_CODES[status]):
+        sys.exit(EXIT_CODES[status])  # a signal stops the whole sweep, not just this run
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ uninterrupted run would have written.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -101,6 +102,17 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train (or resume, or skip a finished run) and return the summary."""
         self._check_run_dir()
+        with open(self.run_dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                raise UserError(
+                    f"{self.run_dir} is in use by another yfbench process; wait for it to "
+                    "finish (or stop it) before running this command again"
+                ) from error
+            return self._run_locked()
+
+    def _run_locked(self) -> dict[str, Any]:
         if self.summary_path.exists():
             previous = json.loads(self.summary_path.read_text())
             if previous.get("status") in FINISHED:
