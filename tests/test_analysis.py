@@ -197,3 +197,22 @@ def test_report_without_runs_still_shows_the_paper(tmp_path: Path):
     assert main(["report", "--runs", str(tmp_path / "none"), "--out", str(out)]) == 0
     text = out.read_text()
     assert "No runs found" in text and "3.28x (high confidence)" in text
+
+
+def test_non_finite_values_written_as_strings_load_as_floats(tmp_path):
+    from yfbench.analysis.runs import load_runs
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "seed: 1\ntask: {name: t}\nscale: {name: mini}\noptimizer: {name: sgd, lr: 0.1}\n"
+        "analysis: {window: 1}\n"
+    )
+    (run / "metrics.jsonl").write_text(
+        '{"step": 1, "split": "train", "loss": 1.0}\n'
+        '{"step": 1, "split": "valid", "loss": 2.0, "perplexity": "inf"}\n'
+        '{"step": 2, "split": "train", "loss": "nan"}\n'
+    )
+    frame = load_runs([tmp_path])
+    assert frame["loss"].dtype == float and frame["perplexity"].dtype == float
+    assert frame["perplexity"].dropna().tolist() == [float("inf")]

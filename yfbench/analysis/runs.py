@@ -20,6 +20,7 @@ from yfbench.errors import DataError, UserError
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+NON_FINITE = ("nan", "inf", "-inf")
 # Status of a run whose summary.json is missing (still running, or killed hard).
 NO_SUMMARY = "incomplete"
 # Prefix of the per-hyperparameter columns (one per key of the config's optimizer node).
@@ -145,6 +146,11 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
         raise DataError(f"cannot parse {path}: {error}") from error
 
 
+def _number(value: Any) -> Any:
+    """metrics.jsonl writes non-finite floats as "nan", "inf" and "-inf" (JSON has none)."""
+    return float(value) if value in NON_FINITE else value
+
+
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Records of metrics.jsonl; a truncated last line (a run killed mid-write) is skipped."""
     path = run_dir / METRICS_FILE
@@ -154,7 +160,7 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            records.append({k: _number(v) for k, v in json.loads(line).items()})
         except json.JSONDecodeError as error:
             if number == len(lines):
                 break
