@@ -136,3 +136,34 @@ def test_metrics_are_valid_json_lines(tmp_path):
     run_cli([*QUADRATIC, f"hydra.run.dir={run_dir}"])
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line)["step"], int)
+
+
+def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*QUADRATIC, "trainer.checkpoint_every=5", f"hydra.run.dir={run_dir}"]
+    assert run_cli(args).returncode == 0
+    times = [r["time_s"] for r in records(run_dir, drop=()) if r["split"] == "train"]
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(steps) < 10 * sorted(steps)[len(steps) // 2] + 0.05
+    assert summary(run_dir)["wall_time_s"] >= times[-1]
+
+
+def test_a_corrected_config_can_reuse_the_run_directory(tmp_path):
+    bad = run_cli(["task=noisy_quadratic", "trainer.max_steps=0", f"hydra.run.dir={tmp_path}"])
+    assert bad.returncode == 2 and summary(tmp_path)["status"] == "failed"
+    good = run_cli(["task=noisy_quadratic", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}"])
+    assert good.returncode == 0, good.stderr
+    assert summary(tmp_path)["status"] == "completed"
+
+
+def test_a_finished_run_is_not_skipped_under_another_config(tmp_path):
+    assert run_cli([*QUADRATIC, f"hydra.run.dir={tmp_path}"]).returncode == 0
+    result = run_cli([*QUADRATIC, "task.noise_std=0.5", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "different config", "task.noise_std")
+    assert summary(tmp_path)["status"] == "completed"
+
+
+def test_bad_device_is_a_clear_error(tmp_path):
+    result = run_cli([*QUADRATIC, "trainer.device=gpu", f"hydra.run.dir={tmp_path}"])
+    _assert_clear_error(result, "trainer.device", "gpu")
+    assert summary(tmp_path)["status"] == "failed"

@@ -184,7 +184,7 @@ def build_gradient_fault(cfg, ctx) -> _GradientFault:  # noqa: ANN001
 
 @pytest.fixture
 def fault_task(monkeypatch):
-    monkeypatch.setitem(TASKS, "gradient_fault", "tests.test_faults:build_gradient_fault")
+    monkeypatch.setitem(TASKS, "gradient_fault", f"{__name__}:build_gradient_fault")
 
     def configure(overrides: list[str]):
         cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=20", *overrides])
@@ -315,3 +315,17 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
         with pytest.raises(UserError, match="in use by another yfbench process"):
             Trainer(cfg, tmp_path).run()
     assert Trainer(cfg, tmp_path).run()["status"] == "completed"
+
+
+def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_task, monkeypatch):
+    monkeypatch.setattr(_GradientFault, "fault_step", None)
+    original = _GradientFault.train_loss
+
+    def always_nan(self, step: int) -> torch.Tensor:
+        self.fault_step = step
+        return original(self, step)
+
+    monkeypatch.setattr(_GradientFault, "train_loss", always_nan)
+    result = Trainer(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path).run()
+    assert result["status"] == "diverged"
+    assert "skipped every step" in result["error"]

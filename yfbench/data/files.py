@@ -7,6 +7,7 @@ downloaded only when missing, and is never written to except by a verified downl
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -78,9 +79,12 @@ def _download(raw: RawFile, path: Path) -> None:
             f"missing data file {path} (expected sha256 {raw.sha256}); it has no public "
             f"download URL: place a copy there, or {OFFLINE_HINT}."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")[1])
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+        os.close(handle)
+        tmp = Path(name)
         with urllib.request.urlopen(raw.url, timeout=60) as response, open(tmp, "wb") as out:
             shutil.copyfileobj(response, out)
         actual = sha256sum(tmp)
@@ -90,14 +94,15 @@ def _download(raw: RawFile, path: Path) -> None:
                 f"the source changed or the transfer was corrupted. Nothing was saved."
             )
         os.replace(tmp, path)
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         raise DataError(
             f"missing data file {path} (sha256 {raw.sha256}) and downloading it from "
             f"{raw.url} failed ({error}). Download it by hand to that path, or "
             f"{OFFLINE_HINT}."
         ) from error
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def extract_tar(archive: Path, target: Path) -> Path:

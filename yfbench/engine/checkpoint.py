@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -14,15 +15,22 @@ from yfbench.errors import UserError
 FORMAT_VERSION = 1
 
 
-def save_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def save_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """A checkpoint is either fully written or not there: a crash never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -43,7 +43,12 @@ class Diverged(Exception):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UserError(
+            f"trainer.device={name!r} is not a device: use auto, cpu, cuda or cuda:N"
+        ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"trainer.device={name} but no CUDA device is available; use cpu or auto")
     return device
@@ -83,9 +88,38 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(_json_safe(payload), indent=2) + "\n"
+    checkpoint.write_atomic(path, text.encode())
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: non-finite floats become "nan"/"inf" strings, as in metrics.jsonl."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class _SkipTracker:
+    """Declares divergence when YellowFin skipped every step for a long stretch."""
+
+    limit = 50
+
+    def __init__(self, step: int) -> None:
+        self.last_step, self.last_skipped, self.consecutive = step, None, 0
+
+    def update(self, step: int, skipped: int) -> None:
+        if self.last_skipped is not None and skipped - self.last_skipped == step - self.last_step:
+            self.consecutive += step - self.last_step
+        else:
+            self.consecutive = 0
+        self.last_step, self.last_skipped = step, skipped
+        if self.consecutive >= self.limit:
+            raise Diverged(
+                f"the optimizer skipped every step from {step - self.consecutive + 1} to {step} "
+                "(non-finite gradients or statistics)"
+            )
 
 
 class Trainer:
@@ -101,7 +135,7 @@ class Trainer:
     # ---------------------------------------------------------------- entry point
     def run(self) -> dict[str, Any]:
         """Train (or resume, or skip a finished run) and return the summary."""
-        self._check_run_dir()
+        self._ensure_writable()
         with open(self.run_dir / ".lock", "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,30 +147,28 @@ class Trainer:
             return self._run_locked()
 
     def _run_locked(self) -> dict[str, Any]:
-        if self.summary_path.exists():
-            previous = json.loads(self.summary_path.read_text())
-            if previous.get("status") in FINISHED:
-                print(f"[yfbench] {self.run_dir}: already {previous['status']}, skipping")
-                return previous
         try:
             validate(self.cfg)
         except UserError as error:
-            _write_json_atomic(
-                self.summary_path, {"status": "failed", "steps": 0, "error": str(error)}
-            )
+            if not self.summary_path.exists():  # never overwrite a finished run's summary
+                failed = {"status": "failed", "steps": 0, "error": str(error)}
+                _write_json_atomic(self.summary_path, failed)
             raise
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            return self._train()
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        previous = json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+        finished = previous.get("status") in FINISHED
+        self._guard_config(protect=finished or self.checkpoint_path.exists())
+        if finished:
+            print(f"[yfbench] {self.run_dir}: already {previous['status']}, skipping")
+            return previous
+        return self._train()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        """First signal: stop after this step, with a checkpoint. A second one: stop now."""
         del frame
         self._stop_signal = signal.Signals(signum).name
+        signal.signal(signum, signal.SIG_DFL)
 
-    def _check_run_dir(self) -> None:
+    def _ensure_writable(self) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             probe = self.run_dir / ".write_test"
@@ -147,9 +179,16 @@ class Trainer:
                 f"cannot write to the run directory {self.run_dir} ({error}); "
                 "pick a writable one with hydra.run.dir=... (or hydra.sweep.dir=... with -m)"
             ) from error
+
+    def _guard_config(self, protect: bool) -> None:
+        """Refuse to continue (or skip as done) a run made with another config.
+
+        ``protect`` is false when the directory holds nothing worth keeping (no checkpoint,
+        no finished run): then the new config simply replaces the old one.
+        """
         snapshot = self.run_dir / "run_config.json"
         current = comparable_config(self.cfg)
-        if snapshot.exists():
+        if protect and snapshot.exists():
             changed = _differences(json.loads(snapshot.read_text()), current)
             if changed:
                 raise UserError(
@@ -164,24 +203,25 @@ class Trainer:
     def _train(self) -> dict[str, Any]:
         cfg = self.cfg
         started = time.perf_counter()
-        device = resolve_device(cfg.trainer.device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        torch.manual_seed(cfg.seed)
-        ctx = TaskContext(
-            seed=cfg.seed,
-            device=device,
-            data_dir=data_dir(),
-            cache_dir=cache_dir(),
-            channels_last=cfg.trainer.channels_last,
-        )
         sink = JsonlSink(self.run_dir / "metrics.jsonl")
         wandb = self._wandb_sink()
         summary: dict[str, Any] = {"status": "failed", "steps": 0, "error": None}
         progress = {"step": 0, "wall_time_s": 0.0, "best": {}, "final": {}}
         session_steps = 0
-        data_source = None
+        data_source = device = None
+        handlers = {}
         try:
+            device = resolve_device(cfg.trainer.device)
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            torch.manual_seed(cfg.seed)
+            ctx = TaskContext(
+                seed=cfg.seed,
+                device=device,
+                data_dir=data_dir(),
+                cache_dir=cache_dir(),
+                channels_last=cfg.trainer.channels_last,
+            )
             task = build_task(cfg.task, ctx)
             data_source = getattr(task, "data_source", None)
             model = task.model.to(device)
@@ -195,8 +235,12 @@ class Trainer:
                 sink.truncate(0)
             step = progress["step"]
             summary["steps"] = step
+            base_wall = progress["wall_time_s"]
             bar = self._progress_bar(step)
             diverged = torch.zeros((), dtype=torch.bool, device=device)
+            skips = _SkipTracker(step)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, self._on_signal)
             while step < cfg.trainer.max_steps:
                 set_lr_multiplier(optimizer, task.lr_multiplier(step // task.steps_per_epoch))
                 loss = self._update(task, optimizer, scaler, step)
@@ -204,20 +248,24 @@ class Trainer:
                 step += 1
                 session_steps += 1
                 summary["steps"] = step
-                wall = progress["wall_time_s"] + time.perf_counter() - started
+                wall = base_wall + time.perf_counter() - started
+                checkpoint_every = cfg.trainer.checkpoint_every
+                saving = self._stop_signal or (checkpoint_every and step % checkpoint_every == 0)
                 if step % cfg.trainer.log_every == 0 or step == cfg.trainer.max_steps:
                     record = self._train_record(step, loss, optimizer, wall)
                     self._emit(record, sink, wandb)
                     progress["final"]["train_loss"] = record["loss"]
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=record["loss"], lr=record["lr"], mu=record["momentum"])
+                    skips.update(step, record.get("skipped_steps", 0))
+                if saving or step % cfg.trainer.log_every == 0 or step == cfg.trainer.max_steps:
+                    # Never checkpoint a diverged state.
                     if bool(diverged) or not _finite_parameters(model):
                         raise Diverged(f"loss or parameters became non-finite by step {step}")
                 eval_every = cfg.trainer.eval_every
                 if (eval_every and step % eval_every == 0) or step == cfg.trainer.max_steps:
                     self._evaluate(task, step, wall, progress, sink, wandb)
-                checkpoint_every = cfg.trainer.checkpoint_every
-                if self._stop_signal or (checkpoint_every and step % checkpoint_every == 0):
+                if saving:
                     progress.update(step=step, wall_time_s=wall)
                     self._save(task, optimizer, scaler, sink, progress)
                 if self._stop_signal:
@@ -238,15 +286,17 @@ class Trainer:
             summary.update(status="failed", error=f"{type(error).__name__}: {error}")
             raise
         finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
             elapsed = time.perf_counter() - started
             summary.update(
-                wall_time_s=progress["wall_time_s"] + elapsed
-                if summary["status"] != "interrupted"
-                else progress["wall_time_s"],
+                wall_time_s=progress["wall_time_s"]
+                if summary["status"] == "interrupted"
+                else progress["wall_time_s"] + elapsed,
                 steps_per_s=session_steps / elapsed if elapsed > 0 else 0.0,
                 final=progress["final"],
                 best=progress["best"],
-                device=_describe(device),
+                device=_describe(device) if device is not None else None,
                 task=cfg.task.name,
                 optimizer=cfg.optimizer.name,
                 seed=cfg.seed,

@@ -40,9 +40,3 @@ class JsonlSink:
 
     def close(self) -> None:
         self._file.close()
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl file."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

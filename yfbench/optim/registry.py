@@ -48,8 +48,9 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: dict[str, Any]) -> Opti
         optimizer = OPTIMIZERS[name](params, cfg)
     except (TypeError, ValueError) as error:
         raise UserError(f"bad optimizer settings for {name!r}: {error}") from error
-    for group in optimizer.param_groups:
-        group.setdefault("base_lr", group["lr"])
+    if not isinstance(optimizer, YellowFin):  # YellowFin's schedule acts on lr_factor
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
     return optimizer
 
 

@@ -22,8 +22,8 @@ _SCALAR_STATS = (
     "grad_norm_sq_avg",  # S: EMA of ||g||^2
     "grad_norm_avg",  # N: EMA of ||g||
     "dist_avg",  # R: EMA of N / (S + eps)
-    "log_h_min_avg",  # EMA of log(min(window) + eps), or of min(window) when linear
-    "log_h_max_avg",
+    "h_min_avg",  # EMA of log(min(window) + eps), or of min(window) when linear
+    "h_max_avg",
     "sparsity_avg",
     "smooth_lr",
     "smooth_momentum",
@@ -291,15 +291,15 @@ class YellowFin(Optimizer):
             state["dist_avg"], new["grad_norm_avg"] / (new["grad_norm_sq_avg"] + eps), beta
         )
         if self.h_log_smooth:
-            new["log_h_min_avg"] = _ema(state["log_h_min_avg"], torch.log(curv_min + eps), beta)
-            new["log_h_max_avg"] = _ema(state["log_h_max_avg"], torch.log(curv_max + eps), beta)
-            h_min = torch.exp(new["log_h_min_avg"] / debias)
-            h_max = torch.exp(new["log_h_max_avg"] / debias)
+            new["h_min_avg"] = _ema(state["h_min_avg"], torch.log(curv_min + eps), beta)
+            new["h_max_avg"] = _ema(state["h_max_avg"], torch.log(curv_max + eps), beta)
+            h_min = torch.exp(new["h_min_avg"] / debias)
+            h_max = torch.exp(new["h_max_avg"] / debias)
         else:
-            new["log_h_min_avg"] = _ema(state["log_h_min_avg"], curv_min, beta)
-            new["log_h_max_avg"] = _ema(state["log_h_max_avg"], curv_max, beta)
-            h_min = new["log_h_min_avg"] / debias
-            h_max = new["log_h_max_avg"] / debias
+            new["h_min_avg"] = _ema(state["h_min_avg"], curv_min, beta)
+            new["h_max_avg"] = _ema(state["h_max_avg"], curv_max, beta)
+            h_min = new["h_min_avg"] / debias
+            h_max = new["h_max_avg"] / debias
         grad_avg_sq = torch.dot(state["grad_avg"], state["grad_avg"])
         grad_var = torch.clamp(new["grad_norm_sq_avg"] / debias - grad_avg_sq / debias**2, min=eps)
         dist = new["dist_avg"] / debias
