@@ -266,6 +266,8 @@ class _Crash(Exception):
         ("ptb_lstm", []),
         ("wsj_parse_lstm", []),  # dropout: the RNG state must be restored exactly
         ("tinyshakespeare_lstm", []),
+        # Simulated asynchrony: the stale-gradient queue and closed-loop state are resumed too.
+        ("noisy_quadratic", ["trainer=async", "optimizer=yellowfin_closed_loop"]),
     ],
 )
 def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, extra):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint
+from yfbench.engine.staleness import StaleGradients
 from yfbench.errors import UserError
 from yfbench.logging import JsonlSink, WandbSink
 from yfbench.optim.registry import build_optimizer, hyperparameters, set_lr_multiplier
@@ -64,6 +65,20 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"trainer.{key} must be an integer >= {minimum}, got {value!r}")
     if trainer.precision not in ("fp32", "bf16", "fp16"):
         raise UserError(f"trainer.precision must be fp32, bf16 or fp16, got {trainer.precision!r}")
+    staleness = trainer.staleness
+    if not isinstance(staleness, int) or staleness < 0:
+        raise UserError(f"trainer.staleness must be an integer >= 0, got {staleness!r}")
+    if staleness and trainer.precision == "fp16":
+        raise UserError(
+            "trainer.staleness > 0 cannot be combined with precision=fp16 (delayed gradients "
+            "would be unscaled with a later loss scale); use bf16 or fp32"
+        )
+    if cfg.optimizer.name == "yellowfin_closed_loop" and cfg.optimizer.staleness != staleness:
+        raise UserError(
+            f"optimizer.staleness={cfg.optimizer.staleness} must equal trainer.staleness="
+            f"{staleness} (closed-loop YellowFin pairs each gradient with the step it was "
+            "computed for); set both, e.g. trainer=async"
+        )
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed!r}")
 
@@ -229,6 +244,7 @@ class Trainer:
                 model.to(memory_format=torch.channels_last)
             optimizer = build_optimizer(model.parameters(), OmegaConf.to_container(cfg.optimizer))
             scaler = torch.amp.GradScaler(device.type, enabled=cfg.trainer.precision == "fp16")
+            self.stale_gradients = StaleGradients(cfg.trainer.staleness)
             if self.checkpoint_path.exists():
                 progress = self._resume(task, optimizer, scaler, sink)
             else:
@@ -320,6 +336,8 @@ class Trainer:
             loss = task.train_loss(step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        # Simulated asynchrony: the update applies the gradient of `staleness` steps ago.
+        self.stale_gradients.swap(task.model.parameters())
         if task.grad_clip_norm is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), task.grad_clip_norm)
@@ -380,6 +398,7 @@ class Trainer:
                 "model": task.model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
+                "stale_gradients": self.stale_gradients.state_dict(),
                 "task": task.state_dict(),
                 "rng": checkpoint.rng_state(),
                 "metrics_position": sink.position(),
@@ -393,6 +412,7 @@ class Trainer:
             task.model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
             scaler.load_state_dict(payload["scaler"])
+            self.stale_gradients.load_state_dict(payload["stale_gradients"])
             task.load_state_dict(payload["task"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise UserError(

@@ -9,6 +9,7 @@ import torch
 from torch.optim import Optimizer
 
 from yfbench.errors import UserError
+from yfbench.optim.closed_loop import ClosedLoopYellowFin
 from yfbench.optim.yellowfin import YellowFin
 
 
@@ -28,8 +29,13 @@ def _yellowfin(params: Iterable[torch.Tensor], cfg: dict[str, Any]) -> Optimizer
     return YellowFin(params, **cfg)
 
 
+def _yellowfin_closed_loop(params: Iterable[torch.Tensor], cfg: dict[str, Any]) -> Optimizer:
+    return ClosedLoopYellowFin(params, **cfg)
+
+
 OPTIMIZERS: dict[str, Callable[[Iterable[torch.Tensor], dict[str, Any]], Optimizer]] = {
     "yellowfin": _yellowfin,
+    "yellowfin_closed_loop": _yellowfin_closed_loop,
     "adam": _adam,
     "momentum_sgd": _momentum_sgd,
     "sgd": _sgd,

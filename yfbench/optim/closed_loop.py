@@ -1,0 +1,139 @@
+"""Closed-loop YellowFin: measure the total momentum of asynchronous training, feed it back.
+
+Asynchrony adds momentum of its own, so the momentum the model actually moves with (the
+"total momentum" mu_T) exceeds the momentum the optimizer applies. The paper measures it
+as the median over coordinates of (x_t - x_{t-1} + alpha g) / (x_{t-1} - x_{t-2}) and
+integrates the error against YellowFin's target: mu <- mu + gamma (mu* - mu_T). See
+"Closed-loop YellowFin" in ../shared/YELLOWFIN.md and section 1.6 of the paper digest.
+
+Which step the gradient is paired with matters. A step's own applied gradient gives back
+exactly the applied momentum, whatever the staleness: the heavy-ball update is an identity
+in it. The measurement sees asynchrony only when the gradient is paired with the step
+taken *from the point where it was computed*, as the authors' prototype sensor did. With
+staleness tau, the gradient received at update t was computed at x_{t-tau-1}, so it is
+paired with the step x_{t-tau} - x_{t-tau-1}: the paper's formula with x read tau updates
+back. The price is a history of tau + 2 parameter snapshots (float32, model-sized each;
+2 when tau = 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from yfbench.optim.yellowfin import YellowFin
+
+# Coordinates whose previous step is below ~100 float32 ulps of the parameter carry only
+# rounding noise in the ratio: they are left out of the median.
+_DEN_REL_TOL = 1e-5
+# Anti-windup: the applied momentum (target + correction) stays where heavy ball is stable.
+_MAX_ABS_MOMENTUM = 0.999
+
+
+def measure_total_momentum(
+    x_new: Tensor, x_mid: Tensor, x_old: Tensor, grad: Tensor, lr: Tensor | float
+) -> Tensor:
+    """median over coordinates of (x_new - x_mid + lr grad) / (x_mid - x_old).
+
+    ``grad`` is the gradient at ``x_mid`` and ``lr`` the lr of the step x_mid -> x_new.
+    Tiny denominators become NaN and are skipped; the result is NaN when none is left.
+    Stays on the device (no host sync).
+    """
+    den = x_mid - x_old
+    ratio = (x_new - x_mid + lr * grad) / den
+    negligible = den.abs() <= _DEN_REL_TOL * x_mid.abs()
+    return torch.nanmedian(ratio.masked_fill_(negligible, math.nan))
+
+
+class ClosedLoopYellowFin(YellowFin):
+    """YellowFin whose momentum is corrected until the measured total momentum meets its target.
+
+    ``staleness`` must equal the delay of the gradients the optimizer receives (the
+    trainer's ``staleness``); ``feedback_gain`` is gamma (0 gives open-loop YellowFin
+    that still measures mu_T). Other arguments are YellowFin's.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        feedback_gain: float = 0.01,
+        staleness: int = 15,
+        **kwargs: Any,
+    ) -> None:
+        if feedback_gain < 0.0:
+            raise ValueError(
+                f"ClosedLoopYellowFin: feedback_gain must be >= 0, got {feedback_gain}"
+            )
+        if not isinstance(staleness, int) or staleness < 0:
+            raise ValueError(f"ClosedLoopYellowFin: staleness must be an int >= 0, got {staleness}")
+        super().__init__(params, **kwargs)
+        self.feedback_gain = feedback_gain
+        self.staleness = staleness
+
+    def _global_state(self) -> dict[str, Any]:
+        state = super()._global_state()
+        if "param_history" not in state:
+            numel = state["momentum_buffer"].numel()
+            device = state["momentum_buffer"].device
+            # x_j sits in row j % (tau + 2); lr_j (the lr of the step to x_j) in j % (tau + 1).
+            history = torch.zeros(self.staleness + 2, numel, dtype=torch.float32, device=device)
+            history[0] = self._flat_params()
+            state["param_history"] = history
+            state["lr_history"] = torch.zeros(self.staleness + 1, device=device)
+            state["total_momentum"] = torch.full((), math.nan, device=device)
+        return state
+
+    def _flat_params(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1).float() for p in self._params()])
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - torch.optim signature
+        state = self._global_state()
+        steps_before = state["step"]
+        loss = super().step(closure)
+        if state["step"] == steps_before:  # no parameter had a gradient
+            return loss
+        total = self._measure(state)
+        target = state["momentum"] - state["momentum_correction"]
+        correction = state["momentum_correction"] + self.feedback_gain * (target - total)
+        bounded = (target + correction).clamp(-_MAX_ABS_MOMENTUM, _MAX_ABS_MOMENTUM) - target
+        state["momentum_correction"] = torch.where(
+            torch.isfinite(total), bounded, state["momentum_correction"]
+        )
+        state["total_momentum"] = total
+        return loss
+
+    def _measure(self, state: dict[str, Any]) -> Tensor:
+        """mu_T of the step x_{n-tau-1} -> x_{n-tau}, paired with the gradient just received."""
+        n, tau = state["step"], self.staleness
+        rows = tau + 2
+        history, lrs = state["param_history"], state["lr_history"]
+        lrs[n % (tau + 1)] = state["lr"]
+        current = self._flat_params()
+        total = torch.full((), math.nan, device=current.device)
+        if n >= tau + 2:  # x_{n-tau-2} exists and the gradient is really tau updates old
+            params = self._params()
+            views = self._flat_views(state)
+            grad = views.gather_grads(params)  # the workspace is free after the step
+            x_mid = history[(n - tau - 1) % rows]
+            for index_range, group in views.groups:
+                if group["weight_decay"] != 0.0:
+                    span = views.span(index_range)
+                    grad[span].add_(x_mid[span], alpha=group["weight_decay"])
+            x_new = current if tau == 0 else history[(n - tau) % rows]
+            total = measure_total_momentum(
+                x_new, x_mid, history[n % rows], grad, lrs[(n - tau) % (tau + 1)]
+            )
+        history[n % rows] = current
+        return total
+
+    def stats(self) -> dict[str, float]:
+        result = super().stats()
+        state = self._global_state()
+        values = torch.stack([state["total_momentum"], state["momentum_correction"]]).tolist()
+        result["total_momentum"], result["momentum_correction"] = values
+        return result
