@@ -175,7 +175,7 @@ def _plot_links(root: Path, task: str, scale: str) -> str:
 
 
 def _run_counts(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per task and scale: how many runs finished in each status, seeds, and devices."""
+    """Per task and scale: runs per status, seeds, devices and data sources (e.g. lossy JPEG)."""
     rows = []
     for (task, scale), group in runs.groupby(["task", "scale"], sort=True):
         counts = group["status"].value_counts()
@@ -187,9 +187,11 @@ def _run_counts(runs: pd.DataFrame) -> pd.DataFrame:
                 ", ".join(f"{status} {n}" for status, n in sorted(counts.items())),
                 group["seed"].nunique(),
                 ", ".join(sorted({str(d) for d in group["device"].dropna()})) or DASH,
+                ", ".join(sorted({str(d) for d in group["data_source"].dropna()})) or DASH,
             ]
         )
-    return pd.DataFrame(rows, columns=["task", "scale", "runs", "status", "seeds", "device"])
+    columns = ["task", "scale", "runs", "status", "seeds", "device", "data"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _synthetic_section(root: Path) -> list[str]:

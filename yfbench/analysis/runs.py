@@ -34,6 +34,7 @@ RUN_COLUMNS = [
     "seed",
     "status",
     "device",
+    "data_source",
     "window",
     "error",
 ]
@@ -85,6 +86,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "seed": config.get("seed"),
         "status": summary.get("status", NO_SUMMARY),
         "device": summary.get("device"),
+        "data_source": summary.get("data_source"),
         "window": (config.get("analysis") or {}).get("window"),
         "error": summary.get("error"),
     }
