@@ -227,22 +227,23 @@ class YellowFin(Optimizer):
 
         # 10: v = mu v + (g + wd p); p -= lr v.  A skipped step leaves v and p unchanged.
         flat_grad.mul_(torch.where(apply, update_scale, 0.0).float())
-        decays = [(r, g["weight_decay"]) for r, g in views.groups if g["weight_decay"] != 0.0]
-        for index_range, decay in decays:
-            active = [i for i in index_range if params[i].grad is not None]
-            if active:
-                torch._foreach_add_(
-                    [views.grad_views[i] for i in active], [params[i] for i in active], alpha=decay
-                )
-        if decays:
+        # Per group: (parameters with a gradient, their views of the workspace).
+        tensors = views.with_grads(params) if missing else views.group_tensors
+        decaying = False
+        for (_, group), (group_params, grad_views) in zip(views.groups, tensors, strict=True):
+            if group["weight_decay"] != 0.0 and group_params:
+                torch._foreach_add_(grad_views, group_params, alpha=group["weight_decay"])
+                decaying = True
+        if decaying:
             flat_grad.mul_(apply.float())
         buf = state["momentum_buffer"]
         buf.mul_(torch.where(apply, mu, 1.0).float()).add_(flat_grad)
 
         applied_lr = None
-        for index_range, group in views.groups:
-            active = [i for i in index_range if params[i].grad is not None]
-            if not active:
+        for (index_range, group), (group_params, grad_views) in zip(
+            views.groups, tensors, strict=True
+        ):
+            if not group_params:
                 continue
             lr = alpha * group["lr_factor"]
             if self.adaptive_clip:
@@ -255,7 +256,7 @@ class YellowFin(Optimizer):
             # The gradient buffer is free now: reuse it for the step -lr * v.
             span = views.span(index_range)
             torch.mul(buf[span], -torch.where(apply, lr, 0.0).float(), out=flat_grad[span])
-            torch._foreach_add_([params[i] for i in active], [views.grad_views[i] for i in active])
+            torch._foreach_add_(group_params, grad_views)
         if missing:
             self._restore_slices(state, saved)
         state["lr"] = torch.where(apply, applied_lr, state["lr"])
@@ -395,6 +396,19 @@ class _FlatViews:
             for i, p in enumerate(params)
         ]
         self._all_float32 = all(p.dtype == torch.float32 for p in params)
+        self.group_tensors = [
+            ([params[i] for i in r], [self.grad_views[i] for i in r]) for r, _ in self.groups
+        ]
+
+    def with_grads(self, params: list[Tensor]) -> list[tuple[list[Tensor], list[Tensor]]]:
+        """Like ``group_tensors``, leaving out parameters that have no gradient this step."""
+        return [
+            (
+                [params[i] for i in r if params[i].grad is not None],
+                [self.grad_views[i] for i in r if params[i].grad is not None],
+            )
+            for r, _ in self.groups
+        ]
 
     def span(self, index_range: range) -> slice:
         return slice(self.offsets[index_range.start], self.offsets[index_range.stop])
