@@ -145,7 +145,7 @@ def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):
     times = [r["time_s"] for r in records(run_dir, drop=()) if r["split"] == "train"]
     steps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(steps) < 10 * sorted(steps)[len(steps) // 2] + 0.05
-    assert summary(run_dir)["wall_time_s"] >= times[-1]
+    assert times[-1] <= summary(run_dir)["wall_time_s"] <= times[-1] + 1.0
 
 
 def test_a_corrected_config_can_reuse_the_run_directory(tmp_path):

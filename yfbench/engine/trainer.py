@@ -223,6 +223,7 @@ class Trainer:
         summary: dict[str, Any] = {"status": "failed", "steps": 0, "error": None}
         progress = {"step": 0, "wall_time_s": 0.0, "best": {}, "final": {}}
         session_steps = 0
+        base_wall = 0.0  # wall time of earlier sessions of this run (resumed runs)
         data_source = device = None
         handlers = {}
         try:
@@ -306,9 +307,7 @@ class Trainer:
                 signal.signal(sig, handler)
             elapsed = time.perf_counter() - started
             summary.update(
-                wall_time_s=progress["wall_time_s"]
-                if summary["status"] == "interrupted"
-                else progress["wall_time_s"] + elapsed,
+                wall_time_s=base_wall + elapsed,
                 steps_per_s=session_steps / elapsed if elapsed > 0 else 0.0,
                 final=progress["final"],
                 best=progress["best"],
