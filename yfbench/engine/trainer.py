@@ -275,9 +275,11 @@ class Trainer:
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=record["loss"], lr=record["lr"], mu=record["momentum"])
                     skips.update(step, record.get("skipped_steps", 0))
-                if saving or step % cfg.trainer.log_every == 0 or step == cfg.trainer.max_steps:
-                    # Never checkpoint a diverged state.
-                    if bool(diverged) or not _finite_parameters(model):
+                last = step == cfg.trainer.max_steps
+                if saving or last or step % cfg.trainer.log_every == 0:
+                    # A non-finite loss shows at the next step; parameters are checked (a pass
+                    # over the model) only before a checkpoint or the end, never saving NaNs.
+                    if bool(diverged) or ((saving or last) and not _finite_parameters(model)):
                         raise Diverged(f"loss or parameters became non-finite by step {step}")
                 eval_every = cfg.trainer.eval_every
                 if (eval_every and step % eval_every == 0) or step == cfg.trainer.max_steps:
