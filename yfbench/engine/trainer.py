@@ -267,31 +267,32 @@ class Trainer:
                 summary["steps"] = step
                 wall = base_wall + time.perf_counter() - started
                 checkpoint_every = cfg.trainer.checkpoint_every
-                saving = self._stop_signal or (checkpoint_every and step % checkpoint_every == 0)
-                if step % cfg.trainer.log_every == 0 or step == cfg.trainer.max_steps:
+                periodic = bool(checkpoint_every) and step % checkpoint_every == 0
+                last = step == cfg.trainer.max_steps
+                if step % cfg.trainer.log_every == 0 or last:
                     record = self._train_record(step, loss, optimizer, wall)
                     self._emit(record, sink, wandb)
                     progress["final"]["train_loss"] = record["loss"]
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=record["loss"], lr=record["lr"], mu=record["momentum"])
                     skips.update(step, record.get("skipped_steps", 0))
-                last = step == cfg.trainer.max_steps
-                if saving or last or step % cfg.trainer.log_every == 0:
-                    # A non-finite loss shows at the next step; parameters are checked (a pass
-                    # over the model) only before a checkpoint or the end, never saving NaNs.
-                    if bool(diverged) or ((saving or last) and not _finite_parameters(model)):
-                        raise Diverged(f"loss or parameters became non-finite by step {step}")
+                    if bool(diverged):
+                        raise Diverged(f"the loss became non-finite by step {step}")
                 eval_every = cfg.trainer.eval_every
-                if (eval_every and step % eval_every == 0) or step == cfg.trainer.max_steps:
+                if (eval_every and step % eval_every == 0) or last:
                     self._evaluate(task, step, wall, progress, sink, wandb)
-                if saving:
+                stop = self._stop_signal  # read once: a signal may arrive at any moment
+                if stop or periodic or last:
+                    # Never checkpoint (or finish with) a diverged state; this is a pass over
+                    # the parameters, so it runs at these points only.
+                    if bool(diverged) or not _finite_parameters(model):
+                        raise Diverged(f"loss or parameters became non-finite by step {step}")
+                if stop or periodic:
                     progress.update(step=step, wall_time_s=wall)
                     self._save(task, optimizer, scaler, sink, progress)
-                if self._stop_signal:
+                if stop:
                     summary["status"] = "interrupted"
-                    summary["error"] = (
-                        f"stopped by {self._stop_signal} at step {step}; rerun to resume"
-                    )
+                    summary["error"] = f"stopped by {stop} at step {step}; rerun to resume"
                     break
             else:
                 summary["status"] = "completed"
