@@ -28,6 +28,7 @@ from yfbench.engine import checkpoint
 from yfbench.engine.staleness import StaleGradients
 from yfbench.errors import UserError
 from yfbench.logging import JsonlSink, WandbSink
+from yfbench.logging.jsonl import json_safe
 from yfbench.optim.registry import build_optimizer, hyperparameters, set_lr_multiplier
 from yfbench.tasks import TaskContext, build_task
 
@@ -103,17 +104,8 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(_json_safe(payload), indent=2) + "\n"
+    text = json.dumps(json_safe(payload), indent=2) + "\n"
     checkpoint.write_atomic(path, text.encode())
-
-
-def _json_safe(value: Any) -> Any:
-    """Strict JSON: non-finite floats become "nan"/"inf" strings, as in metrics.jsonl."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 class _SkipTracker:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: non-finite floats become strings ("nan", "inf")."""
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN/inf: non-finite floats become strings ("nan", "inf"), recursively."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
@@ -24,7 +26,7 @@ class JsonlSink:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def log(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        self._file.write(json.dumps(json_safe(record)) + "\n")
         self._file.flush()
 
     def position(self) -> int:
