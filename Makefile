@@ -2,14 +2,21 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SCALE ?= mini
-# Seeds of the reproduction grids: empty = the experiment's own (the paper's 3); e.g. SEEDS=1.
-SEEDS ?=
+SCALE ?= cpu
+# Reproduction grids. GRID=two-stage: every grid point with seed 1, then the tuned point of
+# each optimizer with SEEDS; GRID=full: every grid point with the experiment's seeds (1,2,3).
+GRID ?= two-stage
+SEEDS ?= 2,3
+# Runs side by side (Hydra's joblib launcher), each with THREADS torch threads: by default
+# the machine's cores shared among the jobs, so jobs x threads <= cores.
+JOBS ?= 1
+THREADS ?= $(shell n=$$(nproc); t=$$((n / $(JOBS))); echo $$(( t > 0 ? t : 1 )))
+LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 # Offline copies of the real datasets sit beside the repository; override to use your own.
 export YFBENCH_DATA_DIR ?= $(abspath ../shared/data)
 export WANDB_MODE ?= offline
 
-.PHONY: venv demo test test-all lint figures bench reproduce-all \
+.PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
         reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean
 
 venv: $(VENV)/.installed
@@ -36,27 +43,41 @@ lint: venv
 	$(VENV)/bin/ruff format --check yfbench tests scripts
 
 bench: venv
-	$(PY) scripts/bench_optimizer.py --threads 1 --repeats 30 --out results/bench_optimizer_cpu.md
+	$(PY) scripts/bench_optimizer.py --threads 1 --repeats 30 --out results/perf/optimizer_cpu.md
+
+bench-training: venv
+	$(PY) scripts/bench_training.py --out results/perf/cpu.md
 
 figures: venv
 	$(PY) -m yfbench.analysis synthetic --out results/synthetic
 	$(PY) -m yfbench.analysis report --runs results/runs --out results/README.md
 
-# reproduce-<name>: run the task's speedup grid at $(SCALE), then the analysis.
+# reproduce-<name>: the task's speedup grid at $(SCALE) into results/runs/<task>/<scale>,
+# then its tables, speedup curve, seed check and plots under results/<task>/<scale>.
+SWEEP = $(PY) -m yfbench -m experiment=$(1)_speedup scale=$(SCALE) \
+	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
+	hydra.sweep.dir=results/runs/$(2)/$(SCALE)
 define reproduce
 reproduce-$(1): venv
-	$(PY) -m yfbench -m +experiment=$(2)_speedup scale=$(SCALE) trainer.checkpoint_every=$(3) \
-		$(if $(SEEDS),seed=$(SEEDS)) \
-		hydra.sweep.dir=results/runs/$(4)/$(SCALE)
-	$(PY) -m yfbench.analysis speedup results/runs/$(4)/$(SCALE) --baseline adam \
-		--out results/$(4)/$(SCALE)/speedup.csv
-	$(PY) -m yfbench.analysis plot results/runs/$(4)/$(SCALE) --out results/$(4)/$(SCALE)
+ifeq ($(GRID),full)
+	$(call SWEEP,$(2),$(3))
+else
+	$(call SWEEP,$(2),$(3)) seed=1
+	$(call SWEEP,$(2),$(3)) seed=$(SEEDS) \
+		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/runs/$(3)/$(SCALE))
+endif
+	$(PY) scripts/compress_runs.py results/runs/$(3)/$(SCALE)
+	$(PY) -m yfbench.analysis speedup results/runs/$(3)/$(SCALE) --baseline adam \
+		--out results/$(3)/$(SCALE)/speedup.csv
+	$(PY) -m yfbench.analysis seeds results/runs/$(3)/$(SCALE) \
+		--out results/$(3)/$(SCALE)/seeds.csv
+	$(PY) -m yfbench.analysis plot results/runs/$(3)/$(SCALE) --out results/$(3)/$(SCALE)
 endef
-$(eval $(call reproduce,cifar,cifar10,500,cifar10_resnet))
-$(eval $(call reproduce,cifar100,cifar100,500,cifar100_resnet))
-$(eval $(call reproduce,ptb,ptb,500,ptb_lstm))
-$(eval $(call reproduce,tinyshakespeare,tinyshakespeare,500,tinyshakespeare_lstm))
-$(eval $(call reproduce,wsj,wsj,500,wsj_parse_lstm))
+$(eval $(call reproduce,cifar,cifar10,cifar10_resnet))
+$(eval $(call reproduce,cifar100,cifar100,cifar100_resnet))
+$(eval $(call reproduce,ptb,ptb,ptb_lstm))
+$(eval $(call reproduce,tinyshakespeare,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call reproduce,wsj,wsj,wsj_parse_lstm))
 
 reproduce-all: reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj
 

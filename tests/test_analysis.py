@@ -1,4 +1,4 @@
-"""yfbench.analysis on fake run directories written to the run contract (DESIGN.md)."""
+"""yfbench.analysis end to end on fake run directories: CLI files, plots and the report."""
 
 import json
 import math
@@ -8,63 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from matplotlib.image import imread
-from omegaconf import OmegaConf
 
+from tests.test_analysis_records import write_run
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.plots import plot_runs
-from yfbench.analysis.report import write_report
+from yfbench.analysis.report import grid_protocol, write_report
 from yfbench.analysis.runs import load_runs, runs_table
-from yfbench.errors import DataError
 
 STEPS = 40
-WINDOW = 5
-
-
-def write_run(
-    root: Path,
-    optimizer: dict,
-    seed: int,
-    losses: list[float],
-    status: str | None = "completed",
-    task: str = "toy_task",
-    yellowfin_stats: bool = False,
-) -> Path:
-    """A run directory as the trainer writes it: config, metrics.jsonl, summary.json."""
-    run_dir = root / task / "mini" / optimizer["name"] / f"lr{optimizer['lr']}-seed{seed}"
-    (run_dir / ".hydra").mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "task": {"name": task, "dim": 3},
-        "optimizer": optimizer,
-        "scale": {"name": "mini"},
-        "trainer": {"max_steps": len(losses), "log_every": 1},
-        "analysis": {"window": WINDOW},
-    }
-    OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
-    lines = []
-    for step, loss in enumerate(losses, start=1):
-        record = {"step": step, "split": "train", "loss": loss, "lr": 0.1, "momentum": 0.5}
-        if yellowfin_stats:
-            record.update(h_min=0.5 / step, h_max=2.0, grad_var=0.1, dist_to_opt=1.0)
-        lines.append(json.dumps(record))
-        if step % 10 == 0:
-            lines.append(
-                json.dumps({"step": step, "split": "valid", "loss": loss, "accuracy": 0.5})
-            )
-    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
-    if status is not None:
-        summary = {
-            "status": status,
-            "steps": len(losses),
-            "wall_time_s": 1.0,
-            "steps_per_s": 40.0,
-            "final": {},
-            "best": {},
-            "device": "cpu",
-            "error": "boom" if status == "failed" else None,
-        }
-        (run_dir / "summary.json").write_text(json.dumps(summary))
-    return run_dir
 
 
 def decaying(rate: float, offset: float = 0.0) -> list[float]:
@@ -78,7 +29,7 @@ def runs(tmp_path: Path) -> Path:
     for seed in (1, 2):
         write_run(root, {"name": "adam", "lr": 0.001}, seed, decaying(0.05))
         write_run(root, {"name": "yellowfin", "lr": 1.0}, seed, decaying(0.2), yellowfin_stats=True)
-    write_run(root, {"name": "adam", "lr": 0.01}, 1, decaying(0.02))
+    write_run(root, {"name": "adam", "lr": 0.01}, 1, decaying(0.02), packed=True)
     write_run(root, {"name": "momentum_sgd", "lr": 0.1, "momentum": 0.9}, 1, decaying(0.1))
     write_run(
         root,
@@ -91,64 +42,33 @@ def runs(tmp_path: Path) -> Path:
     return root
 
 
-def test_loader_keeps_completed_diverged_and_failed_runs(runs: Path):
-    frame = load_runs([runs])
-    table = runs_table(frame).set_index(["optimizer", "hparams", "seed"])
-    assert len(table) == 8
-    assert table.loc[("adam", "lr=1", 1), "status"] == "failed"
-    assert table.loc[("adam", "lr=1", 1), "error"] == "boom"
-    assert table.loc[("momentum_sgd", "lr=1, momentum=0.9", 1), "status"] == "diverged"
-    # The failed run logged nothing but still has one row, with no split.
-    failed = frame[frame["status"] == "failed"]
-    assert len(failed) == 1 and pd.isna(failed["split"]).all()
-    diverged = frame[(frame["status"] == "diverged") & (frame["split"] == "train")]
-    assert len(diverged) == 23 and diverged["loss"].isna().sum() == 3
-    yf = frame[(frame["optimizer"] == "yellowfin") & (frame["split"] == "valid")]
-    assert len(yf) == 2 * 4 and (yf["accuracy"] == 0.5).all()
-    assert set(frame["window"]) == {WINDOW} and set(frame["task"]) == {"toy_task"}
-    assert frame.loc[frame["optimizer"] == "momentum_sgd", "opt.momentum"].eq(0.9).all()
-
-
-def test_loader_marks_runs_without_summary_and_skips_truncated_last_line(tmp_path: Path):
-    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0], status=None)
-    with open(run / "metrics.jsonl", "a") as handle:
-        handle.write('{"step": 3, "split": "tr')
-    frame = load_runs([tmp_path])
-    assert frame["status"].unique().tolist() == ["incomplete"]
-    assert frame["step"].tolist() == [1, 2]
-
-
-def test_loader_rejects_corrupt_lines_in_the_middle(tmp_path: Path):
-    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0])
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    (run / "metrics.jsonl").write_text("\n".join(["{oops", *lines]) + "\n")
-    with pytest.raises(DataError, match="metrics.jsonl:1"):
-        load_runs([tmp_path])
-
-
-def test_speedup_cli_writes_csv_and_markdown(runs: Path, tmp_path: Path, capsys):
+def test_speedup_cli_writes_summary_seed_and_curve_csv_and_markdown(
+    runs: Path, tmp_path: Path, capsys
+):
     out = tmp_path / "table" / "speedup.csv"
-    assert main(["speedup", str(runs), "--baseline", "adam", "--out", str(out)]) == 0
+    assert main(["speedup", str(runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(out).set_index(["optimizer", "baseline"])
     # Adam lr=0.001 decays as exp(-0.05 t), below lr=0.01's exp(-0.02 t): it is tuned;
     # the failed lr=1 run has no curve and cannot be.
-    assert table.loc[("yellowfin", "adam"), "baseline_hparams"] == "lr=0.001"
+    yf = table.loc[("yellowfin", "adam")]
+    assert yf["baseline_hparams"] == "lr=0.001" and yf["setting"] == "default"
     assert table.loc[("momentum_sgd", "adam"), "best_hparams"] == "lr=0.1"
     assert table.loc[("momentum_sgd", "adam"), "diverged"] == 1
     assert ("yellowfin", "momentum_sgd") in table.index
-    assert table.loc[("yellowfin", "adam"), "seeds"] == 2
-    # Adam's smoothed loss is lowest at the last step (40); YellowFin's window mean
-    # of exp(-0.2 t) falls below Adam's much earlier, so the speedup exceeds 1.
-    assert table.loc[("yellowfin", "adam"), "T_baseline"] == STEPS
-    assert table.loc[("yellowfin", "adam"), "speedup"] > 1
-    assert printed.startswith("| task | scale | optimizer | vs |")
-    assert out.with_suffix(".md").read_text().startswith("| task |")
-
-
-def test_speedup_cli_reports_user_errors(tmp_path: Path, capsys):
-    assert main(["speedup", str(tmp_path / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    # Adam's smoothed loss is lowest at the last step (40); YellowFin's falls below it
+    # much earlier, in both seeds and both conventions.
+    assert yf["T_baseline"] == STEPS and yf["seeds"] == 2
+    assert yf["reached_paper"] == 2 and yf["speedup_paper"] > yf["speedup_tt"] > 1
+    seeds = pd.read_csv(tmp_path / "table" / "speedup_seeds.csv")
+    assert {"T_baseline", "T_method_paper", "T_method_tt", "speedup_paper", "speedup_tt"} <= set(
+        seeds
+    )
+    assert len(seeds[(seeds["optimizer"] == "yellowfin") & (seeds["baseline"] == "adam")]) == 2
+    curve = pd.read_csv(tmp_path / "table" / "speedup_curve.csv")
+    assert sorted(curve["fraction"].unique()) == [0.25, 0.5, 0.75, 1.0]
+    assert printed.startswith("| task | scale | setting | window | optimizer | vs |")
+    assert "Speedup curve" in (tmp_path / "table" / "speedup.md").read_text()
 
 
 def _check_png_and_svg(paths: list[Path]) -> None:
@@ -160,36 +80,57 @@ def _check_png_and_svg(paths: list[Path]) -> None:
             assert ET.parse(path).getroot().tag.endswith("svg")
 
 
-def test_plots_write_readable_png_and_svg(runs: Path, tmp_path: Path):
-    out = tmp_path / "figures"
-    paths = plot_runs(load_runs([runs]), out)
+def test_plots_write_readable_png_and_svg_including_the_speedup_curve(runs: Path, tmp_path: Path):
+    paths = plot_runs(load_runs([runs]), tmp_path / "figures")
     names = {p.name for p in paths}
-    for stem in ("train_loss", "valid", "yellowfin_hyperparams"):
+    for stem in ("train_loss", "valid", "yellowfin_hyperparams", "speedup_curve"):
         assert {f"toy_task_mini_{stem}.png", f"toy_task_mini_{stem}.svg"} <= names
     _check_png_and_svg(paths)
 
 
 def test_plot_cli(runs: Path, tmp_path: Path):
     assert main(["plot", str(runs), "--out", str(tmp_path / "plots"), "--window", "3"]) == 0
-    assert (tmp_path / "plots" / "toy_task_mini_train_loss.svg").is_file()
+    assert (tmp_path / "plots" / "toy_task_mini_speedup_curve.svg").is_file()
 
 
-def test_report_lists_paper_and_ours(runs: Path, tmp_path: Path):
+def test_report_lists_paper_and_ours_in_both_conventions(runs: Path, tmp_path: Path):
     results = tmp_path / "results"
     plot_runs(load_runs([runs]), results / "toy_task" / "mini")
     text = write_report(runs, results / "README.md").read_text()
     paper = json.loads(
         (Path(__file__).parents[1] / "yfbench/analysis/paper_numbers.json").read_text()
     )
-    # Every paper value appears with its confidence; tasks we did not run say so.
     for entry in paper["tasks"].values():
         for value in entry["speedup_over_adam"].values():
             assert f"{value['value']}x ({value['confidence']} confidence)" in text
     assert "| cifar10_resnet | yellowfin | 1.93x (low confidence) | not run |" in text
-    assert "| toy_task | yellowfin | — | mini |" in text
-    assert "[train_loss](toy_task/mini/toy_task_mini_train_loss.png)" in text
+    assert "| toy_task | yellowfin | — | mini | default | 5 |" in text
+    assert "used for every number next to a paper number" in text
+    assert "(2/2 reached)" in text
+    assert "[speedup_curve](toy_task/mini/toy_task_mini_speedup_curve.png)" in text
+    assert "- toy_task (mini): YellowFin reaches tuned Adam's lowest smoothed" in text
     assert "## YellowFin over tuned momentum SGD" in text
-    assert "diverged 1" in text and "failed 1" in text
+    assert "## Speedup curve over tuned Adam" in text
+    protocol = (
+        "- toy_task (mini, default): adam: 2 grid points × seed 1; 1 grid point (lr=0.001) "
+        "× seeds 1–2; momentum_sgd: 2 grid points × seed 1; yellowfin: 1 grid point × seeds 1–2."
+    )
+    assert protocol in text
+    assert "diverged 1" in text and "failed 1" in text and "abcdef0" in text
+
+
+def test_report_sentence_for_a_method_that_never_reaches(tmp_path: Path):
+    for seed in (1, 2, 3):
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, decaying(0.1), window=1)
+        write_run(tmp_path, {"name": "yellowfin"}, seed, decaying(0.05), window=1)
+    text = write_report(tmp_path, tmp_path / "out" / "README.md").read_text()
+    # Adam's best is at t = 40; YellowFin never gets below it, so each seed is below
+    # 40 / 40 in T/T and (40 - 1) / (40 - 1) in the paper convention.
+    expected = (
+        "YellowFin does not reach tuned Adam's lowest smoothed training loss in 3/3 seeds "
+        "(speedup < 1.00x)."
+    )
+    assert expected in text
 
 
 def test_report_without_runs_still_shows_the_paper(tmp_path: Path):
@@ -199,20 +140,14 @@ def test_report_without_runs_still_shows_the_paper(tmp_path: Path):
     assert "No runs found" in text and "3.28x (high confidence)" in text
 
 
-def test_non_finite_values_written_as_strings_load_as_floats(tmp_path):
-    from yfbench.analysis.runs import load_runs
-
-    run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(
-        "seed: 1\ntask: {name: t}\nscale: {name: mini}\noptimizer: {name: sgd, lr: 0.1}\n"
-        "analysis: {window: 1}\n"
-    )
-    (run / "metrics.jsonl").write_text(
-        '{"step": 1, "split": "train", "loss": 1.0}\n'
-        '{"step": 1, "split": "valid", "loss": 2.0, "perplexity": "inf"}\n'
-        '{"step": 2, "split": "train", "loss": "nan"}\n'
-    )
-    frame = load_runs([tmp_path])
-    assert frame["loss"].dtype == float and frame["perplexity"].dtype == float
-    assert frame["perplexity"].dropna().tolist() == [float("inf")]
+def test_grid_protocol_is_inferred_from_seeds_per_grid_point(tmp_path: Path):
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [1.0])
+    write_run(tmp_path, {"name": "adam", "lr": 0.5}, 1, [1.0])
+    for seed in (1, 2, 3):
+        write_run(tmp_path, {"name": "adam", "lr": 0.01}, seed, [1.0])
+        write_run(tmp_path, {"name": "yellowfin"}, seed, [1.0])
+    lines = grid_protocol(runs_table(load_runs([tmp_path])))
+    assert lines == [
+        "adam: 2 grid points × seed 1; 1 grid point (lr=0.01) × seeds 1–3",
+        "yellowfin: 1 grid point × seeds 1–3",
+    ]

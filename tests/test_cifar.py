@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from yfbench.data import cifar as cifar_data
+from yfbench.data.cache import MANIFEST, CacheWarning
 from yfbench.data.files import RawFile
 from yfbench.errors import DataError, UserError
 from yfbench.models.resnet import BasicUnit, BottleneckUnit, CifarResNet, units_for_depth
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _config(task: str, *overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return compose("config", overrides=[f"task={task}", "scale=mini", *overrides]).task
+        return compose("config", overrides=[f"task={task}", "scale=cpu", *overrides]).task
 
 
 def _build(cfg: DictConfig, data_dir: Path, cache_dir: Path, seed: int = 1) -> CifarTask:
@@ -54,11 +55,12 @@ def _fits_repeated_batch(task: CifarTask, steps: int = 8) -> tuple[float, float]
     return before.item(), after.item()
 
 
-def test_cifar10_mini_trains_on_the_jpeg_copy(shared_data: Path, cache: Path) -> None:
+def test_cifar10_cpu_scale_trains_on_the_jpeg_copy(shared_data: Path, cache: Path) -> None:
     task = _build(_config("cifar10_resnet"), shared_data, cache)
     assert task.data_source == "cifar10_jpeg (lossy JPEG copy)"
-    assert task.train_images.shape == (10000, 32, 32, 3) and task.train_images.dtype == torch.uint8
-    assert task.steps_per_epoch == 10000 // 128
+    assert task.train_images.shape == (50000, 32, 32, 3) and task.train_images.dtype == torch.uint8
+    assert task.test_images.shape == (2000, 32, 32, 3)
+    assert task.steps_per_epoch == 50000 // 128
     assert sorted(task.train_labels.unique().tolist()) == list(range(10))
     before, after = _fits_repeated_batch(task)
     assert np.isfinite(before) and np.isfinite(after)
@@ -160,9 +162,11 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_cifar100_reads_torchvision_format_and_trains(
+@pytest.fixture
+def cifar100_archive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, dict[str, np.ndarray]]:
+    """A data dir holding a small CIFAR-100 archive pinned by its sha256, and its arrays."""
     data_dir = tmp_path / "data"
     archive = data_dir / cifar_data.CIFAR100_ARCHIVE.relpath
     archive.parent.mkdir(parents=True)
@@ -177,7 +181,13 @@ def test_cifar100_reads_torchvision_format_and_trains(
     monkeypatch.setattr(dataset, "train_list", [["train", _md5(folder / "train")]])
     monkeypatch.setattr(dataset, "test_list", [["test", _md5(folder / "test")]])
     monkeypatch.setattr(dataset, "meta", {**dataset.meta, "md5": _md5(folder / "meta")})
+    return data_dir, arrays
 
+
+def test_cifar100_reads_torchvision_format_and_trains(
+    cifar100_archive: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    data_dir, arrays = cifar100_archive
     task = _build(_config("cifar100_resnet"), data_dir, tmp_path / "cache")
     assert task.data_source == "cifar-100-python.tar.gz (canonical)"
     expected = torch.from_numpy(arrays["train"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
@@ -187,6 +197,52 @@ def test_cifar100_reads_torchvision_format_and_trains(
     before, after = _fits_repeated_batch(task)
     assert np.isfinite(after) and after < before
     assert 0.0 <= task.evaluate()["accuracy"] <= 1.0
+
+
+def _tamper(root: Path) -> str:
+    """Flip one byte of the unpacked test batch; the problem the warning should report."""
+    path = root / "cifar-100-python" / "test"
+    original = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    actual = hashlib.sha256(data).hexdigest()
+    return f"holds cifar-100-python/test with sha256 {actual}, but {MANIFEST} records {original}"
+
+
+def _drop_manifest(root: Path) -> str:
+    """An extraction made before manifests existed."""
+    (root / MANIFEST).unlink()
+    return f"has no manifest {MANIFEST}"
+
+
+def _delete_and_add(root: Path) -> str:
+    """A file gone, another planted."""
+    (root / "cifar-100-python" / "meta").unlink()
+    (root / "cifar-100-python" / "stray").write_bytes(b"x")
+    return (
+        "lacks cifar-100-python/meta and holds cifar-100-python/stray, which "
+        f"{MANIFEST} does not list"
+    )
+
+
+@pytest.mark.parametrize("damage", [_tamper, _drop_manifest, _delete_and_add])
+def test_a_damaged_unpacked_archive_is_unpacked_again_with_a_warning(
+    cifar100_archive: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, damage
+) -> None:
+    data_dir, arrays = cifar100_archive
+    cache_dir = tmp_path / "cache"
+    first = cifar_data.load_cifar100(data_dir, cache_dir)
+    (root,) = (cache_dir / "cifar").iterdir()
+    problem = damage(root)
+    archive = data_dir / cifar_data.CIFAR100_ARCHIVE.relpath
+    with pytest.warns(CacheWarning) as record:
+        again = cifar_data.load_cifar100(data_dir, cache_dir)
+    messages = [str(w.message) for w in record if w.category is CacheWarning]
+    assert messages == [f"the cache {root} {problem}; rebuilding it from {archive}"]
+    assert torch.equal(again.test_images, first.test_images)
+    assert torch.equal(again.test_labels, torch.from_numpy(arrays["test_labels"]))
+    assert [p.name for p in (cache_dir / "cifar").iterdir()] == [root.name]  # nothing left over
 
 
 def test_random_crop_flip_takes_a_padded_crop_possibly_mirrored() -> None:

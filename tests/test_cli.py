@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-
-import yaml
+import time
 
 from tests.helpers import records, run_cli, summary
 
@@ -15,7 +14,7 @@ def test_single_run_writes_the_run_contract(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli([*QUADRATIC, "optimizer=yellowfin", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr
-    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    config = json.loads((run_dir / "run_config.json").read_text())["config"]
     assert config["task"]["name"] == "noisy_quadratic"
     assert config["optimizer"]["name"] == "yellowfin"
     rows = records(run_dir, drop=())
@@ -62,7 +61,8 @@ def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
         "lr1000-seed2": "diverged",
     }
     diverged = summary(sweep / "sgd" / "lr1000-seed1")
-    assert "non-finite" in diverged["error"] and diverged["steps"] < 30
+    assert diverged["diverged_step"] == diverged["steps"] < 30
+    assert f"(step {diverged['steps']})" in diverged["error"]
 
     before = (sweep / "sgd" / "lr0.1-seed1" / "metrics.jsonl").read_bytes()
     again = run_cli(args)
@@ -141,11 +141,13 @@ def test_metrics_are_valid_json_lines(tmp_path):
 def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):
     run_dir = tmp_path / "run"
     args = [*QUADRATIC, "trainer.checkpoint_every=5", f"hydra.run.dir={run_dir}"]
+    started = time.perf_counter()
     assert run_cli(args).returncode == 0
+    elapsed = time.perf_counter() - started
     times = [r["time_s"] for r in records(run_dir, drop=()) if r["split"] == "train"]
-    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert max(steps) < 10 * sorted(steps)[len(steps) // 2] + 0.05
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))
     assert times[-1] <= summary(run_dir)["wall_time_s"] <= times[-1] + 1.0
+    assert summary(run_dir)["wall_time_s"] < elapsed  # start-up excluded, nothing counted twice
 
 
 def test_a_corrected_config_can_reuse_the_run_directory(tmp_path):

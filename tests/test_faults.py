@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import torch
 from omegaconf import open_dict
 
 from tests.helpers import REPO_ROOT, compose_config, records, run_cli, summary
-from yfbench.engine.trainer import Trainer
+from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
@@ -101,36 +100,44 @@ def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
     assert records(run_dir) == records(reference_dir)
 
 
+def _checkpointed_run(run_dir: Path, steps: int = 10) -> list[str]:
+    """A finished run with a checkpoint, its summary removed: the next run resumes it."""
+    args = [
+        "task=noisy_quadratic",
+        f"trainer.max_steps={steps}",
+        "trainer.checkpoint_every=5",
+        f"hydra.run.dir={run_dir}",
+    ]
+    assert run_cli(args).returncode == 0
+    (run_dir / "summary.json").unlink()
+    return args
+
+
 def test_corrupt_checkpoint_is_refused_with_a_clear_message(tmp_path):
+    args = _checkpointed_run(tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02 definitely not a checkpoint")
-    result = run_cli(["task=noisy_quadratic", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}"])
+    result = run_cli(args)
     assert result.returncode == 2
     assert "corrupt" in result.stderr and "checkpoint.pt" in result.stderr
     assert "Traceback" not in result.stderr
-    assert summary(tmp_path)["status"] == "failed"
 
 
 def test_truncated_checkpoint_is_refused(tmp_path):
-    args = [
-        "task=noisy_quadratic",
-        "trainer.max_steps=10",
-        "trainer.checkpoint_every=5",
-        f"hydra.run.dir={tmp_path}",
-    ]
-    assert run_cli(args).returncode == 0
+    args = _checkpointed_run(tmp_path)
     checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
     (tmp_path / "checkpoint.pt").write_bytes(checkpoint[: len(checkpoint) // 2])
-    (tmp_path / "summary.json").unlink()
     result = run_cli(args)
     assert result.returncode == 2 and "corrupt" in result.stderr
 
 
 def test_incompatible_checkpoint_is_refused(tmp_path):
-    cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=4"])
-    torch.save({"format_version": 1, "model": {"x": torch.zeros(3)}}, tmp_path / "checkpoint.pt")
-    with pytest.raises(UserError, match="does not fit"):
-        Trainer(cfg, tmp_path).run()
-    assert summary(tmp_path)["status"] == "failed"
+    args = _checkpointed_run(tmp_path)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    payload["model"] = {"x": torch.zeros(3)}  # right run, wrong shapes
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    result = run_cli(args)
+    assert result.returncode == 2 and "does not fit" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_truncated_data_file_is_refused(tmp_path, shared_data):
@@ -196,7 +203,7 @@ def fault_task(monkeypatch):
 
 
 def _run_in_process(cfg, run_dir: Path) -> dict:  # noqa: ANN001
-    return Trainer(cfg, run_dir).run()
+    return run(cfg, run_dir)
 
 
 def test_nan_gradient_is_skipped_by_yellowfin_and_logged(tmp_path, fault_task):
@@ -230,8 +237,8 @@ def test_fp16_overflow_is_skipped_before_yellowfin(tmp_path, fault_task):
 
 def test_fp16_scaler_hands_yellowfin_unscaled_gradients(tmp_path):
     overrides = ["task=noisy_quadratic", "trainer.max_steps=15", "optimizer=yellowfin"]
-    fp32 = Trainer(compose_config(overrides), tmp_path / "fp32").run()
-    fp16 = Trainer(compose_config([*overrides, "trainer.precision=fp16"]), tmp_path / "fp16").run()
+    fp32 = run(compose_config(overrides), tmp_path / "fp32")
+    fp16 = run(compose_config([*overrides, "trainer.precision=fp16"]), tmp_path / "fp16")
     assert fp32["status"] == fp16["status"] == "completed"
     a = [r for r in records(tmp_path / "fp32") if r["split"] == "train"]
     b = [r for r in records(tmp_path / "fp16") if r["split"] == "train"]
@@ -239,7 +246,7 @@ def test_fp16_scaler_hands_yellowfin_unscaled_gradients(tmp_path):
         assert y["grad_norm_sq"] == pytest.approx(x["grad_norm_sq"], rel=1e-4)
 
 
-def test_failing_wandb_warns_and_jsonl_survives(tmp_path, monkeypatch):
+def test_failing_wandb_warns_and_jsonl_survives(tmp_path, monkeypatch, caplog):
     import wandb
 
     def broken_init(*args, **kwargs):
@@ -247,11 +254,9 @@ def test_failing_wandb_warns_and_jsonl_survives(tmp_path, monkeypatch):
 
     monkeypatch.setattr(wandb, "init", broken_init)
     cfg = compose_config(["task=noisy_quadratic", "trainer.max_steps=10", "logger=wandb"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = Trainer(cfg, tmp_path).run()
+    result = run(cfg, tmp_path)
     assert result["status"] == "completed"
-    assert any("W&B unavailable" in str(w.message) for w in caught)
+    assert "W&B unavailable" in caplog.text
     assert len([r for r in records(tmp_path) if r["split"] == "train"]) == 10
 
 
@@ -280,7 +285,7 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
         *extra,
     ]
     cfg = compose_config(overrides)
-    assert Trainer(cfg, tmp_path / "reference").run()["status"] == "completed"
+    assert run(cfg, tmp_path / "reference")["status"] == "completed"
 
     module_name, builder_name = TASKS[task].split(":")
     real_builder = getattr(importlib.import_module(module_name), builder_name)
@@ -300,11 +305,11 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
     module = importlib.import_module(module_name)
     monkeypatch.setattr(module, builder_name, crashing_builder)
     with pytest.raises(_Crash):
-        Trainer(cfg, tmp_path / "crashed").run()
+        run(cfg, tmp_path / "crashed")
     assert summary(tmp_path / "crashed")["status"] == "failed"
     monkeypatch.setattr(module, builder_name, real_builder)
 
-    assert Trainer(cfg, tmp_path / "crashed").run()["status"] == "completed"
+    assert run(cfg, tmp_path / "crashed")["status"] == "completed"
     assert records(tmp_path / "crashed") == records(tmp_path / "reference")
 
 
@@ -315,8 +320,8 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
     with open(tmp_path / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(UserError, match="in use by another yfbench process"):
-            Trainer(cfg, tmp_path).run()
-    assert Trainer(cfg, tmp_path).run()["status"] == "completed"
+            run(cfg, tmp_path)
+    assert run(cfg, tmp_path)["status"] == "completed"
 
 
 def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_task, monkeypatch):
@@ -328,6 +333,6 @@ def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_t
         return original(self, step)
 
     monkeypatch.setattr(_GradientFault, "train_loss", always_nan)
-    result = Trainer(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path).run()
+    result = run(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path)
     assert result["status"] == "diverged"
     assert "skipped every step" in result["error"]

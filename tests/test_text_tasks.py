@@ -41,7 +41,7 @@ def make_task(
     name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()
 ):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"task={name}", "scale=mini", *overrides])
+        cfg = compose("config", overrides=[f"task={name}", "scale=cpu", *overrides])
     ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
     return build_task(cfg.task, ctx)
 
@@ -90,19 +90,41 @@ def test_bptt_windows_continue_each_row():
     assert targets.tolist() == [[4, 5, 6], [15, 16, 17]]
 
 
+def _batch(task, step: int) -> torch.Tensor:
+    epoch, window = divmod(step, task.steps_per_epoch)
+    return task.train_batches.window(window, task._rows(epoch))[0]
+
+
 @pytest.mark.parametrize("name", TASKS)
-def test_batches_depend_on_the_step_alone(name, shared_data, tmp_path):
+def test_each_seed_has_its_own_data_order_and_keeps_it(name, shared_data, tmp_path):
     first = make_task(name, shared_data, tmp_path, seed=1)
-    second = make_task(name, shared_data, tmp_path, seed=7)
-    assert torch.equal(first.train_batches.rows, second.train_batches.rows)
-    # An epoch later the same window comes back, and the hidden state starts from zeros.
-    second.model.load_state_dict(first.model.state_dict())
-    first.model.eval()  # no dropout: both tasks must compute the same function
-    second.model.eval()
+    again = make_task(name, shared_data, tmp_path, seed=1)
+    other = make_task(name, shared_data, tmp_path, seed=2)
+    later = 2 * first.steps_per_epoch + 5
+    for step in (0, 1, first.steps_per_epoch, later):
+        # A pure function of (seed, step), whatever was asked before (resume is exact) ...
+        assert torch.equal(_batch(first, step), _batch(again, step))
+        # ... and another seed reads other text at the same step.
+        assert not torch.equal(_batch(first, step), _batch(other, step))
+    # Epochs are laid out differently too, so a window does not come back every epoch.
+    assert not torch.equal(_batch(first, 0), _batch(first, first.steps_per_epoch))
+    assert torch.equal(_batch(first, 0), _batch(again, 0))
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_the_hidden_state_restarts_from_zeros_every_epoch(name, shared_data, tmp_path):
+    first = make_task(name, shared_data, tmp_path, seed=1)
+    first.model.eval()  # no dropout: the loss is a function of the batch and the state
     for step in range(3):
         first.train_loss(step)
     epoch = first.steps_per_epoch
-    assert torch.equal(first.train_loss(epoch), second.train_loss(0))
+    loss = first.train_loss(epoch)
+    fresh = make_task(name, shared_data, tmp_path, seed=1)
+    fresh.model.load_state_dict(first.model.state_dict())
+    fresh.model.eval()
+    fresh.hidden = None
+    fresh._epoch_rows = (0, first._rows(1))  # window 0 of epoch 1, from a zero state
+    assert torch.equal(loss, fresh.train_loss(0))
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -116,12 +138,14 @@ def test_hidden_state_round_trips_through_a_checkpoint(name, shared_data, tmp_pa
     buffer.seek(0)
     checkpoint = torch.load(buffer, weights_only=True)
 
-    resumed = make_task(name, shared_data, tmp_path, seed=2)
+    # A resumed run keeps its seed (the seed picks the data order); the weights and the
+    # carried state come from the checkpoint.
+    resumed = make_task(name, shared_data, tmp_path)
     resumed.model.load_state_dict(checkpoint["model"])
     resumed.load_state_dict(checkpoint["task"])
     resumed.model.eval()
     assert torch.equal(original.train_loss(4), resumed.train_loss(4))
-    fresh = make_task(name, shared_data, tmp_path, seed=2)
+    fresh = make_task(name, shared_data, tmp_path)
     fresh.model.load_state_dict(checkpoint["model"])
     fresh.model.eval()
     assert not torch.equal(fresh.train_loss(4), resumed.train_loss(4))

@@ -187,7 +187,7 @@ def test_read_nbest_and_rerank_pick_the_best_scored_candidate(tmp_path):
 @pytest.fixture(scope="module")
 def wsj_task(tmp_path_factory):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=["task=wsj_parse_lstm", "scale=mini"])
+        cfg = compose("config", overrides=["task=wsj_parse_lstm", "scale=cpu"])
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     ctx = TaskContext(
         seed=1, device=torch.device("cpu"), data_dir=data, cache_dir=tmp_path_factory.mktemp("c")
@@ -219,7 +219,7 @@ def test_full_wsj_is_read_from_an_ldc_layout(shared_data, tmp_path):
             (tmp_path / "wsj" / section / document).write_bytes(
                 zipped.read(f"treebank/combined/{document}")
             )
-    overrides = ["task=wsj_parse_lstm", "scale=mini", f"task.data.wsj_dir={tmp_path / 'wsj'}"]
+    overrides = ["task=wsj_parse_lstm", "scale=cpu", f"task.data.wsj_dir={tmp_path / 'wsj'}"]
     overrides += [
         "task.data.train_sections=[2]",
         "task.data.dev_sections=[24]",
@@ -232,8 +232,26 @@ def test_full_wsj_is_read_from_an_ldc_layout(shared_data, tmp_path):
     task = build_task(cfg.task, ctx)
     # Section 02 holds wsj_0001 and wsj_0002; with min_count=1 every word is known.
     tokens = sum(len(task.vocab.symbols(t)) for doc in read_sample(shared_data)[:2] for t in doc)
-    assert task.train_batches.rows.numel() == tokens // 2 * 2
+    assert task.train_batches.rows().numel() == tokens // 2 * 2
     assert "vinken" in task.vocab.ids
     shutil.rmtree(tmp_path / "wsj" / "24")
     with pytest.raises(DataError, match="no .mrg files"):
         build_task(cfg.task, ctx)
+
+
+def test_an_unreadable_nbest_file_is_one_user_error_naming_it(tmp_path):
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(UserError) as error:
+        read_nbest(missing)
+    assert str(error.value) == (
+        f"cannot read the n-best parses in {missing} ([Errno 2] No such file or directory: "
+        f"'{missing}')"
+    )
+    unbalanced = tmp_path / "nbest.txt"
+    unbalanced.write_text("(S (NP (NN a))\n", encoding="utf-8")
+    with pytest.raises(UserError) as error:
+        read_nbest(unbalanced)
+    assert str(error.value) == (
+        f"cannot read the n-best parses in {unbalanced} (unbalanced brackets: a tree is not "
+        "closed at the end of the text)"
+    )

@@ -1,20 +1,25 @@
-"""Hydra entry point: ``python -m yfbench task=... optimizer=... scale=mini|paper seed=...``."""
+"""Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import hydra
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from yfbench.engine.trainer import Trainer
+import yfbench.config  # noqa: F401 - registers the config tree's resolver
+from yfbench.engine.trainer import run
 from yfbench.errors import UserError
+from yfbench.hydra_callbacks import report_to_sweep
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_CODES = {"completed": 0, "diverged": 0, "interrupted": 130, "failed": 1}
+log = logging.getLogger("yfbench")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -23,24 +28,35 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
+    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
     try:
-        summary = Trainer(cfg, run_dir).run()
+        summary = run(cfg, run_dir, overrides, choices, reference=_reference(choices))
     except UserError as error:
-        print(f"yfbench: error: {error}", file=sys.stderr)
+        log.error("error: %s", error)
+        report_to_sweep(run_dir, "failed", str(error))
         if multirun:
             return
         sys.exit(2)
     except Exception as error:  # noqa: BLE001 - already recorded in summary.json as failed
+        report_to_sweep(run_dir, "failed", f"{type(error).__name__}: {error}")
         if not multirun:
             raise
-        print(f"yfbench: run {run_dir} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        log.exception("run %s failed", run_dir)
         return
     status = summary["status"]
-    print(f"[yfbench] {run_dir}: {status} after {summary['steps']} steps")
+    report_to_sweep(run_dir, status, summary.get("error"))
+    log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
     if status == "diverged":
-        print(f"[yfbench] {summary['error']}")
+        log.info("%s", summary["error"])
     if status == "interrupted" or (not multirun and EXIT_CODES[status]):
         sys.exit(EXIT_CODES[status])  # a signal stops the whole sweep, not just this run
+
+
+def _reference(choices: dict[str, str | None]) -> DictConfig:
+    """The config of the same group choices without value overrides: the key schema."""
+    overrides = [f"{group}={choice}" for group, choice in choices.items() if choice is not None]
+    return compose(config_name="config", overrides=overrides)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,11 @@ def read_nbest(path: Path) -> list[list[Tree]]:
     Each block lists one sentence's candidates (bracketed trees, each starting on a new
     line); blocks follow the order of the gold trees.
     """
-    blocks = Path(path).read_text(encoding="utf-8").split("\n\n")
-    nbest = [list(parse_trees(block)) for block in blocks if block.strip()]
+    try:
+        blocks = Path(path).read_text(encoding="utf-8").split("\n\n")
+        nbest = [list(parse_trees(block)) for block in blocks if block.strip()]
+    except (OSError, UnicodeDecodeError, UserError) as error:
+        raise UserError(f"cannot read the n-best parses in {path} ({error})") from error
     if not nbest:
         raise UserError(f"no candidate trees in {path}")
     return nbest

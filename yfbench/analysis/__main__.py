@@ -1,4 +1,8 @@
-"""Command line: ``python -m yfbench.analysis {speedup,plot,synthetic,report} ...``."""
+"""Command line: ``python -m yfbench.analysis {speedup,plot,seeds,synthetic,report} ...``.
+
+Bad input (missing or damaged run files, mixed windows, no baseline) ends with exit
+status 2 and one line that names the file and what to do, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,33 @@ def _pair(text: str) -> tuple[str, str]:
     return method, baseline
 
 
+def _ladder(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected fractions like 0.25,0.5,1, got {text!r}"
+        ) from error
+
+
+def _add_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from yfbench.analysis.seeds import DETREND_WINDOW
+    from yfbench.analysis.speedup import DEFAULT_LADDER
+
     parser = argparse.ArgumentParser(
         prog="python -m yfbench.analysis",
         description="Speedup tables, plots and the paper-vs-ours report, from run directories.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    ladder = ",".join(f"{f:g}" for f in DEFAULT_LADDER)
 
-    speedup = commands.add_parser("speedup", help="speedup table over a tuned baseline")
-    speedup.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    speedup = commands.add_parser("speedup", help="speedup table and curve over a tuned baseline")
+    _add_runs(speedup)
     speedup.add_argument("--baseline", default="adam", help="optimizer name (default: adam)")
     speedup.add_argument(
         "--pair",
@@ -33,13 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="METHOD:BASELINE",
         help="extra comparison (default: yellowfin:momentum_sgd, when both were run)",
     )
-    speedup.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
-    speedup.add_argument("--out", type=Path, help="CSV path; a .md table is written beside it")
+    speedup.add_argument(
+        "--ladder", type=_ladder, default=DEFAULT_LADDER, help=f"curve rungs (default: {ladder})"
+    )
+    speedup.add_argument(
+        "--out",
+        type=Path,
+        help="X.csv: writes X.csv (per comparison), X_seeds.csv (per seed), X_curve.csv "
+        "(per seed and rung) and X.md",
+    )
 
-    plot = commands.add_parser("plot", help="training loss, validation and YellowFin figures")
-    plot.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    plot.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
+    plot = commands.add_parser("plot", help="training loss, validation, YellowFin, speedup curve")
+    _add_runs(plot)
+    plot.add_argument("--baseline", default="adam", help="curve baseline (default: adam)")
+    plot.add_argument(
+        "--ladder", type=_ladder, default=DEFAULT_LADDER, help=f"curve rungs (default: {ladder})"
+    )
     plot.add_argument("--out", type=Path, required=True, help="folder for the PNG and SVG files")
+
+    seeds = commands.add_parser("seeds", help="are the seeds independent? (detrended loss r)")
+    seeds.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    seeds.add_argument(
+        "--detrend",
+        type=int,
+        default=DETREND_WINDOW,
+        help=f"centred moving-average window, odd (default: {DETREND_WINDOW})",
+    )
+    seeds.add_argument("--out", type=Path, help="CSV path; a .md table is written beside it")
+
+    tuned = commands.add_parser(
+        "tuned", help="grid_point names of each optimizer's tuned point (for a second stage)"
+    )
+    _add_runs(tuned)
 
     synthetic = commands.add_parser("synthetic", help="the paper's analysis figures (CPU)")
     synthetic.add_argument("--out", type=Path, default=Path("results/synthetic"))
@@ -51,14 +98,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stem_path(out: Path, suffix: str) -> Path:
+    """``X.csv`` -> ``X<suffix>`` beside it (e.g. ``X_curve.csv``)."""
+    return out.with_name(out.stem + suffix)
+
+
 def run_speedup(args: argparse.Namespace) -> None:
     from yfbench.analysis.runs import load_runs
-    from yfbench.analysis.speedup import speedup_table
-    from yfbench.analysis.tables import display_speedups, markdown_table
+    from yfbench.analysis.speedup import HEADLINE, compare_all, seeds_frame, summary_frame
+    from yfbench.analysis.tables import display_curve, display_speedups, markdown_table
 
     pairs = args.pair if args.pair is not None else [("yellowfin", "momentum_sgd")]
-    table = speedup_table(load_runs(args.run_dirs), args.baseline, pairs, args.window)
-    text = markdown_table(display_speedups(table))
+    comparisons = compare_all(
+        load_runs(args.run_dirs), args.baseline, pairs, args.window, args.ladder
+    )
+    curve = summary_frame(comparisons)
+    headline = curve[curve["fraction"] == HEADLINE]
+    text = markdown_table(display_speedups(headline))
+    text += (
+        "\nSpeedup curve (targets: the baseline's best smoothed loss by each share of its run)\n\n"
+    )
+    text += markdown_table(display_curve(curve))
+    print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        outputs = {
+            args.out: headline,
+            _stem_path(args.out, "_seeds.csv"): seeds_frame(comparisons, HEADLINE),
+            _stem_path(args.out, "_curve.csv"): seeds_frame(comparisons),
+        }
+        for path, table in outputs.items():
+            table.to_csv(path, index=False)
+        args.out.with_suffix(".md").write_text(text)
+        print("wrote " + ", ".join(str(p) for p in [*outputs, args.out.with_suffix(".md")]))
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    from yfbench.analysis.plots import plot_runs
+    from yfbench.analysis.runs import load_runs
+
+    frame = load_runs(args.run_dirs)
+    for path in plot_runs(frame, args.out, args.window, args.baseline, args.ladder):
+        print(f"wrote {path}")
+
+
+def run_seeds(args: argparse.Namespace) -> None:
+    from yfbench.analysis.runs import load_runs
+    from yfbench.analysis.seeds import seed_correlations
+    from yfbench.analysis.tables import display_seeds, markdown_table
+
+    table = seed_correlations(load_runs(args.run_dirs), args.detrend)
+    if table.empty:
+        raise UserError("no grid point has two or more seeds; nothing to correlate")
+    text = markdown_table(display_seeds(table))
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,12 +159,26 @@ def run_speedup(args: argparse.Namespace) -> None:
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
-def run_plot(args: argparse.Namespace) -> None:
-    from yfbench.analysis.plots import plot_runs
+def run_tuned(args: argparse.Namespace) -> None:
+    """Print ``adam_lr1e-3,momentum_sgd_lr1e-1,yellowfin``: the second stage's grid points."""
     from yfbench.analysis.runs import load_runs
+    from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
 
-    for path in plot_runs(load_runs(args.run_dirs), args.out, args.window):
-        print(f"wrote {path}")
+    frame = load_runs(args.run_dirs)
+    names: list[str] = []
+    for _, group in frame.groupby(GROUP_KEYS, sort=True):
+        points = grid_points(group, resolve_window(group, args.window))
+        for optimizer in sorted({p.optimizer for p in points}):
+            point, _ = tuned(points, optimizer)
+            runs = group[group["run_dir"].isin(point.run_dirs.values())] if point else group[:0]
+            chosen = runs["grid_point"].dropna().unique()
+            if len(chosen) != 1:
+                raise UserError(
+                    f"the tuned {optimizer} runs under {args.run_dirs[0]} were not started "
+                    "with a grid_point=... choice; re-run that point with more seeds by hand"
+                )
+            names.append(str(chosen[0]))
+    print(",".join(dict.fromkeys(names)))
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
@@ -91,6 +197,8 @@ def run_report(args: argparse.Namespace) -> None:
 COMMANDS = {
     "speedup": run_speedup,
     "plot": run_plot,
+    "seeds": run_seeds,
+    "tuned": run_tuned,
     "synthetic": run_synthetic,
     "report": run_report,
 }
@@ -100,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except UserError as error:
+    except (UserError, OSError) as error:
+        # OSError: an output path that cannot be written (its message names the path).
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

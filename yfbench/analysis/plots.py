@@ -1,9 +1,17 @@
-"""Figures of the speedup experiments: training loss, validation metric and YellowFin's
-tuned hyperparameters, for each optimizer's tuned grid point (PNG + SVG, print-readable)."""
+"""Figures of the speedup experiments (PNG + SVG, print-readable), per task, scale and
+setting: training loss, validation metric and YellowFin's tuned hyperparameters for each
+optimizer's tuned grid point, and the speedup curve over the tuned baseline.
+
+Files are named ``<task>_<scale>_<kind>`` (plus the setting, e.g.
+``_trainer.staleness-15``, when a task and scale has several settings).
+"""
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -12,8 +20,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from yfbench.analysis.speedup import GridPoint, grid_points, resolve_window, tuned  # noqa: E402
+from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
+from yfbench.analysis.speedup import (  # noqa: E402
+    CONVENTIONS,
+    DEFAULT_LADDER,
+    GROUP_KEYS,
+    Comparison,
+    GridPoint,
+    compare_all,
+    grid_points,
+    resolve_window,
+    seeds_frame,
+    summary_frame,
+    tuned,
+)
+from yfbench.errors import UserError  # noqa: E402
 
 # Okabe-Ito colours and distinct dashes stay distinguishable in greyscale print.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -51,20 +74,41 @@ def optimizer_style(name: str, names: list[str]) -> dict[str, object]:
     return {"color": PALETTE[index % len(PALETTE)], "linestyle": DASHES[index % len(DASHES)]}
 
 
-def plot_runs(frame: pd.DataFrame, out_dir: Path, window: int | None = None) -> list[Path]:
-    """All figures for every (task, scale) in ``frame``; returns the written files."""
+def figure_stem(task: str, scale: str, setting: str) -> str:
+    """``<task>_<scale>``, plus a file-name-safe setting label unless it is the default."""
+    stem = f"{task}_{scale}"
+    if setting != DEFAULT_SETTING:
+        stem += "_" + re.sub(r"[^A-Za-z0-9.]+", "-", setting).strip("-")
+    return stem
+
+
+def plot_runs(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    window: int | None = None,
+    baseline: str = "adam",
+    ladder: Iterable[float] = DEFAULT_LADDER,
+) -> list[Path]:
+    """All figures for every (task, scale, setting) in ``frame``; returns the written files."""
     written: list[Path] = []
     with plt.rc_context(STYLE):
-        for (task, scale), group in frame.groupby(["task", "scale"], sort=True):
+        for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
             size = resolve_window(group, window)
             best = _tuned_points(group, size)
-            base, title = Path(out_dir) / f"{task}_{scale}", f"{task} ({scale})"
+            base = Path(out_dir) / figure_stem(task, scale, setting)
+            title = f"{task} ({scale})" + ("" if setting == DEFAULT_SETTING else f", {setting}")
             written += plot_train_loss(best, size, title, Path(f"{base}_train_loss"))
             written += plot_validation(group, best, title, Path(f"{base}_valid"))
             for point in best:
                 if _has_yellowfin_stats(group, point):
                     stem = Path(f"{base}_{point.optimizer}_hyperparams")
                     written += plot_yellowfin(group, point, title, stem)
+            try:
+                comparisons = compare_all(group, baseline, (), size, ladder)
+            except UserError as error:
+                warnings.warn(f"no speedup curve: {error}", stacklevel=2)
+                continue
+            written += plot_speedup_curve(comparisons, title, Path(f"{base}_speedup_curve"))
     return written
 
 
@@ -112,7 +156,7 @@ def plot_train_loss(points: list[GridPoint], window: int, title: str, stem: Path
     names = [p.optimizer for p in points]
     plotted = []
     for point in points:
-        band = _seed_band({s: pd.Series(v, index=t) for s, (t, v) in point.curves.items()})
+        band = _seed_band({s: pd.Series(c.values, index=c.steps) for s, c in point.curves.items()})
         style = optimizer_style(point.optimizer, names)
         ax.plot(band.index, band["mean"], label=_label(point), **style)
         ax.fill_between(band.index, band["low"], band["high"], color=style["color"], alpha=0.2)
@@ -185,3 +229,80 @@ def plot_yellowfin(group: pd.DataFrame, point: GridPoint, title: str, stem: Path
     axes[0].legend()
     axes[2].legend()
     return save_figure(fig, stem)
+
+
+def plot_speedup_curve(comparisons: list[Comparison], title: str, stem: Path) -> list[Path]:
+    """Speedup over the tuned baseline at each ladder rung, one panel per convention.
+
+    Lines: median over the seeds that reached the rung's target; dots: those seeds;
+    open down-triangles: seeds that did not reach it, drawn at their bound (the speedup
+    is below it); a filled down-triangle: a rung no seed reached (the largest bound).
+    ``comparisons`` share one baseline and ladder (as :func:`compare_all` makes them).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
+    names = [str(c.info["optimizer"]) for c in comparisons]
+    ladder = comparisons[0].ladder
+    plotted: list[float] = [1.0]
+    for ax, (convention, name) in zip(axes, CONVENTIONS.items(), strict=True):
+        for index, comparison in enumerate(comparisons):
+            offset = 0.008 * (index - (len(comparisons) - 1) / 2)
+            style = optimizer_style(names[index], names)
+            plotted += _draw_curve(ax, comparison, convention, offset, style)
+        ax.axhline(1.0, color="grey", linestyle=":", linewidth=1.0)
+        ax.set_xticks(ladder, [f"{f:.0%}" for f in ladder])
+        ax.set_title(f"{name} convention")
+    axes[0].set_ylabel(f"speedup over tuned {comparisons[0].info['baseline']}")
+    if min(v for v in plotted if math.isfinite(v)) > 0:
+        axes[0].set_yscale("log")
+        axes[0].yaxis.set_major_locator(LogLocator(base=2))
+        axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+        axes[0].yaxis.set_minor_formatter(NullFormatter())
+    axes[0].plot([], [], "v", color="grey", fillstyle="none", label="not reached: below this")
+    axes[0].legend()
+    fig.supxlabel("target: the baseline's best smoothed loss by this share of its run")
+    fig.suptitle(f"{title}: speedup curve (median of reaching seeds; dots = seeds)")
+    return save_figure(fig, stem)
+
+
+def _draw_curve(
+    ax: plt.Axes, comparison: Comparison, convention: str, offset: float, style: dict
+) -> list[float]:
+    """One optimizer's curve on ``ax``; returns the y values drawn (for the axis scale)."""
+    seeds = seeds_frame([comparison])
+    summary = summary_frame([comparison])
+    color = style["color"]
+    drawn: list[float] = []
+    if not seeds.empty:
+        hit = seeds[np.isfinite(seeds[f"speedup_{convention}"])]
+        miss = seeds[seeds[f"speedup_{convention}"].isna()]
+        miss = miss[np.isfinite(miss[f"bound_{convention}"])]
+        ax.plot(
+            hit["fraction"] + offset,
+            hit[f"speedup_{convention}"],
+            "o",
+            color=color,
+            markersize=3,
+            alpha=0.5,
+        )
+        ax.plot(
+            miss["fraction"] + offset,
+            miss[f"bound_{convention}"],
+            "v",
+            color=color,
+            fillstyle="none",
+            markersize=5,
+        )
+        drawn += hit[f"speedup_{convention}"].tolist() + miss[f"bound_{convention}"].tolist()
+    reached = summary[np.isfinite(summary[f"speedup_{convention}"])]
+    ax.plot(
+        reached["fraction"] + offset,
+        reached[f"speedup_{convention}"],
+        marker="o",
+        label=str(comparison.info["optimizer"]),
+        **style,
+    )
+    none = summary[(summary[f"reached_{convention}"] == 0) & (summary["seeds"] > 0)]
+    none = none[np.isfinite(none[f"bound_{convention}"])]
+    ax.plot(none["fraction"] + offset, none[f"bound_{convention}"], "v", color=color, markersize=8)
+    drawn += reached[f"speedup_{convention}"].tolist() + none[f"bound_{convention}"].tolist()
+    return drawn

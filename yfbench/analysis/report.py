@@ -1,7 +1,9 @@
 """results/README.md: the paper's speedups next to ours, generated from run directories.
 
-Nothing here is typed by hand except the paper's numbers, which live with their source
-and confidence in ``paper_numbers.json``.
+Nothing here is typed per task: the paper's numbers live with their source and
+confidence in ``paper_numbers.json``, and every sentence about our results is built
+from the computed numbers. Numbers next to the paper's use the paper convention
+(see :mod:`yfbench.analysis.speedup`); both conventions are shown.
 """
 
 from __future__ import annotations
@@ -13,29 +15,77 @@ from typing import Any
 
 import pandas as pd
 
-from yfbench.analysis.runs import find_run_dirs, load_runs, runs_table
-from yfbench.analysis.speedup import speedup_table
-from yfbench.analysis.tables import DASH, interval_text, markdown_table, speedup_text
+from yfbench.analysis.plots import figure_stem
+from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
+from yfbench.analysis.seeds import DETREND_WINDOW, seed_correlations
+from yfbench.analysis.speedup import (
+    GROUP_KEYS,
+    HEADLINE,
+    MIN_SEEDS_FOR_RANGE,
+    Comparison,
+    compare_all,
+    summary_frame,
+)
+from yfbench.analysis.tables import (
+    DASH,
+    bound_text,
+    display_curve,
+    markdown_table,
+    runs_note,
+    speedup_cell,
+    times,
+)
 from yfbench.errors import UserError
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
 BASELINE = "adam"
 EXTRA_PAIRS = [("yellowfin", "momentum_sgd")]
+# How the suite's optimizers are written in sentences; others keep their config name.
+NAMES = {"adam": "Adam", "yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "sgd": "SGD"}
+
+DEFINITION = f"""\
+**How speedups are measured.** The training loss is smoothed with a uniform moving
+average of W iterations (W is the runs' `analysis.window`, shown per table). Tuned = the
+grid point with the lowest seed-mean of each seed's minimum smoothed loss, among grid
+points whose runs all completed. Tuned method and tuned baseline are paired by seed
+number; per seed, the target L* is the baseline's lowest smoothed loss, T_baseline the
+first iteration it reaches L* and T_method the first iteration the method does. Two
+conventions, both shown:
+
+- **paper convention**, used for every number next to a paper number: the authors'
+  plotting code, `argmin(adam_s) / argmax(method_s < min(adam_s))` on indices into the
+  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`;
+- **T/T**: T_baseline/T_method in iterations, reached at `<=`.
+
+A cell is the median over the seeds that reached L*, with "k/n reached"; a range (min–max
+over those seeds) only when at least {MIN_SEEDS_FOR_RANGE} reached. A seed that did not
+reach L* within its run is a bound, never a zero, and stays out of the median: its
+speedup is below the ratio with T_end, its last logged iteration, in place of T_method
+("< 0.94x"). Diverged and failed runs are counted per row. The speedup curve repeats
+this for easier targets: the baseline's best smoothed loss by 25/50/75/100% of its run.
+"""
 
 
 def paper_numbers(path: Path = PAPER_NUMBERS) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def our_speedups(frame: pd.DataFrame, window: int | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Speedup rows of every (task, scale) that can be computed; a problem line for each other."""
-    tables, problems = [], []
-    for (task, scale), group in frame.groupby(["task", "scale"], sort=True):
+def name(optimizer: str) -> str:
+    return NAMES.get(optimizer, optimizer)
+
+
+def our_comparisons(
+    frame: pd.DataFrame, window: int | None = None
+) -> tuple[list[Comparison], list[str]]:
+    """Comparisons of every (task, scale, setting) that can be computed; a problem line for
+    each other."""
+    comparisons, problems = [], []
+    for _, group in frame.groupby(GROUP_KEYS, sort=True):
         try:
-            tables.append(speedup_table(group, BASELINE, EXTRA_PAIRS, window))
-        except UserError as error:
-            problems.append(f"{task}/{scale}: {error}")
-    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), problems
+            comparisons += compare_all(group, BASELINE, EXTRA_PAIRS, window)
+        except UserError as error:  # its message names the task, scale and setting
+            problems.append(str(error))
+    return comparisons, problems
 
 
 def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
@@ -44,18 +94,19 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
     paper = paper_numbers()
     has_runs = Path(runs_dir).is_dir() and bool(find_run_dirs([runs_dir]))
     frame = load_runs([runs_dir]) if has_runs else pd.DataFrame()
-    ours, problems = our_speedups(frame, window) if has_runs else (pd.DataFrame(), [])
+    comparisons, problems = our_comparisons(frame, window) if has_runs else ([], [])
+    curve = summary_frame(comparisons)
+    ours = curve[curve["fraction"] == HEADLINE] if not curve.empty else curve
     runs = runs_table(frame) if has_runs else pd.DataFrame()
     lines = [
         "# Results: the paper vs yfbench",
         "",
         f"Generated by `python -m yfbench.analysis report --runs {runs_dir} --out {out}` "
         "from the run directories; do not edit by hand. The paper's numbers come from "
-        f"`yfbench/analysis/paper_numbers.json` ({paper['source']}).",
+        f"`yfbench/analysis/paper_numbers.json` ({paper['source']}); the paper's speedup: "
+        f"{paper['definition']}.",
         "",
-        f"Speedup: {paper['definition']}. Ours: mean over seeds with a bootstrap 95% "
-        "interval; a seed that never reaches the target counts as 0x.",
-        "",
+        DEFINITION,
         "Headline claims of the paper:",
         "",
     ]
@@ -66,11 +117,15 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
     lines += ["", "## Speedup over tuned Adam", ""]
     if not has_runs:
         lines += [f"No runs found under `{runs_dir}` yet; only the paper's numbers are shown.", ""]
-    lines += [markdown_table(_comparison_rows(paper, ours, runs, out))]
-    yf_vs_sgd = ours[ours["baseline"] == "momentum_sgd"] if not ours.empty else ours
-    if not yf_vs_sgd.empty:
-        lines += ["## YellowFin over tuned momentum SGD", ""]
-        lines += [markdown_table(_ours_cells(yf_vs_sgd))]
+    vs_adam = ours[ours["baseline"] == BASELINE] if not ours.empty else ours
+    lines += [markdown_table(_comparison_rows(paper, vs_adam, runs, out))]
+    if not vs_adam.empty:
+        lines += ["In words (paper convention):", ""]
+        lines += [f"- {sentence(row, paper)}" for _, row in vs_adam.iterrows()] + [""]
+    lines += _extra_pairs_section(ours)
+    lines += _curve_section(curve)
+    if has_runs:
+        lines += _protocol_section(frame) + _seeds_section(frame)
     if problems:
         lines += ["## Not computed", ""] + [f"- {p}" for p in problems] + [""]
     if not runs.empty:
@@ -81,11 +136,14 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
     return out
 
 
+def _paper_value(paper: dict[str, Any], task: str, optimizer: str) -> dict[str, Any] | None:
+    return paper["tasks"].get(task, {}).get("speedup_over_adam", {}).get(optimizer)
+
+
 def _comparison_rows(
-    paper: dict[str, Any], ours: pd.DataFrame, runs: pd.DataFrame, out: Path
+    paper: dict[str, Any], vs_adam: pd.DataFrame, runs: pd.DataFrame, out: Path
 ) -> pd.DataFrame:
-    """One row per (task, optimizer, scale run): the paper's value beside ours."""
-    vs_adam = ours[ours["baseline"] == BASELINE] if not ours.empty else ours
+    """One row per (task, optimizer, scale, setting run): the paper's value beside ours."""
     tasks = sorted(set(paper["tasks"]) | set(vs_adam["task"] if not vs_adam.empty else []))
     rows = []
     for task in tasks:
@@ -93,15 +151,11 @@ def _comparison_rows(
         mine = vs_adam[vs_adam["task"] == task] if not vs_adam.empty else vs_adam
         optimizers = sorted(set(reported) | set(mine["optimizer"] if not mine.empty else []))
         for optimizer in optimizers:
-            paper_value = reported.get(optimizer)
-            paper_text = (
-                f"{paper_value['value']}x ({paper_value['confidence']} confidence)"
-                if paper_value
-                else DASH
-            )
+            value = reported.get(optimizer)
+            paper_text = f"{value['value']}x ({value['confidence']} confidence)" if value else DASH
             scaled = mine[mine["optimizer"] == optimizer] if not mine.empty else mine
             if scaled.empty:
-                rows.append([task, optimizer, paper_text, "not run", DASH, DASH, DASH, DASH, DASH])
+                rows.append([task, optimizer, paper_text, "not run"] + [DASH] * 7)
                 continue
             for _, row in scaled.iterrows():
                 rows.append([task, optimizer, paper_text] + _our_cells(row, runs, out))
@@ -110,9 +164,11 @@ def _comparison_rows(
         "optimizer",
         "paper",
         "scale",
-        "ours",
-        "95% interval",
-        "seeds",
+        "setting",
+        "window",
+        "ours, paper convention",
+        "ours, T/T",
+        "diverged / failed runs",
         "device",
         "plots",
     ]
@@ -120,77 +176,235 @@ def _comparison_rows(
 
 
 def _our_cells(row: pd.Series, runs: pd.DataFrame, out: Path) -> list[str]:
-    own = runs[(runs["task"] == row["task"]) & (runs["scale"] == row["scale"])]
+    keys = (runs["task"] == row["task"]) & (runs["scale"] == row["scale"])
+    own = runs[keys & (runs["setting"] == row["setting"])]
     devices = ", ".join(sorted({str(d) for d in own["device"].dropna()})) or DASH
     return [
         row["scale"],
-        speedup_text(row),
-        interval_text(row),
-        str(row["seeds"]),
+        row["setting"],
+        str(row["window"]),
+        speedup_cell(row, "paper"),
+        speedup_cell(row, "tt"),
+        runs_note(row),
         devices,
-        _plot_links(out.parent, row["task"], row["scale"]),
+        _plot_links(out.parent, row["task"], row["scale"], row["setting"]),
     ]
 
 
-def _ours_cells(table: pd.DataFrame) -> pd.DataFrame:
+def sentence(row: pd.Series, paper: dict[str, Any]) -> str:
+    """A plain sentence from one headline row (paper convention), e.g. "PTB LSTM (mini):
+    YellowFin does not reach tuned Adam's lowest smoothed loss in 3/3 seeds (< 0.90x)."."""
+    label = paper["tasks"].get(row["task"], {}).get("label", row["task"])
+    where = f"{label} ({row['scale']}" + (
+        ")" if row["setting"] == DEFAULT_SETTING else f", {row['setting']})"
+    )
+    method, n, k = name(row["optimizer"]), int(row["seeds"]), int(row["reached_paper"])
+    target = f"tuned {name(row['baseline'])}'s lowest smoothed training loss"
+    if n == 0:
+        return f"{where}: no seed of {method} pairs with one of the baseline ({row['note']})."
+    median, bound = row["speedup_paper"], row["bound_paper"]
+    if k == 0:
+        text = f"{method} does not reach {target} in {n}/{n} seeds (speedup {bound_text(bound)})."
+    elif k == n:
+        pace = "faster" if median > 1 else "slower" if median < 1 else "as fast"
+        text = (
+            f"{method} reaches {target} in {n}/{n} seeds, {pace}: median speedup "
+            f"{times(median)} (T/T: {times(row['speedup_tt'])})."
+        )
+    else:
+        others = "the other seed" if n - k == 1 else f"the other {n - k} seeds"
+        text = (
+            f"{method} reaches {target} in {k}/{n} seeds, median speedup {times(median)} "
+            f"over those; {others}: {bound_text(bound)}."
+        )
+    return (
+        f"{where}: {text}{_versus_paper(row, _paper_value(paper, row['task'], row['optimizer']))}"
+    )
+
+
+def _versus_paper(row: pd.Series, value: dict[str, Any] | None) -> str:
+    """ " The paper reports 3.28x; ours is below it." (the relation only when it is clear)."""
+    if value is None:
+        return ""
+    reported = value["value"]
+    text = f" The paper reports {reported}x ({value['confidence']} confidence)"
+    n, k = int(row["seeds"]), int(row["reached_paper"])
+    median, bound = row["speedup_paper"], row["bound_paper"]
+    if k == 0 and bound <= reported:
+        return text + "; ours is below it."
+    if k == n and median != reported:
+        return text + f"; ours is {'below' if median < reported else 'above'} it."
+    return text + "."
+
+
+def _extra_pairs_section(ours: pd.DataFrame) -> list[str]:
+    if ours.empty:
+        return []
+    extra = ours[ours["baseline"] != BASELINE]
+    lines = []
+    for (method, base), table in extra.groupby(["optimizer", "baseline"], sort=True):
+        rows = [
+            [
+                row["task"],
+                row["scale"],
+                row["setting"],
+                str(row["window"]),
+                row["best_hparams"],
+                row["baseline_hparams"],
+                speedup_cell(row, "paper"),
+                speedup_cell(row, "tt"),
+            ]
+            for _, row in table.iterrows()
+        ]
+        headers = ["task", "scale", "setting", "window", "hyperparameters"]
+        headers += ["baseline hyperparameters", "paper convention", "T/T"]
+        lines += [f"## {name(method)} over tuned {name(base)}", ""]
+        lines += [markdown_table(pd.DataFrame(rows, columns=headers))]
+    return lines
+
+
+def _curve_section(curve: pd.DataFrame) -> list[str]:
+    vs_adam = curve[curve["baseline"] == BASELINE] if not curve.empty else curve
+    if vs_adam.empty:
+        return []
+    return [
+        "## Speedup curve over tuned Adam",
+        "",
+        "Target of each column: tuned Adam's lowest smoothed loss within that share of its "
+        "run (100% = the table above). A single end-of-run target is censored by the run "
+        "length; the curve shows whether a method is ahead early and falls behind late.",
+        "",
+        markdown_table(display_curve(vs_adam)),
+    ]
+
+
+def grid_protocol(runs: pd.DataFrame) -> list[str]:
+    """Per optimizer, the grid points and seeds found in ``runs`` (one task, scale, setting),
+    e.g. "adam: 7 grid points × seed 1; 1 grid point (lr=0.01) × seeds 1–3"."""
+    lines = []
+    for optimizer, own in runs.groupby("optimizer", sort=True):
+        seeds = own.groupby("hparams")["seed"].apply(lambda s: tuple(sorted(set(s))))
+        parts = []
+        for seed_set, points in seeds.groupby(seeds, sort=True):
+            count = len(points)
+            which = f" ({points.index[0]})" if count == 1 and len(seeds) > 1 else ""
+            noun = "grid point" if count == 1 else "grid points"
+            parts.append(f"{count} {noun}{which} × {_seed_text(seed_set)}")
+        lines.append(f"{optimizer}: " + "; ".join(parts))
+    return lines
+
+
+def _seed_text(seeds: tuple[int, ...]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}–{seeds[-1]}"
+    return "seeds " + ", ".join(str(s) for s in seeds)
+
+
+def _protocol_section(frame: pd.DataFrame) -> list[str]:
+    runs = runs_table(frame)
+    lines = ["## Grid protocol found in the runs", ""]
+    for (task, scale, setting), group in runs.groupby(GROUP_KEYS, sort=True):
+        lines.append(f"- {task} ({scale}, {setting}): " + "; ".join(grid_protocol(group)) + ".")
+    return lines + [""]
+
+
+def _seeds_section(frame: pd.DataFrame) -> list[str]:
+    """One row per task, scale and setting: the spread of its grid points' median r."""
+    # Runs shorter than the detrending window have no residuals, hence no r.
+    table = seed_correlations(frame).dropna(subset=["r_median"])
+    if table.empty:
+        return []
     rows = [
         [
-            row["task"],
-            row["scale"],
-            row["optimizer"],
-            row["baseline"],
-            row["best_hparams"],
-            row["baseline_hparams"],
-            speedup_text(row),
-            interval_text(row),
-            str(row["seeds"]),
+            *key,
+            len(group),
+            f"{group['r_median'].median():+.2f}",
+            f"{group['r_median'].min():+.2f} to {group['r_median'].max():+.2f}",
+            f"±{group['band'].max():.2f}",
         ]
-        for _, row in table.iterrows()
+        for key, group in table.groupby(GROUP_KEYS, sort=True)
     ]
-    headers = [
-        "task",
-        "scale",
-        "optimizer",
-        "vs",
-        "hyperparameters",
-        "baseline hyperparameters",
-        "ours",
-        "95% interval",
-        "seeds",
+    headers = [*GROUP_KEYS, "grid points", "median r", "range", "±2/√steps"]
+    return [
+        "## Seed independence",
+        "",
+        "Pearson r between seeds of the per-step training loss minus its centred moving "
+        f"average ({DETREND_WINDOW} steps): median over seed pairs per grid point with two or "
+        "more seeds, then median and range over those grid points (per grid point: "
+        "`python -m yfbench.analysis seeds RUN_DIRS`). Independent seeds give r near 0, "
+        "within about ±2/√steps; r near 1 means the seeds see the same noise (e.g. the same "
+        "batches in the same order), so their spread understates run-to-run variation.",
+        "",
+        markdown_table(pd.DataFrame(rows, columns=headers)),
+        _seeds_verdict(table),
+        "",
     ]
-    return pd.DataFrame(rows, columns=headers)
 
 
-def _plot_links(root: Path, task: str, scale: str) -> str:
+def _seeds_verdict(table: pd.DataFrame) -> str:
+    """Which tasks' seeds share noise, as counts of grid points beyond the rough band."""
+    beyond = table["r_median"].abs() > table["band"]
+    if not beyond.any():
+        return (
+            "No grid point's seeds correlate beyond ±2/√steps: the seeds behave as "
+            "independent replicates."
+        )
+    counts = [
+        f"{task} {int(flags.sum())}/{len(flags)}"
+        for task, flags in beyond.groupby(table["task"], sort=True)
+        if flags.any()
+    ]
+    return (
+        "Grid points whose seeds correlate beyond ±2/√steps: " + ", ".join(counts) + ". "
+        "Their seeds share part of their noise and count as fewer independent replicates "
+        "than their number."
+    )
+
+
+def _plot_links(root: Path, task: str, scale: str, setting: str) -> str:
     """Links to the PNGs that ``plot`` wrote into ``<root>/<task>/<scale>``."""
-    folder = root / task / scale
-    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    folder, stem = root / task / scale, figure_stem(task, scale, setting)
+    pngs = sorted(folder.glob(f"{stem}_*.png")) if folder.is_dir() else []
     if not pngs:
         return DASH
     links = []
     for png in pngs:
-        name = png.stem.removeprefix(f"{task}_{scale}_")
-        links.append(f"[{name}]({os.path.relpath(png, root)})")
+        label = png.stem.removeprefix(f"{stem}_")
+        links.append(f"[{label}]({os.path.relpath(png, root)})")
     return ", ".join(links)
 
 
+def _commits(group: pd.DataFrame) -> str:
+    """Short commits of the code that made the runs, "(dirty)" when uncommitted changes."""
+    commits = []
+    for commit, runs in group.dropna(subset=["git_commit"]).groupby("git_commit", sort=True):
+        dirty = " (dirty)" if runs["git_dirty"].fillna(False).astype(bool).any() else ""
+        commits.append(f"{str(commit)[:7]}{dirty}")
+    return ", ".join(commits) or DASH
+
+
 def _run_counts(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per task and scale: runs per status, seeds, devices and data sources (e.g. lossy JPEG)."""
+    """Per task, scale and setting: runs per status, seeds, devices, data sources (e.g. lossy
+    JPEG) and the code version."""
     rows = []
-    for (task, scale), group in runs.groupby(["task", "scale"], sort=True):
+    for (task, scale, setting), group in runs.groupby(GROUP_KEYS, sort=True):
         counts = group["status"].value_counts()
         rows.append(
             [
                 task,
                 scale,
+                setting,
                 len(group),
                 ", ".join(f"{status} {n}" for status, n in sorted(counts.items())),
                 group["seed"].nunique(),
                 ", ".join(sorted({str(d) for d in group["device"].dropna()})) or DASH,
                 ", ".join(sorted({str(d) for d in group["data_source"].dropna()})) or DASH,
+                _commits(group),
             ]
         )
-    columns = ["task", "scale", "runs", "status", "seeds", "device", "data"]
+    columns = ["task", "scale", "setting", "runs", "status", "seeds", "device", "data", "commit"]
     return pd.DataFrame(rows, columns=columns)
 
 

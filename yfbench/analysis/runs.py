@@ -1,57 +1,90 @@
-"""Load run directories (DESIGN.md run contract) into one tidy pandas frame.
+"""Load run directories (the run record contract) into one tidy pandas frame.
 
-The analysis reads run directories only, so it works on any optimizer a user adds:
-a run is identified by its resolved ``.hydra/config.yaml``, never by its path.
+A run directory is any folder holding ``run_config.json``::
+
+    {"config_hash": "<sha256>", "config": {<resolved config>}, "analysis": {"window": 71},
+     "overrides": ["task=ptb_lstm", ...]}
+
+beside ``summary.json`` and ``metrics.jsonl`` (or ``metrics.jsonl.gz``, the committed,
+compressed copy). A run is identified by this record, never by its path: its grid point
+is (optimizer name, optimizer node minus ``name``) and its *setting* is the config minus
+``optimizer`` and ``seed``. Runs are compared only within one (task, scale, setting), so
+e.g. runs with ``trainer.staleness=15`` never mix with synchronous ones. The ``setting``
+column names the config keys that differ between the settings of one task and scale
+(``"trainer.staleness=15"``), or ``"default"`` when that task and scale has one setting.
+
+Every error names the file at fault and says what to do about it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from yfbench.errors import DataError, UserError
 
-CONFIG_FILE = Path(".hydra") / "config.yaml"
+RECORD_FILE = "run_config.json"
 METRICS_FILE = "metrics.jsonl"
+METRICS_GZ = "metrics.jsonl.gz"
 SUMMARY_FILE = "summary.json"
 NON_FINITE = ("nan", "inf", "-inf")
 # Status of a run whose summary.json is missing (still running, or killed hard).
 NO_SUMMARY = "incomplete"
+# Label of the only setting of a task and scale.
+DEFAULT_SETTING = "default"
+# Config keys that are not part of a run's setting: the grid point and the seed.
+NOT_SETTING = ("optimizer", "seed")
 # Prefix of the per-hyperparameter columns (one per key of the config's optimizer node).
 HPARAM_PREFIX = "opt."
 RUN_COLUMNS = [
     "run_dir",
     "task",
     "scale",
+    "setting",
     "optimizer",
     "hparams",
+    "grid_point",
     "seed",
     "status",
+    "steps",
+    "diverged_step",
     "device",
     "data_source",
     "window",
     "error",
+    "config_hash",
+    "git_commit",
+    "git_dirty",
+    "torch",
 ]
 
 
+@dataclass
+class RunRecord:
+    """One run as read from disk: identity columns, flat setting and logged records."""
+
+    info: dict[str, Any]
+    setting: dict[str, str]
+    records: list[dict[str, Any]]
+
+
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Every directory at or below ``paths`` that holds a ``.hydra/config.yaml``."""
+    """Every directory at or below ``paths`` that holds a ``run_config.json``."""
     found: set[Path] = set()
     for raw in paths:
         root = Path(raw)
         if not root.exists():
             raise UserError(f"run directory {root} does not exist; pass the folder of your runs")
-        if (root / CONFIG_FILE).is_file():
+        found.update(p.parent for p in root.rglob(RECORD_FILE))
+        if (root / RECORD_FILE).is_file():
             found.add(root)
-        found.update(
-            p.parent.parent for p in root.rglob("config.yaml") if p.parent.name == ".hydra"
-        )
     return sorted(found)
 
 
@@ -70,28 +103,69 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's identity (one dict) and its logged records (a list of dicts)."""
-    config = _read_config(run_dir)
+def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"trainer": {"staleness": 15}}`` -> ``{"trainer.staleness": "15"}``."""
+    flat: dict[str, str] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = format_value(value)
+    return flat
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """Read one run directory; a missing summary.json means the run is incomplete."""
+    path = run_dir / RECORD_FILE
+    record = _read_json(path, "re-run the run, or leave its directory out of the inputs")
+    config = record.get("config")
+    if not isinstance(config, dict):
+        raise DataError(
+            f"{path} has no 'config' object; it predates the run record contract "
+            "(config_hash, config, analysis, overrides): re-run the run with this yfbench"
+        )
+    optimizer = _node(config, "optimizer", path)
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DataError(f"{path}: config.seed must be an integer, got {seed!r}; re-run the run")
     summary = _read_summary(run_dir)
-    optimizer = config.get("optimizer") or {}
-    if "name" not in optimizer:
-        raise DataError(f"{run_dir / CONFIG_FILE} has no optimizer.name; is it a yfbench run?")
     info = {
         "run_dir": str(run_dir),
-        "task": (config.get("task") or {}).get("name"),
-        "scale": (config.get("scale") or {}).get("name"),
+        "task": _node(config, "task", path)["name"],
+        "scale": _node(config, "scale", path)["name"],
         "optimizer": optimizer["name"],
         "hparams": hparams_key(optimizer),
-        "seed": config.get("seed"),
+        # The grid_point config a sweep chose (a second stage re-runs it with more seeds).
+        "grid_point": (record.get("choices") or {}).get("grid_point"),
+        "seed": seed,
         "status": summary.get("status", NO_SUMMARY),
+        "steps": summary.get("steps"),
+        "diverged_step": summary.get("diverged_step"),
         "device": summary.get("device"),
         "data_source": summary.get("data_source"),
-        "window": (config.get("analysis") or {}).get("window"),
+        "window": (record.get("analysis") or {}).get("window"),
         "error": summary.get("error"),
+        "config_hash": record.get("config_hash"),
+        "git_commit": (summary.get("git") or {}).get("commit"),
+        "git_dirty": (summary.get("git") or {}).get("dirty"),
+        "torch": (summary.get("versions") or {}).get("torch"),
     }
     info.update({HPARAM_PREFIX + k: v for k, v in optimizer.items() if k != "name"})
-    return info, _read_metrics(run_dir)
+    setting = flatten({k: v for k, v in config.items() if k not in NOT_SETTING})
+    return RunRecord(info, setting, _read_metrics(run_dir))
+
+
+def setting_labels(settings: list[dict[str, str]]) -> list[str]:
+    """A short label per setting: the keys whose values differ between ``settings``.
+
+    ``settings`` are the flat settings of one task and scale; a key missing from one of
+    them shows as ``unset``. One distinct setting is labelled ``default``.
+    """
+    keys = sorted({k for s in settings for k in s})
+    varying = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    if not varying:
+        return [DEFAULT_SETTING] * len(settings)
+    return [", ".join(f"{k}={s.get(k, 'unset')}" for k in varying) for s in settings]
 
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -104,12 +178,16 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     run_dirs = find_run_dirs(paths)
     if not run_dirs:
         joined = ", ".join(str(p) for p in paths)
-        raise UserError(f"no run directories (with {CONFIG_FILE}) found under {joined}")
+        raise UserError(
+            f"no run directories (folders with {RECORD_FILE}) found under {joined}; "
+            "pass the folder your runs were written to, e.g. results/runs/ptb_lstm/mini"
+        )
+    runs = [read_run(run_dir) for run_dir in run_dirs]
+    _label_settings(runs)
     frames = []
-    for run_dir in run_dirs:
-        info, records = read_run(run_dir)
-        frame = pd.DataFrame(records or [{}])
-        for key, value in info.items():
+    for run in runs:
+        frame = pd.DataFrame(run.records or [{}])
+        for key, value in run.info.items():
             frame[key] = [value] * len(frame)
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
@@ -127,25 +205,69 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[columns].drop_duplicates("run_dir").reset_index(drop=True)
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG_FILE
+def _label_settings(runs: list[RunRecord]) -> None:
+    """Fill each run's ``setting`` column, labelled within its (task, scale)."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault((run.info["task"], run.info["scale"]), []).append(run)
+    for group in groups.values():
+        distinct = {json.dumps(r.setting, sort_keys=True): r.setting for r in group}
+        labels = dict(zip(distinct, setting_labels(list(distinct.values())), strict=True))
+        for run in group:
+            run.info["setting"] = labels[json.dumps(run.setting, sort_keys=True)]
+
+
+def _node(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """``config[name]``, which must be a mapping with a ``name``."""
+    node = config.get(name)
+    if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+        raise DataError(
+            f"{path}: config.{name}.name is missing; is this a yfbench run? Re-run the run"
+        )
+    return node
+
+
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a truncated or corrupt file says what to do (``fix``)."""
     try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise DataError(f"cannot parse {path}: {error}") from error
-    if not isinstance(config, dict):
-        raise DataError(f"{path} is not a mapping; is it a yfbench run's resolved config?")
-    return config
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(
+            f"cannot read {path} ({error}); it may be truncated (run killed while writing): {fix}"
+        ) from error
+    if not isinstance(value, dict):
+        raise DataError(f"{path} is not a JSON object; {fix}")
+    return value
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / SUMMARY_FILE
     if not path.is_file():
         return {}
+    return _read_json(path, "re-run the run, or delete the file to count the run as incomplete")
+
+
+def metrics_path(run_dir: Path) -> Path | None:
+    """``metrics.jsonl`` or ``metrics.jsonl.gz``, whichever exists (both is an error)."""
+    plain, packed = run_dir / METRICS_FILE, run_dir / METRICS_GZ
+    if plain.is_file() and packed.is_file():
+        raise DataError(
+            f"both {plain} and {packed} exist; keep one of them (the .gz is the committed "
+            "copy of a finished run, the plain file a live run's)"
+        )
+    return next((p for p in (plain, packed) if p.is_file()), None)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"cannot parse {path}: {error}") from error
+        with opener(path, "rt", encoding="utf-8") as handle:
+            yield from handle
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise DataError(
+            f"cannot read {path} ({error}); the file is damaged: restore it from git "
+            "or re-run the run"
+        ) from error
 
 
 def _number(value: Any) -> Any:
@@ -154,17 +276,27 @@ def _number(value: Any) -> Any:
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Records of metrics.jsonl; a truncated last line (a run killed mid-write) is skipped."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
+    """Records of the metrics file; a truncated last line (a run killed mid-write) is skipped."""
+    path = metrics_path(run_dir)
+    if path is None:
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in _lines(path) if line.strip()]
     records = []
     for number, line in enumerate(lines, start=1):
         try:
-            records.append({k: _number(v) for k, v in json.loads(line).items()})
+            record = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):
                 break
-            raise DataError(f"{path}:{number} is not valid JSON: {error}") from error
+            raise DataError(
+                f"{path}:{number} is not valid JSON ({error}); the file is corrupt: "
+                "re-run the run, or delete that line if you know why it is there"
+            ) from error
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or not (step is None or isinstance(step, int)):
+            raise DataError(
+                f"{path}:{number} is not a metrics record (an object with an integer "
+                "'step'); re-run the run"
+            )
+        records.append({k: _number(v) for k, v in record.items()})
     return records

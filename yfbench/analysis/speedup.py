@@ -1,15 +1,46 @@
-"""The paper's speedup: iterations for tuned Adam to reach its best smoothed loss, over
-the iterations another method needs to first reach that loss (DESIGN.md, Metrics).
+"""Speedup over a tuned baseline, as observed: per seed, in two named conventions.
 
-Iterations count from 1: the loss logged at ``step`` t is the loss of the t-th update.
-The smoothed loss at t is the mean of the logged training losses at iterations
-t-W+1..t and exists only for t >= W, so curves logged every k steps use their logged
-points.  A window holding a non-finite loss has no smoothed value.
+Smoothing. Iterations count from 1: the loss logged at ``step`` t is the loss of the t-th
+update. The smoothed loss at t is the mean of the logged training losses at iterations
+t-W+1..t and exists only for t >= W (W = ``analysis.window``), so curves logged every k
+steps use their logged points. A window holding a non-finite loss has no smoothed value.
+For a curve logged every step this is the authors' 'valid' running mean
+``(cumsum[W:] - cumsum[:-W]) / W``: its element i (from 0) covers iterations i+1..i+W, so
+it is our smoothed loss at iteration t = i + W.
+
+Targets and times. Tuned = the grid point (optimizer node minus ``name``) with the lowest
+seed-mean of each seed's minimum smoothed loss, among grid points whose runs all
+completed (among all, with a note, if none did); a tie goes to the point whose
+hyperparameter text sorts first. Seeds are paired by seed number. For each pair, the
+target L* is the baseline's lowest smoothed loss and T_baseline the first iteration where
+it is reached (the first index on ties, as ``argmin``). T_method is the first iteration
+where the method's smoothed loss reaches L*, in two conventions:
+
+- ``paper``: the authors' ``argmin(base_s) / argmax(method_s < min(base_s))`` on indices
+  into the smoothed series, i.e. strict ``<`` and (T_baseline - W) / (T_method - W) in
+  iterations (exactly, not up to one, by the index-to-iteration map above; for curves
+  logged every k steps the same formula on logged iterations). Use it next to any paper
+  number. T_method = W gives infinity; T_baseline = W gives 0.
+- ``tt``: T_baseline / T_method in iterations, reached at ``<=``.
+
+A seed whose method never reaches L* is a bound, never a zero: its speedup is below the
+ratio with T_end, the method run's last logged iteration, in place of T_method (no
+bound, i.e. infinity, in the paper convention when T_end <= W).
+
+Aggregate, per convention: the median over the seeds that reached the target, with
+"k/n reached"; a range (min-max over the reaching seeds) only when k >= 3; and the
+largest bound of the seeds that did not reach it (every such seed is below it).
+
+Speedup curve. The single end-of-run target is censored by the run length, so each
+comparison is also timed on a ladder of targets: rung f (default 25/50/75/100%) is the
+lowest smoothed loss the tuned baseline reached within the first f of its run, reached
+first at T_baseline(f). Rung 100% is the headline target above.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +50,16 @@ from yfbench.analysis.runs import HPARAM_PREFIX, format_value
 from yfbench.errors import UserError
 
 COMPLETED = "completed"
-BOOTSTRAP_SAMPLES = 10_000
+DIVERGED = "diverged"
+# Column suffix -> display name of the two conventions, paper convention first.
+CONVENTIONS = {"paper": "paper", "tt": "T/T"}
+DEFAULT_LADDER = (0.25, 0.5, 0.75, 1.0)
+HEADLINE = 1.0
+# Fewer reaching seeds than this get no range: two values say little about spread.
+MIN_SEEDS_FOR_RANGE = 3
+# Slack for fraction * last_step, so that e.g. 0.29 * 100 still admits iteration 29.
+CUT_SLACK = 1e-9
+GROUP_KEYS = ["task", "scale", "setting"]
 
 
 def smooth(steps: np.ndarray, losses: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,42 +82,98 @@ def smooth(steps: np.ndarray, losses: np.ndarray, window: int) -> tuple[np.ndarr
     return steps[keep], mean[keep]
 
 
-def best_point(steps: np.ndarray, smoothed: np.ndarray) -> tuple[int, float] | None:
-    """(T, L*): the first iteration where the smoothed loss is lowest; None if it never exists."""
-    if not np.isfinite(smoothed).any():
+@dataclass(frozen=True)
+class Curve:
+    """One run's smoothed training loss and its last logged training iteration (T_end)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    last_step: int
+
+    def best(self, fraction: float = HEADLINE) -> tuple[int, float] | None:
+        """(T, L): the lowest smoothed loss within the first ``fraction`` of the run and the
+        first iteration it is reached (first index on ties); None if there is none."""
+        keep = self.steps <= fraction * self.last_step * (1 + CUT_SLACK)
+        values = self.values[keep]
+        if not np.isfinite(values).any():
+            return None
+        index = int(np.nanargmin(values))
+        return int(self.steps[keep][index]), float(values[index])
+
+    def first_reach(self, target: float, strict: bool) -> int | None:
+        """First iteration whose smoothed loss is below (``strict``) or at ``target``."""
+        with np.errstate(invalid="ignore"):
+            hit = self.values < target if strict else self.values <= target
+        return int(self.steps[np.argmax(hit)]) if hit.any() else None
+
+
+def ratio(convention: str, t_baseline: int, t_method: int, window: int) -> float:
+    """The speedup for these times: paper = (T_b - W)/(T_m - W), tt = T_b/T_m.
+
+    A non-positive denominator (the method at its first smoothed point, or no smoothed
+    point at all for a bound) gives infinity: no finite ratio or bound exists.
+    """
+    if convention == "paper":
+        t_baseline, t_method = t_baseline - window, t_method - window
+    return t_baseline / t_method if t_method > 0 else math.inf
+
+
+def time_seed(base: Curve, method: Curve, fraction: float, window: int) -> dict[str, float] | None:
+    """T_baseline, T_method, speedup and bound of one seed pair at ladder rung ``fraction``,
+    in both conventions; None when the baseline has no smoothed loss by then."""
+    best = base.best(fraction)
+    if best is None:
         return None
-    index = int(np.nanargmin(smoothed))
-    return int(steps[index]), float(smoothed[index])
+    t_base, target = best
+    row: dict[str, float] = {
+        "fraction": fraction,
+        "target_loss": target,
+        "T_baseline": t_base,
+        "T_end": method.last_step,
+    }
+    for convention in CONVENTIONS:
+        t_method = method.first_reach(target, strict=convention == "paper")
+        reached = t_method is not None
+        row[f"T_method_{convention}"] = t_method if reached else math.nan
+        row[f"speedup_{convention}"] = (
+            ratio(convention, t_base, t_method, window) if reached else math.nan
+        )
+        row[f"bound_{convention}"] = (
+            math.nan if reached else ratio(convention, t_base, method.last_step, window)
+        )
+    return row
 
 
-def first_reach(steps: np.ndarray, smoothed: np.ndarray, target: float) -> int | None:
-    """First iteration whose smoothed loss is at or below ``target``; None if never."""
-    with np.errstate(invalid="ignore"):
-        hit = smoothed <= target
-    return int(steps[np.argmax(hit)]) if hit.any() else None
-
-
-def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean; NaN with fewer than two values."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(BOOTSTRAP_SAMPLES, values.size)).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def aggregate(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Median over reaching seeds, k reached, min-max range (k >= 3), largest bound."""
+    out: dict[str, float] = {"seeds": len(rows)}
+    out["T_baseline"] = float(np.median([r["T_baseline"] for r in rows])) if rows else math.nan
+    for c in CONVENTIONS:
+        hits = [r for r in rows if not math.isnan(r[f"speedup_{c}"])]
+        values = [r[f"speedup_{c}"] for r in hits]
+        bounds = [r[f"bound_{c}"] for r in rows if math.isnan(r[f"speedup_{c}"])]
+        ranged = len(values) >= MIN_SEEDS_FOR_RANGE
+        out[f"reached_{c}"] = len(values)
+        out[f"T_method_{c}"] = (
+            float(np.median([r[f"T_method_{c}"] for r in hits])) if hits else math.nan
+        )
+        out[f"speedup_{c}"] = float(np.median(values)) if values else math.nan
+        out[f"low_{c}"] = min(values) if ranged else math.nan
+        out[f"high_{c}"] = max(values) if ranged else math.nan
+        out[f"bound_{c}"] = max(bounds) if bounds else math.nan
+    return out
 
 
 @dataclass
 class GridPoint:
-    """One optimizer setting of one (task, scale), with a smoothed curve per seed."""
+    """One optimizer setting of one (task, scale, setting), with a smoothed curve per seed."""
 
     optimizer: str
     hparams: str
     settings: dict[str, str]
     run_dirs: dict[int, str] = field(default_factory=dict)
     statuses: dict[int, str] = field(default_factory=dict)
-    curves: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    curves: dict[int, Curve] = field(default_factory=dict)
 
     @property
     def all_completed(self) -> bool:
@@ -86,14 +182,19 @@ class GridPoint:
     @property
     def score(self) -> float:
         """Seed-mean of each seed's lowest smoothed loss (NaN if some seed has none)."""
-        bests = [best_point(*curve) for curve in self.curves.values()]
+        return self.score_on(self.curves)
+
+    def score_on(self, seeds: Iterable[int]) -> float:
+        """Seed-mean of the lowest smoothed loss over ``seeds`` (NaN if one has none)."""
+        bests = [self.curves[seed].best() for seed in seeds if seed in self.curves]
         if not bests or any(best is None for best in bests):
-            return float("nan")
+            return math.nan
         return float(np.mean([best[1] for best in bests]))
 
 
 def grid_points(frame: pd.DataFrame, window: int) -> list[GridPoint]:
-    """Group the runs of one (task, scale) into grid points (seeds grouped)."""
+    """Group the runs of one (task, scale, setting) into grid points, sorted by
+    (optimizer, hyperparameter text) so that ties resolve the same way on any machine."""
     points: dict[tuple[str, str], GridPoint] = {}
     for run_dir, run in frame.groupby("run_dir", sort=True):
         first = run.iloc[0]
@@ -108,15 +209,24 @@ def grid_points(frame: pd.DataFrame, window: int) -> list[GridPoint]:
         point, seed = points[key], int(first["seed"])
         if seed in point.run_dirs:
             raise UserError(
-                f"two runs of the same grid point and seed: {point.run_dirs[seed]} and {run_dir}; "
-                "pass only one of them"
+                f"two runs of the same grid point, setting and seed: {point.run_dirs[seed]} and "
+                f"{run_dir}; pass only one of them"
             )
-        train = run[run["split"] == "train"].drop_duplicates("step", keep="last")
-        train = train.sort_values("step")
         point.run_dirs[seed] = str(run_dir)
         point.statuses[seed] = str(first["status"])
-        point.curves[seed] = smooth(train["step"].to_numpy(), train["loss"].to_numpy(), window)
-    return list(points.values())
+        point.curves[seed] = _curve(run, window)
+    return [points[key] for key in sorted(points)]
+
+
+def _curve(run: pd.DataFrame, window: int) -> Curve:
+    """The run's smoothed training loss; resumed runs may log a step twice (last wins)."""
+    train = run[run["split"] == "train"].drop_duplicates("step", keep="last").sort_values("step")
+    steps = train["step"].to_numpy()
+    try:
+        smoothed = smooth(steps, train["loss"].to_numpy(), window)
+    except UserError as error:
+        raise UserError(f"{run['run_dir'].iloc[0]}: {error}") from error
+    return Curve(*smoothed, last_step=int(steps[-1]) if steps.size else 0)
 
 
 def _present(value: object) -> bool:
@@ -126,8 +236,11 @@ def _present(value: object) -> bool:
 def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, str]:
     """The optimizer's grid point with the lowest score, and a note on how it was chosen.
 
-    A grid point with a diverged, failed or unfinished run is a candidate only when no
-    grid point of that optimizer completed all its seeds.
+    Scores use the seeds every candidate has: under the two-stage protocol (every grid
+    point with seed 1, then more seeds at the tuned points) the choice stays the one
+    seed 1 made, instead of pitting a 3-seed mean against single seeds. A grid point with
+    a diverged, failed or unfinished run is a candidate only when no grid point of that
+    optimizer completed all its seeds. Ties: the first in ``points``.
     """
     own = [p for p in points if p.optimizer == optimizer and np.isfinite(p.score)]
     completed = [p for p in own if p.all_completed]
@@ -137,136 +250,204 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     candidates = completed or own
     if not candidates:
         return None, "no run has a smoothed loss (all failed, or shorter than the window)"
-    return min(candidates, key=lambda p: p.score), note
+    common = set.intersection(*(set(p.curves) for p in candidates))
+    if common and any(set(p.curves) != common for p in candidates):
+        chosen = ", ".join(str(s) for s in sorted(common))
+        note = "; ".join(filter(None, [note, f"tuned on the seeds every grid point has ({chosen})"]))
+    scored = [(p.score_on(common or p.curves), index) for index, p in enumerate(candidates)]
+    finite = [(score, index) for score, index in scored if np.isfinite(score)]
+    if not finite:
+        return None, "no grid point has a smoothed loss on the common seeds"
+    return candidates[min(finite)[1]], note
+
+
+def resolve_window(frame: pd.DataFrame, window: int | None) -> int:
+    """``window`` if given, else the runs' ``analysis.window``, which must agree."""
+    if window is not None:
+        return int(window)
+    runs = frame.drop_duplicates("run_dir")
+    where = "{task}/{scale} ({setting})".format(**runs.iloc[0][GROUP_KEYS])
+    if runs["window"].isna().all():
+        raise UserError(
+            f"{runs['run_dir'].iloc[0]}/run_config.json and the other runs have no "
+            "analysis.window; pass --window"
+        )
+    by_window = runs.dropna(subset=["window"]).groupby("window")["run_dir"]
+    if by_window.ngroups > 1:
+        found = "; ".join(
+            f"{int(w)} in {len(dirs)} runs (e.g. {dirs.iloc[0]})" for w, dirs in by_window
+        )
+        raise UserError(
+            f"{where}: runs disagree on analysis.window: {found}; "
+            "pass --window N to smooth them all alike"
+        )
+    return int(runs["window"].dropna().iloc[0])
+
+
+def check_ladder(ladder: Iterable[float]) -> tuple[float, ...]:
+    """Sorted rungs in (0, 1], always with the headline rung 1.0."""
+    rungs = sorted(set(ladder) | {HEADLINE})
+    if rungs[0] <= 0 or rungs[-1] > HEADLINE:
+        raise UserError(f"ladder fractions must lie in (0, 1], got {rungs}")
+    return tuple(rungs)
 
 
 @dataclass
 class Comparison:
-    """Speedup of one tuned method over one tuned baseline, per seed pair."""
+    """A tuned method against a tuned baseline in one (task, scale, setting).
 
-    baseline_steps: list[int]
-    method_steps: list[int | None]
+    ``info`` holds the identity and run counts; ``rows`` one timing per seed pair and rung.
+    """
 
-    @property
-    def speedups(self) -> np.ndarray:
-        """T_baseline / T_method per seed pair; 0 when the method never reaches L*."""
-        return np.array(
-            [
-                b / m if m is not None else 0.0
-                for b, m in zip(self.baseline_steps, self.method_steps, strict=True)
-            ]
-        )
-
-    @property
-    def reached(self) -> int:
-        return sum(m is not None for m in self.method_steps)
+    info: dict[str, object]
+    rows: list[dict[str, object]]
+    ladder: tuple[float, ...]
 
 
-def compare(method: GridPoint, baseline: GridPoint) -> Comparison:
-    """Pair seeds (same seed when both have it, else every pair) and time each pair."""
-    common = sorted(set(method.curves) & set(baseline.curves))
-    pairs = [(s, s) for s in common] or list(
-        itertools.product(sorted(baseline.curves), sorted(method.curves))
-    )
-    baseline_steps, method_steps = [], []
-    for base_seed, method_seed in pairs:
-        best = best_point(*baseline.curves[base_seed])
-        if best is None:
-            continue
-        baseline_steps.append(best[0])
-        method_steps.append(first_reach(*method.curves[method_seed], best[1]))
-    return Comparison(baseline_steps, method_steps)
-
-
-def resolve_window(frame: pd.DataFrame, window: int | None) -> int:
-    """``window`` if given, else the runs' ``analysis.window`` (which must agree)."""
-    if window is not None:
-        return int(window)
-    windows = frame.drop_duplicates("run_dir")["window"].dropna().unique()
-    if len(windows) == 0:
-        raise UserError("the runs' configs have no analysis.window; pass --window")
-    if len(windows) > 1:
-        found = ", ".join(str(int(w)) for w in sorted(windows))
-        raise UserError(f"runs disagree on analysis.window ({found}); pass --window")
-    return int(windows[0])
-
-
-def speedup_table(
+def compare_all(
     frame: pd.DataFrame,
     baseline: str,
-    pairs: list[tuple[str, str]] = (),
+    pairs: Sequence[tuple[str, str]] = (),
     window: int | None = None,
-) -> pd.DataFrame:
-    """Speedup of every optimizer over tuned ``baseline``, plus each extra (method, baseline)
-    pair present, per (task, scale): one row per comparison."""
-    rows = []
-    for (task, scale), group in frame.groupby(["task", "scale"], sort=True):
+    ladder: Iterable[float] = DEFAULT_LADDER,
+) -> list[Comparison]:
+    """Every optimizer against tuned ``baseline``, plus each extra (method, baseline) pair
+    present, in every (task, scale, setting) of ``frame``."""
+    rungs = check_ladder(ladder)
+    comparisons = []
+    for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
+        where = f"{task}/{scale} ({setting})"
         size = resolve_window(group, window)
         points = grid_points(group, size)
-        if not any(np.isfinite(p.score) for p in points):
-            longest = int(group["step"].max()) if group["step"].notna().any() else 0
-            raise UserError(
-                f"{task}/{scale}: no run reaches the smoothing window ({size} iterations; "
-                f"longest run logged {longest}); pass a smaller --window"
-            )
-        optimizers = sorted({p.optimizer for p in points})
-        if baseline not in optimizers:
-            raise UserError(
-                f"{task}/{scale}: no {baseline!r} runs to compare against; found "
-                f"{', '.join(optimizers)}; choose one with --baseline"
-            )
+        optimizers = _check_group(where, group, points, baseline, size)
         wanted = [(m, baseline) for m in optimizers if m != baseline]
         wanted += [p for p in pairs if p not in wanted and set(p) <= set(optimizers)]
+        identity = {"task": task, "scale": scale, "setting": setting, "window": size}
         for method, base in wanted:
-            rows.append(_row(task, scale, size, points, method, base))
-    return pd.DataFrame(rows)
+            comparisons.append(_compare(identity, points, method, base, rungs))
+    return comparisons
 
 
-def _row(
-    task: str, scale: str, window: int, points: list[GridPoint], method: str, base: str
-) -> dict[str, object]:
+def _check_group(
+    where: str, group: pd.DataFrame, points: list[GridPoint], baseline: str, window: int
+) -> list[str]:
+    """The group's optimizers, or a UserError that says why no speedup can be computed."""
+    if not any(np.isfinite(p.score) for p in points):
+        longest = int(group["step"].max()) if group["step"].notna().any() else 0
+        raise UserError(
+            f"{where}: no run reaches the smoothing window ({window} iterations; "
+            f"longest run logged {longest}); pass a smaller --window"
+        )
+    optimizers = sorted({p.optimizer for p in points})
+    if baseline not in optimizers:
+        raise UserError(
+            f"{where}: no {baseline!r} runs to compare against; found "
+            f"{', '.join(optimizers)}; choose one with --baseline"
+        )
+    if optimizers == [baseline]:
+        raise UserError(
+            f"{where}: only {baseline!r} runs (e.g. {group['run_dir'].iloc[0]}); a speedup "
+            "needs at least one other optimizer's runs in the same task, scale and setting"
+        )
+    return optimizers
+
+
+def _compare(
+    identity: dict[str, object],
+    points: list[GridPoint],
+    method: str,
+    base: str,
+    ladder: tuple[float, ...],
+) -> Comparison:
     best_method, method_note = tuned(points, method)
     best_base, base_note = tuned(points, base)
     own = [p for p in points if p.optimizer == method]
     statuses = [s for p in own for s in p.statuses.values()]
-    row: dict[str, object] = {
-        "task": task,
-        "scale": scale,
+    notes = [method_note, base_note and f"{base}: {base_note}"]
+    info: dict[str, object] = {
+        **identity,
         "optimizer": method,
         "baseline": base,
         "best_hparams": _shown(best_method, own),
         "baseline_hparams": _shown(best_base, [p for p in points if p.optimizer == base]),
         "hparams": best_method.hparams if best_method else "",
         "runs": len(statuses),
-        "diverged": statuses.count("diverged"),
+        "diverged": statuses.count(DIVERGED),
         # failed, interrupted, or no summary.json
-        "failed": sum(s not in (COMPLETED, "diverged") for s in statuses),
-        "window": window,
-        "seeds": 0,
-        "reached": 0,
-        "T_baseline": np.nan,
-        "T_method": np.nan,
-        "speedup": np.nan,
-        "ci_low": np.nan,
-        "ci_high": np.nan,
-        "note": "; ".join(n for n in (method_note, base_note and f"{base}: {base_note}") if n),
+        "failed": sum(s not in (COMPLETED, DIVERGED) for s in statuses),
     }
-    if best_method is None or best_base is None:
-        return row
-    comparison = compare(best_method, best_base)
-    speedups = comparison.speedups
-    reached = [m for m in comparison.method_steps if m is not None]
-    low, high = bootstrap_interval(speedups)
-    row.update(
-        seeds=len(speedups),
-        reached=comparison.reached,
-        T_baseline=float(np.mean(comparison.baseline_steps)),
-        T_method=float(np.mean(reached)) if reached else np.nan,
-        speedup=float(speedups.mean()) if speedups.size else np.nan,
-        ci_low=low,
-        ci_high=high,
-    )
-    return row
+    rows: list[dict[str, object]] = []
+    if best_method is not None and best_base is not None:
+        rows, pair_notes = _time_pairs(best_method, best_base, int(identity["window"]), ladder)
+        notes += pair_notes
+    info["note"] = "; ".join(n for n in notes if n)
+    return Comparison(info, rows, ladder)
+
+
+def _time_pairs(
+    method: GridPoint, base: GridPoint, window: int, ladder: tuple[float, ...]
+) -> tuple[list[dict[str, object]], list[str]]:
+    """Timings of every seed both tuned points ran, at every rung, and notes on the rest."""
+    common = sorted(set(method.curves) & set(base.curves))
+    notes = []
+    for point, other in ((base, method), (method, base)):
+        alone = sorted(set(point.curves) - set(other.curves))
+        if alone:
+            notes.append(f"{point.optimizer} seeds {_seeds(alone)} unpaired")
+    rows = []
+    for seed in common:
+        for fraction in ladder:
+            timing = time_seed(base.curves[seed], method.curves[seed], fraction, window)
+            if timing is None:
+                notes.append(f"seed {seed}: no baseline smoothed loss by {fraction:.0%}")
+                continue
+            rows.append(
+                {
+                    "seed": seed,
+                    "status": method.statuses[seed],
+                    **timing,
+                    "run_dir": method.run_dirs[seed],
+                    "baseline_run_dir": base.run_dirs[seed],
+                }
+            )
+    return rows, notes
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def seeds_frame(comparisons: Sequence[Comparison], fraction: float | None = None) -> pd.DataFrame:
+    """One row per seed pair (and rung, or only rung ``fraction``) of every comparison."""
+    keys = ["task", "scale", "setting", "window", "optimizer", "hparams", "baseline"]
+    rows = [
+        {**{k: c.info[k] for k in keys}, **row}
+        for c in comparisons
+        for row in c.rows
+        if fraction is None or row["fraction"] == fraction
+    ]
+    return pd.DataFrame(rows)
+
+
+def summary_frame(comparisons: Sequence[Comparison], fraction: float | None = None) -> pd.DataFrame:
+    """One row per comparison and rung (or only rung ``fraction``): the aggregate."""
+    rows = []
+    for comparison in comparisons:
+        for rung in comparison.ladder if fraction is None else (fraction,):
+            timings = [r for r in comparison.rows if r["fraction"] == rung]
+            note = comparison.info["note"]
+            rows.append({**comparison.info, "fraction": rung, **aggregate(timings), "note": note})
+    return pd.DataFrame(rows)
+
+
+def speedup_table(
+    frame: pd.DataFrame,
+    baseline: str,
+    pairs: Sequence[tuple[str, str]] = (),
+    window: int | None = None,
+) -> pd.DataFrame:
+    """The headline (rung 100%) aggregate of :func:`compare_all`: one row per comparison."""
+    return summary_frame(compare_all(frame, baseline, pairs, window, (HEADLINE,)), HEADLINE)
 
 
 def _shown(point: GridPoint | None, grid: list[GridPoint]) -> str:

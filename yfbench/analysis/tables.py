@@ -1,4 +1,9 @@
-"""Human-readable rendering of speedup tables (Markdown), shared by the CLI and the report."""
+"""Human-readable cells and Markdown tables of speedups, shared by the CLI and the report.
+
+A speedup cell says what was observed: the median over the seeds that reached the
+target with "k/n reached", a range only with >= 3 reaching seeds, and for seeds that did
+not reach it a bound ("< 0.94x"), never a zero.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,22 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-NOT_REACHED = "not reached"
+from yfbench.analysis.speedup import CONVENTIONS
+
 DASH = "—"
 
 SPEEDUP_COLUMNS = {
     "task": "task",
     "scale": "scale",
+    "setting": "setting",
+    "window": "window",
     "optimizer": "optimizer",
     "baseline": "vs",
     "best_hparams": "best hyperparameters",
     "baseline_hparams": "baseline hyperparameters",
-    "seeds": "seeds",
-    "T_baseline": "T_baseline",
-    "T_method": "T_method",
-    "speedup": "speedup",
-    "interval": "95% interval",
+    "T_baseline": "T_baseline (median)",
+    "speedup_paper": "speedup (paper convention)",
+    "speedup_tt": "speedup (T/T)",
     "runs_note": "diverged / failed runs",
     "note": "note",
 }
@@ -40,42 +46,101 @@ def _escape(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def speedup_text(row: pd.Series) -> str:
-    """ "1.93x", or "not reached", or the mean with how many seeds reached the target."""
-    if row["seeds"] == 0 or _missing(row["speedup"]):
-        return DASH
-    if row["reached"] == 0:
-        return NOT_REACHED
-    text = f"{row['speedup']:.2f}x"
-    if row["reached"] < row["seeds"]:
-        text += f" (reached in {row['reached']}/{row['seeds']} seeds)"
-    return text
+def times(value: float) -> str:
+    """``1.93x``; infinity (a method at its first smoothed point) as ``∞``."""
+    return "∞" if math.isinf(value) else f"{value:.2f}x"
 
 
-def interval_text(row: pd.Series) -> str:
-    if _missing(row["ci_low"]):
+def bound_text(bound: float) -> str:
+    """``< 0.94x``, or ``no bound`` when the run never had a smoothed loss to bound it."""
+    return "no bound" if math.isinf(bound) else f"< {times(bound)}"
+
+
+def speedup_cell(row: pd.Series, convention: str) -> str:
+    """One aggregate speedup as text, e.g. ``1.95x (3/3 reached, range 1.80x–2.10x)``,
+    ``1.20x (2/3 reached; the other < 0.90x)`` or ``< 0.94x (0/3 reached)``."""
+    n, k = int(row["seeds"]), int(row[f"reached_{convention}"])
+    bound = row[f"bound_{convention}"]
+    if n == 0:
         return DASH
-    return f"[{row['ci_low']:.2f}x, {row['ci_high']:.2f}x]"
+    if k == 0:
+        return f"{bound_text(bound)} (0/{n} reached)"
+    text = f"{times(row[f'speedup_{convention}'])} ({k}/{n} reached"
+    if not _missing(row[f"low_{convention}"]):
+        text += f", range {times(row[f'low_{convention}'])}–{times(row[f'high_{convention}'])}"
+    if k < n:
+        text += f"; {'the other' if n - k == 1 else 'the others'} {bound_text(bound)}"
+    return text + ")"
+
+
+def runs_note(row: pd.Series) -> str:
+    return f"{row['diverged']} / {row['failed']} of {row['runs']}"
 
 
 def display_speedups(table: pd.DataFrame) -> pd.DataFrame:
-    """The speedup table with readable cells ("not reached", intervals, run counts)."""
+    """The headline table with readable cells, both conventions side by side."""
     shown = table.copy()
-    shown["T_baseline"] = [_steps(v) for v in table["T_baseline"]]
-    shown["T_method"] = [
-        NOT_REACHED if row["seeds"] and row["reached"] == 0 else _steps(row["T_method"])
-        for _, row in table.iterrows()
-    ]
-    shown["speedup"] = [speedup_text(row) for _, row in table.iterrows()]
-    shown["interval"] = [interval_text(row) for _, row in table.iterrows()]
-    shown["runs_note"] = [
-        f"{row['diverged']} / {row['failed']} of {row['runs']}" for _, row in table.iterrows()
-    ]
+    shown["T_baseline"] = [steps_text(v) for v in table["T_baseline"]]
+    for convention in CONVENTIONS:
+        shown[f"speedup_{convention}"] = [
+            speedup_cell(row, convention) for _, row in table.iterrows()
+        ]
+    shown["runs_note"] = [runs_note(row) for _, row in table.iterrows()]
     shown["note"] = table["note"].fillna("").replace("", DASH)
     return shown[list(SPEEDUP_COLUMNS)].rename(columns=SPEEDUP_COLUMNS)
 
 
-def _steps(value: float) -> str:
+def display_curve(summary: pd.DataFrame) -> pd.DataFrame:
+    """The speedup curve: one row per comparison and convention, one column per rung."""
+    keys = ["task", "scale", "setting", "window", "optimizer", "baseline"]
+    rungs = sorted(summary["fraction"].unique())
+    rows = []
+    for identity, group in summary.groupby(keys, sort=True):
+        by_rung = group.set_index("fraction")
+        for convention, name in CONVENTIONS.items():
+            cells = [speedup_cell(by_rung.loc[f], convention) for f in rungs]
+            rows.append([*identity, name, *cells])
+    headers = [*keys[:-1], "vs", "convention", *(f"{f:.0%}" for f in rungs)]
+    return pd.DataFrame(rows, columns=headers)
+
+
+def display_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """Seed-independence rows with rounded correlations."""
+    rows = [
+        [
+            row["task"],
+            row["scale"],
+            row["setting"],
+            row["optimizer"],
+            row["hparams"],
+            row["seeds"],
+            row["steps"],
+            _r(row["r_median"]),
+            f"{_r(row['r_min'])} to {_r(row['r_max'])}",
+            f"±{row['band']:.2f}" if not _missing(row["band"]) else DASH,
+        ]
+        for _, row in table.iterrows()
+    ]
+    headers = [
+        "task",
+        "scale",
+        "setting",
+        "optimizer",
+        "hyperparameters",
+        "seeds",
+        "steps",
+        "median r",
+        "range",
+        "±2/√steps",
+    ]
+    return pd.DataFrame(rows, columns=headers)
+
+
+def _r(value: float) -> str:
+    return DASH if _missing(value) else f"{value:+.2f}"
+
+
+def steps_text(value: float) -> str:
     return DASH if _missing(value) else f"{value:.0f}"
 
 

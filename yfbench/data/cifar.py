@@ -8,13 +8,14 @@ Sources, each verified against its sha256 on every use:
 * for CIFAR-10 only, the offline lossy-JPEG copy ``<data dir>/cifar10_jpeg/`` (see the
   shared data README), decoded once into a tensor cache. Its pixels differ from the
   canonical ones, so results on it are flagged through :attr:`CifarData.source`.
+
+Both caches (the extracted archive, the decoded tensors) are checked against their own
+sha256 on every load and rebuilt when they do not match (:mod:`yfbench.data.cache`).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ import torchvision
 from PIL import Image
 from torch import Tensor
 
-from yfbench.data.files import RawFile, extract_tar, fetch
+from yfbench.data.cache import cached_tensors, unpacked_archive
+from yfbench.data.files import RawFile, fetch
 from yfbench.errors import DataError, UserError
 
 CIFAR10_ARCHIVE = RawFile(
@@ -104,13 +106,15 @@ def load_torchvision(
 ) -> CifarData:
     """Verify (or download) ``raw``, unpack it into the cache, read it with torchvision."""
     archive = fetch(raw, data_dir)
-    root = _unpacked(archive, cache_dir / "cifar" / f"{dataset.base_folder}-{raw.sha256[:16]}")
+    root = unpacked_archive(
+        archive, cache_dir / "cifar" / f"{dataset.base_folder}-{raw.sha256[:16]}"
+    )
     try:
         train, test = dataset(root, train=True), dataset(root, train=False)
     except RuntimeError as error:
         raise DataError(
             f"{archive} (sha256 {raw.sha256}) unpacked into {root}, but torchvision cannot "
-            f"read it ({error}); delete {root} so it is unpacked again."
+            f"read it ({error}); the archive does not hold {dataset.base_folder}."
         ) from error
     return CifarData(
         torch.from_numpy(train.data),
@@ -119,22 +123,6 @@ def load_torchvision(
         torch.tensor(test.targets, dtype=torch.int64),
         f"{Path(raw.relpath).name} (canonical)",
     )
-
-
-def _unpacked(archive: Path, target: Path) -> Path:
-    """``archive`` extracted once into ``target`` (named by its sha256, so a new archive
-    gets a fresh copy); a half-finished extraction is never mistaken for a finished one."""
-    if not target.exists():
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        extract_tar(archive, partial)
-        try:
-            os.replace(partial, target)
-        except OSError:  # another run finished the same extraction first
-            shutil.rmtree(partial, ignore_errors=True)
-            if not target.exists():
-                raise
-    return target
 
 
 def _load_jpeg(data_dir: Path, cache_dir: Path) -> CifarData:
@@ -147,18 +135,11 @@ def _jpeg_split(raw: RawFile, data_dir: Path, cache_dir: Path) -> tuple[Tensor, 
     """Decoded images and labels of one JPEG archive, cached under its sha256."""
     archive = fetch(raw, data_dir)
     cache = cache_dir / "cifar" / f"cifar10_jpeg-{Path(raw.relpath).name}-{raw.sha256[:16]}.pt"
-    if cache.exists():
-        cached = torch.load(cache, weights_only=True)
-        return cached["images"], cached["labels"]
-    images, labels = _decode_jpeg_archive(archive)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
-    torch.save({"images": images, "labels": labels}, partial)
-    os.replace(partial, cache)
-    return images, labels
+    cached = cached_tensors(cache, lambda: _decode_jpeg_archive(archive), archive)
+    return cached["images"], cached["labels"]
 
 
-def _decode_jpeg_archive(archive: Path) -> tuple[Tensor, Tensor]:
+def _decode_jpeg_archive(archive: Path) -> dict[str, Tensor]:
     """Read ``<split>/<class>/NNNN.jpg`` members straight from the tar (nothing is written)."""
     images: list[np.ndarray] = []
     labels: list[int] = []
@@ -169,10 +150,33 @@ def _decode_jpeg_archive(archive: Path) -> tuple[Tensor, Tensor]:
             class_name = Path(member.name).parent.name
             if class_name not in CIFAR10_CLASSES or not member.name.endswith(".jpg"):
                 raise DataError(f"unexpected member {member.name!r} in {archive}")
-            with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
-                images.append(np.asarray(image.convert("RGB")))
+            images.append(_decode_image(tar.extractfile(member).read(), member.name, archive))
             labels.append(CIFAR10_CLASSES.index(class_name))
-    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+    if not images:
+        raise DataError(f"no images in {archive}; it is not a CIFAR-10 JPEG archive")
+    return {
+        "images": torch.from_numpy(np.stack(images)),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
+
+
+def _decode_image(data: bytes, name: str, archive: Path) -> np.ndarray:
+    """One 32x32 RGB image; a member PIL cannot decode names itself instead of a traceback."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as error:
+        raise DataError(_bad_image(name, archive)) from error
+    if pixels.shape != (32, 32, 3):
+        raise DataError(_bad_image(name, archive))
+    return pixels
+
+
+def _bad_image(name: str, archive: Path) -> str:
+    return (
+        f"member {name} of {archive} is not a readable 32x32 JPEG image; the archive is "
+        f"damaged or not a CIFAR-10 JPEG copy: replace it with a good one"
+    )
 
 
 def random_crop_flip(images: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:

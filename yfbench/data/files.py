@@ -44,6 +44,7 @@ def cache_dir() -> Path:
 
 
 def sha256sum(path: Path) -> str:
+    """Hex sha256 of the file at ``path``, read in chunks (archives are hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -57,7 +58,7 @@ def fetch(raw: RawFile, root: Path | None = None) -> Path:
     path = root / raw.relpath
     if not path.exists():
         _download(raw, path)
-    actual = sha256sum(path)
+    actual = _checksum(raw, path)
     if actual != raw.sha256:
         raise DataError(
             f"checksum mismatch for {path}: expected sha256 {raw.sha256}, got {actual}. "
@@ -66,6 +67,33 @@ def fetch(raw: RawFile, root: Path | None = None) -> Path:
             f"good copy."
         )
     return path
+
+
+def _checksum(raw: RawFile, path: Path) -> str:
+    """sha256 of the data file at ``path``, or a DataError saying why it cannot be read.
+
+    A folder or an unreadable file where a data file belongs is the user's to move or
+    fix; it must not surface as a bare IsADirectoryError or PermissionError.
+    """
+    if path.is_dir():
+        raise DataError(
+            f"{path} is a directory, but the data file {raw.relpath} (sha256 {raw.sha256}) "
+            f"belongs there: move the directory away, then {_how_to_get(raw)}."
+        )
+    try:
+        return sha256sum(path)
+    except OSError as error:
+        raise DataError(
+            f"cannot read the data file {path} ({error.strerror or error}): make it readable, "
+            f"or {OFFLINE_HINT}."
+        ) from error
+
+
+def _how_to_get(raw: RawFile) -> str:
+    """How the user gets a missing ``raw`` file: it is downloaded on the next run if it can be."""
+    if raw.url is None:
+        return f"place a copy of the file there (it has no public download URL), or {OFFLINE_HINT}"
+    return f"run again to download it from {raw.url}, or {OFFLINE_HINT}"
 
 
 def _download(raw: RawFile, path: Path) -> None:

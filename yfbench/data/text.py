@@ -93,9 +93,13 @@ def load_ptb(
     words = {split: read_words(fetch(raw, data_dir)) for split, raw in PTB_FILES.items()}
     vocab = build_vocab(words["train"])
     if max_vocab is not None:
+        needed = list(vocab).index(PTB_UNK) + 1
+        if max_vocab < needed:
+            raise UserError(
+                f"task.data.max_vocab must be null or an integer >= {needed}, got {max_vocab}; "
+                f"{PTB_UNK} is symbol {needed} by training frequency and must be kept"
+            )
         vocab = {symbol: index for index, symbol in enumerate(list(vocab)[:max_vocab])}
-        if PTB_UNK not in vocab:
-            raise UserError(f"max_vocab={max_vocab} is too small to keep {PTB_UNK}; use >= 3")
     # Without max_vocab an out-of-vocabulary word means a wrong file: no fallback then.
     unk = None if max_vocab is None else PTB_UNK
     return vocab, {split: encode(tokens, vocab, unk) for split, tokens in words.items()}
@@ -117,31 +121,40 @@ def load_tinyshakespeare(
 class BpttBatches:
     """Truncated-backprop windows over a token stream laid out as ``batch_size`` rows.
 
-    The stream is cut into ``batch_size`` contiguous rows (the tail that does not fill a
-    row is dropped); window ``i`` holds columns ``[i*unroll, (i+1)*unroll)`` of every row
-    as inputs and the next token of each as targets. Row ``r`` of window ``i+1`` continues
-    row ``r`` of window ``i``, so an LSTM can carry its hidden state across windows.
+    The stream, rotated left by ``offset`` tokens (the end wraps to the front, like a
+    document boundary), is cut into ``batch_size`` contiguous rows; the tail that does
+    not fill a row is dropped. Window ``i`` holds columns ``[i*unroll, (i+1)*unroll)`` of
+    every row as inputs and the next token of each as targets. Row ``r`` of window
+    ``i+1`` continues row ``r`` of window ``i``, so an LSTM can carry its hidden state
+    across windows. Different offsets put different text in every window.
     """
 
     def __init__(self, ids: Tensor, batch_size: int, unroll: int, device: torch.device) -> None:
         if batch_size < 1 or unroll < 1:
             raise UserError(f"batch_size and unroll must be >= 1 (got {batch_size}, {unroll})")
-        row_length = len(ids) // batch_size
-        self.num_windows = (row_length - 1) // unroll
+        self.row_length = len(ids) // batch_size
+        self.num_windows = (self.row_length - 1) // unroll
         if self.num_windows < 1:
             raise UserError(
                 f"{len(ids)} tokens are too few for batch_size={batch_size} x unroll={unroll}"
             )
-        self.rows = ids[: batch_size * row_length].view(batch_size, row_length).to(device)
+        self.ids = ids.to(device)
+        self.batch_size = batch_size
         self.unroll = unroll
 
     def __len__(self) -> int:
         return self.num_windows
 
-    def window(self, index: int) -> tuple[Tensor, Tensor]:
-        """Inputs and targets, both [batch_size, unroll], of window ``index``."""
+    def rows(self, offset: int = 0) -> Tensor:
+        """The ``[batch_size, row_length]`` layout of the stream rotated by ``offset``."""
+        stream = torch.roll(self.ids, -offset) if offset else self.ids
+        return stream[: self.batch_size * self.row_length].view(self.batch_size, -1)
+
+    def window(self, index: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Inputs and targets, both [batch_size, unroll], of window ``index`` of ``rows``."""
+        rows = self.rows() if rows is None else rows
         start = index * self.unroll
         return (
-            self.rows[:, start : start + self.unroll],
-            self.rows[:, start + 1 : start + 1 + self.unroll],
+            rows[:, start : start + self.unroll],
+            rows[:, start + 1 : start + 1 + self.unroll],
         )

@@ -273,5 +273,17 @@ def read_wsj_sections(wsj_dir: Path, sections: Iterable[int]) -> list[Tree]:
                 f"WSJ folder holding one subfolder per section (00 .. 24) of .mrg files"
             )
         for path in files:
-            trees.extend(normalize(t) for t in parse_trees(path.read_text(encoding="utf-8")))
+            trees.extend(_read_mrg(path))
     return trees
+
+
+def _read_mrg(path: Path) -> list[Tree]:
+    """Normalized trees of one user-supplied .mrg file (these have no pinned checksum, so a
+    damaged one is reported by name rather than as a traceback)."""
+    try:
+        return [normalize(t) for t in parse_trees(path.read_text(encoding="utf-8"))]
+    except (OSError, UnicodeDecodeError, DataError) as error:
+        raise DataError(
+            f"cannot read the trees of {path} ({error}): task.data.wsj_dir must hold the LDC "
+            f"Treebank-3 WSJ .mrg files; replace this one with a good copy"
+        ) from error

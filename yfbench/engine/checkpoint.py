@@ -1,53 +1,63 @@
-"""Atomic checkpoints loaded safely (``weights_only=True``)."""
+"""Atomic checkpoints loaded safely (``weights_only=True``), tied to their run.
+
+A checkpoint names the config hash of the run that wrote it and the metrics.jsonl prefix
+it was saved with; resuming checks both before anything is written, so another run's
+checkpoint, or a metrics file that was cut or swapped, is refused instead of mixed.
+"""
 
 from __future__ import annotations
 
 import io
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from yfbench.engine.run_dir import write_atomic
 from yfbench.errors import UserError
+from yfbench.logging.jsonl import MetricsPosition
 
-FORMAT_VERSION = 1
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+FORMAT_VERSION = 2
+RESTART = "Delete it to restart the run from step 0."
 
 
-def save_atomic(path: Path, payload: dict[str, Any]) -> None:
+def save(path: Path, payload: dict[str, Any], config_hash: str, metrics: MetricsPosition) -> None:
     """A checkpoint is either fully written or not there: a crash never leaves half a file."""
     buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+    torch.save(
+        {
+            "format_version": FORMAT_VERSION,
+            "config_hash": config_hash,
+            "metrics": metrics.as_dict(),
+            **payload,
+        },
+        buffer,
+    )
     write_atomic(path, buffer.getvalue())
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_atomic`, or explain why it cannot be used."""
+def load(path: Path, config_hash: str) -> tuple[dict[str, Any], MetricsPosition]:
+    """The payload and metrics position of this run's checkpoint, or why it cannot be used."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
         raise UserError(
             f"checkpoint {path} is corrupt or not a yfbench checkpoint ({type(error).__name__}: "
-            f"{error}). Delete it to restart the run from step 0."
+            f"{error}). {RESTART}"
         ) from error
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"checkpoint {path} has an incompatible format (expected version {FORMAT_VERSION}). "
-            "Delete it to restart the run from step 0."
+            f"{RESTART}"
         )
-    return payload
+    if payload.get("config_hash") != config_hash:
+        raise UserError(
+            f"checkpoint {path} was saved by a run with another config (another seed, "
+            "optimizer or setting; it was copied or moved here), so resuming would mix two "
+            f"runs. {RESTART}"
+        )
+    return payload, MetricsPosition(**payload["metrics"])
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,12 +1,21 @@
-"""metrics.jsonl: one JSON object per line, flushed per record so a crash loses nothing."""
+"""metrics.jsonl: one JSON object per line; the source of truth of every analysis.
+
+The sink counts its records and hashes its bytes as it writes, so a checkpoint can say
+exactly which file prefix it belongs to, and a resume can prove the file on disk is that
+prefix before it cuts the records written after the checkpoint.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from yfbench.errors import UserError
 
 
 def json_safe(value: Any) -> Any:
@@ -18,27 +27,86 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-class JsonlSink:
-    """Appends records; :meth:`position`/:meth:`truncate` let a resumed run drop stale lines."""
+@dataclass(frozen=True)
+class MetricsPosition:
+    """A prefix of metrics.jsonl: its size, its record count and its sha256."""
 
-    def __init__(self, path: Path) -> None:
+    bytes: int = 0
+    records: int = 0
+    sha256: str = hashlib.sha256().hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JsonlSink:
+    """Appends records to a new metrics.jsonl, or continues a verified prefix of one."""
+
+    def __init__(self, path: Path, resume_from: MetricsPosition | None = None) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        position = resume_from or MetricsPosition()
+        if resume_from is not None:
+            verify_prefix(self.path, resume_from)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        os.truncate(self.path, position.bytes)  # drop records newer than the checkpoint
+        self._file.seek(position.bytes)
+        self._records = position.records
+        self._hash = _hash_of(self.path, position.bytes) if resume_from else hashlib.sha256()
 
     def log(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(json_safe(record)) + "\n")
-        self._file.flush()
+        self.log_many([record])
 
-    def position(self) -> int:
-        """Byte offset after the last record (stored in checkpoints)."""
+    def log_many(self, records: list[dict[str, Any]]) -> None:
+        """Append records with one write and one flush (a crash loses no flushed record)."""
+        if not records:
+            return
+        data = "".join(json.dumps(json_safe(r)) + "\n" for r in records).encode()
+        self._file.write(data)
         self._file.flush()
-        return self._file.tell()
+        self._hash.update(data)
+        self._records += len(records)
 
-    def truncate(self, position: int) -> None:
-        """Drop everything logged after ``position`` (records newer than the checkpoint)."""
+    def position(self) -> MetricsPosition:
+        """Where the file ends now (stored in checkpoints)."""
         self._file.flush()
-        os.truncate(self.path, position)
-        self._file.seek(position)
+        return MetricsPosition(self._file.tell(), self._records, self._hash.hexdigest())
 
     def close(self) -> None:
         self._file.close()
+
+
+def verify_prefix(path: Path, position: MetricsPosition) -> None:
+    """Refuse to resume unless ``path`` starts with exactly the checkpointed records."""
+    fix = (
+        "restore the run's own metrics.jsonl, or delete checkpoint.pt and metrics.jsonl to "
+        "restart the run from step 0"
+    )
+    if not path.is_file():
+        raise UserError(
+            f"{path} is missing but checkpoint.pt holds {position.records} records of it: "
+            f"resuming would lose them; {fix}"
+        )
+    size = path.stat().st_size
+    if size < position.bytes:
+        raise UserError(
+            f"{path} has {size} bytes but checkpoint.pt was saved after {position.bytes}: the "
+            f"file was cut; {fix}"
+        )
+    if _hash_of(path, position.bytes).hexdigest() != position.sha256:
+        raise UserError(
+            f"the first {position.records} records of {path} are not the ones checkpoint.pt "
+            f"was saved with (edited, or another run's file); {fix}"
+        )
+
+
+def _hash_of(path: Path, size: int) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        remaining = size
+        while remaining:
+            chunk = handle.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+    return digest

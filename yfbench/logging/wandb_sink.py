@@ -1,19 +1,34 @@
-"""Weights & Biases sink: offline by default; any W&B failure warns and disables it."""
+"""Weights & Biases sink: offline by default; bounded start-up; failures warn, never kill.
+
+JSONL stays the source of truth. W&B's start-up is bounded by ``init_timeout`` (online
+with no network it would otherwise retry for minutes) and happens before the run's
+clock starts, so it never counts as training time.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 class WandbSink:
     """Logs the same records as metrics.jsonl through the real wandb client."""
 
     def __init__(
-        self, run_dir: Path, config: dict[str, Any], project: str, entity: str | None, mode: str
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        project: str,
+        entity: str | None,
+        mode: str,
+        init_timeout: float = 30.0,
     ) -> None:
         self._run = None
         try:
@@ -30,9 +45,32 @@ class WandbSink:
                 resume="allow",
                 name=str(run_dir),
                 reinit="finish_previous",
+                settings=wandb.Settings(init_timeout=init_timeout),
             )
         except Exception as error:  # noqa: BLE001 - W&B must never kill a run
-            warnings.warn(f"W&B unavailable, logging to metrics.jsonl only: {error}", stacklevel=2)
+            log.warning("W&B unavailable, logging to metrics.jsonl only: %s", error)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, run_dir: Path) -> WandbSink:
+        """The sink ``cfg.logger`` asks for; a disabled one logs nothing."""
+        settings = cfg.logger.wandb
+        if not settings.enabled:
+            return cls.disabled()
+        config = OmegaConf.to_container(cfg, resolve=True)
+        return cls(
+            run_dir,
+            config,
+            settings.project,
+            settings.entity,
+            settings.mode,
+            settings.init_timeout,
+        )
+
+    @classmethod
+    def disabled(cls) -> WandbSink:
+        sink = cls.__new__(cls)
+        sink._run = None
+        return sink
 
     def log(self, record: dict[str, Any]) -> None:
         if self._run is None:
@@ -42,7 +80,7 @@ class WandbSink:
         try:
             self._run.log(values, step=record["step"])
         except Exception as error:  # noqa: BLE001
-            warnings.warn(f"W&B logging failed, continuing with JSONL only: {error}", stacklevel=2)
+            log.warning("W&B logging failed, continuing with JSONL only: %s", error)
             self._run = None
 
     def close(self, exit_code: int = 0) -> None:
@@ -50,5 +88,5 @@ class WandbSink:
             try:
                 self._run.finish(exit_code=exit_code)
             except Exception as error:  # noqa: BLE001
-                warnings.warn(f"W&B finish failed: {error}", stacklevel=2)
+                log.warning("W&B finish failed: %s", error)
             self._run = None

@@ -109,8 +109,11 @@ def units_for_depth(depth: int, bottleneck: bool) -> int:
     """Units per stage of a ResNet-``depth`` (He et al. counting: 6n+2 basic, 9n+2 bottleneck)."""
     per_unit = 9 if bottleneck else 6
     if depth < per_unit + 2 or (depth - 2) % per_unit:
-        kind = "9n+2 (bottleneck)" if bottleneck else "6n+2 (basic)"
-        raise ValueError(f"depth {depth} is not of the form {kind}, e.g. 110 or 164")
+        examples = "11, 47, 164" if bottleneck else "8, 20, 32, 110"
+        raise ValueError(
+            f"depth must be of the form {per_unit}n+2 with n >= 1 for "
+            f"{'bottleneck' if bottleneck else 'basic'} units (e.g. {examples}), got {depth}"
+        )
     return (depth - 2) // per_unit
 
 

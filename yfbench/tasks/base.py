@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
+
+
+def keyed_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by a well-mixed hash of ``key`` (identical on every device).
+
+    Tasks key their random streams by (seed, stream, epoch or step), so every batch is a
+    pure function of (seed, step) and two streams never share a seed.
+    """
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(seed)
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,8 @@ class Task(ABC):
     grad_clip_norm: float | None = None
     #: Name of the headline validation metric ("accuracy", "perplexity", "f1", "loss").
     eval_metric: str = "loss"
+    #: Precisions the task's kernels support on CPU (every precision runs on CUDA).
+    cpu_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
     @abstractmethod
     def train_loss(self, step: int) -> Tensor:

@@ -12,32 +12,26 @@ validation reports plain cross-entropy and accuracy on the test set.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from yfbench.data.cifar import CifarData, load_cifar10, load_cifar100, random_crop_flip, standardize
 from yfbench.errors import UserError
 from yfbench.models.resnet import CifarResNet, units_for_depth
-from yfbench.tasks.base import Task, TaskContext
+from yfbench.tasks.base import Task, TaskContext, keyed_generator
+from yfbench.tasks.checks import flag, integer, number
 
 # Streams of random draws, kept apart so no two ever share a seed.
 _SHUFFLE, _AUGMENT, _SUBSET = 0, 1, 2
-
-
-def _generator(*key: int) -> torch.Generator:
-    """A CPU generator seeded by a well-mixed hash of ``key`` (identical on every device)."""
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
-    return torch.Generator().manual_seed(seed)
 
 
 def _subset(images: Tensor, labels: Tensor, size: int | None) -> tuple[Tensor, Tensor]:
     """A fixed random ``size`` examples, the same for every run (the files are class-sorted)."""
     if size is None or size >= len(labels):
         return images, labels
-    keep = torch.randperm(len(labels), generator=_generator(_SUBSET))[:size]
+    keep = torch.randperm(len(labels), generator=keyed_generator(_SUBSET))[:size]
     return images[keep], labels[keep]
 
 
@@ -84,7 +78,7 @@ class CifarTask(Task):
         """The training-set permutation of ``epoch`` (kept for the epoch's steps)."""
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             order = torch.randperm(
-                len(self.train_labels), generator=_generator(self.seed, _SHUFFLE, epoch)
+                len(self.train_labels), generator=keyed_generator(self.seed, _SHUFFLE, epoch)
             )
             self._epoch_order = (epoch, order.to(self.device))
         return self._epoch_order[1]
@@ -93,7 +87,9 @@ class CifarTask(Task):
         """Augmented, standardised inputs and labels of iteration ``step``."""
         epoch, position = divmod(step, self.steps_per_epoch)
         index = self._order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
-        images = random_crop_flip(self.train_images[index], _generator(self.seed, _AUGMENT, step))
+        images = random_crop_flip(
+            self.train_images[index], keyed_generator(self.seed, _AUGMENT, step)
+        )
         return self._inputs(images), self.train_labels[index]
 
     def train_loss(self, step: int) -> Tensor:
@@ -119,25 +115,58 @@ class CifarTask(Task):
         return {"loss": total_loss.item() / count, "accuracy": correct.item() / count}
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Reject out-of-range batch, subset, decay and model settings before any data is read."""
+    integer("task.batch_size", cfg.batch_size, 1)
+    integer("task.eval_batch_size", cfg.eval_batch_size, 1)
+    integer("task.train_subset", cfg.train_subset, 1, nullable=True)
+    integer("task.test_subset", cfg.test_subset, 1, nullable=True)
+    number("task.weight_decay", cfg.weight_decay, 0)
+    model = cfg.model
+    bottleneck = flag("task.model.bottleneck", model.bottleneck)
+    _units(model, bottleneck)
+    _check_filters(model.filters, bottleneck)
+    number("task.model.leakiness", model.leakiness, 0, 1)
+    number("task.model.bn_eps", model.bn_eps, 0, open_low=True)
+    number("task.model.bn_momentum", model.bn_momentum, 0, 1)
+
+
+def _units(model: DictConfig, bottleneck: bool) -> int:
+    """Units per stage: from ``depth`` when it is set, else ``units_per_stage``."""
+    if model.depth is None:
+        return integer("task.model.units_per_stage", model.units_per_stage, 1)
+    try:
+        return units_for_depth(integer("task.model.depth", model.depth, 1), bottleneck)
+    except ValueError as error:  # its message reads "depth must be ..., got ..."
+        raise UserError(f"task.model.{error}; or set it to null to use units_per_stage") from error
+
+
+def _check_filters(filters: object, bottleneck: bool) -> None:
+    """Four widths >= 1 (stem, stage 1, 2, 3); a bottleneck stage is 4x its inner width."""
+    widths = list(filters) if OmegaConf.is_list(filters) else filters
+    if not isinstance(widths, list) or len(widths) != 4:
+        raise UserError(f"task.model.filters must be a list of 4 widths, got {widths!r}")
+    for stage, width in enumerate(widths):
+        integer(f"task.model.filters[{stage}]", width, 1)
+    if bottleneck and any(width % 4 for width in widths[1:]):
+        raise UserError(
+            f"task.model.filters[1:] must be multiples of 4 with bottleneck units, got {widths}"
+        )
+
+
 def _model(cfg: DictConfig, num_classes: int, seed: int) -> CifarResNet:
     """The configured ResNet, initialised from ``seed`` without touching the global RNG."""
-    try:
-        units = (
-            cfg.units_per_stage if cfg.depth is None else units_for_depth(cfg.depth, cfg.bottleneck)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CifarResNet(
+            num_classes,
+            _units(cfg, cfg.bottleneck),
+            cfg.bottleneck,
+            tuple(cfg.filters),
+            cfg.leakiness,
+            cfg.bn_eps,
+            cfg.bn_momentum,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return CifarResNet(
-                num_classes,
-                units,
-                cfg.bottleneck,
-                tuple(cfg.filters),
-                cfg.leakiness,
-                cfg.bn_eps,
-                cfg.bn_momentum,
-            )
-    except ValueError as error:
-        raise UserError(f"bad task.model settings: {error}") from error
 
 
 def _build(cfg: DictConfig, ctx: TaskContext, model: CifarResNet, data: CifarData) -> CifarTask:
@@ -150,10 +179,12 @@ def _build(cfg: DictConfig, ctx: TaskContext, model: CifarResNet, data: CifarDat
 
 
 def build_cifar10(cfg: DictConfig, ctx: TaskContext) -> CifarTask:
-    model = _model(cfg.model, 10, ctx.seed)  # checks the settings before loading any data
+    check_settings(cfg)
+    model = _model(cfg.model, 10, ctx.seed)
     return _build(cfg, ctx, model, load_cifar10(ctx.data_dir, ctx.cache_dir, cfg.source))
 
 
 def build_cifar100(cfg: DictConfig, ctx: TaskContext) -> CifarTask:
+    check_settings(cfg)
     model = _model(cfg.model, 100, ctx.seed)
     return _build(cfg, ctx, model, load_cifar100(ctx.data_dir, ctx.cache_dir))

@@ -5,6 +5,7 @@ The WSJ parsing task reuses :class:`LanguageModelTask` on linearized trees.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -13,17 +14,25 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from yfbench.data.text import BpttBatches, load_ptb, load_tinyshakespeare
+from yfbench.errors import UserError
 from yfbench.models.lstm import Hidden, LSTMLanguageModel
-from yfbench.tasks.base import Task, TaskContext
+from yfbench.tasks.base import Task, TaskContext, keyed_generator
+from yfbench.tasks.checks import flag, integer, number
+
+# Random stream of the per-epoch rotation (CIFAR's streams are 0-2).
+_ROTATION = 3
 
 
 class LanguageModelTask(Task):
     """Next-token cross-entropy over consecutive BPTT windows of a token stream.
 
-    Iteration ``step`` trains on window ``step % steps_per_epoch``, so its batch depends on
-    ``step`` alone. The LSTM state flows (detached) from one window to the next and is
-    reset to zeros at the start of every epoch; it is part of :meth:`state_dict`, so a
-    resumed run continues with exactly the state an uninterrupted one would have.
+    Every epoch rotates the training stream by an offset drawn from (seed, epoch) before
+    cutting it into rows, so seeds see different text at every step; iteration ``step``
+    trains on window ``step % steps_per_epoch`` of its epoch's layout, so its batch is a
+    pure function of (seed, step). The LSTM state flows (detached) from one window to the
+    next and is reset to zeros at the start of every epoch; it is part of
+    :meth:`state_dict`, so a resumed run continues with exactly the state an
+    uninterrupted one would have. Validation always reads the unrotated stream.
     """
 
     eval_metric = "perplexity"
@@ -44,28 +53,40 @@ class LanguageModelTask(Task):
         self.decay_rate = float(cfg.lr_decay.rate)
         self.decay_start = int(cfg.lr_decay.start_epoch)
         self.device = ctx.device
+        self.seed = ctx.seed
         self.hidden: Hidden | None = None
+        self._epoch_rows: tuple[int, Tensor] | None = None
 
     def _loss(self, inputs: Tensor, targets: Tensor, hidden: Hidden) -> tuple[Tensor, Hidden]:
         logits, hidden = self.model(inputs, hidden)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss, (hidden[0].detach(), hidden[1].detach())
 
+    def _rows(self, epoch: int) -> Tensor:
+        """The training rows of ``epoch`` (kept for the epoch's steps)."""
+        if self._epoch_rows is None or self._epoch_rows[0] != epoch:
+            generator = keyed_generator(self.seed, _ROTATION, epoch)
+            offset = int(torch.randint(len(self.train_batches.ids), (), generator=generator))
+            self._epoch_rows = (epoch, self.train_batches.rows(offset))
+        return self._epoch_rows[1]
+
     def train_loss(self, step: int) -> Tensor:
-        window = step % self.steps_per_epoch
+        epoch, window = divmod(step, self.steps_per_epoch)
         if window == 0 or self.hidden is None:
-            self.hidden = self.model.init_hidden(self.train_batches.rows.shape[0])
-        loss, self.hidden = self._loss(*self.train_batches.window(window), self.hidden)
+            self.hidden = self.model.init_hidden(self.train_batches.batch_size)
+        batch = self.train_batches.window(window, self._rows(epoch))
+        loss, self.hidden = self._loss(*batch, self.hidden)
         return loss
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean cross-entropy over the whole validation stream, with its own carried state."""
         self.model.eval()
-        hidden = self.model.init_hidden(self.valid_batches.rows.shape[0])
+        hidden = self.model.init_hidden(self.valid_batches.batch_size)
+        rows = self.valid_batches.rows()
         total = torch.zeros((), device=self.device)
         for window in range(len(self.valid_batches)):
-            loss, hidden = self._loss(*self.valid_batches.window(window), hidden)
+            loss, hidden = self._loss(*self.valid_batches.window(window, rows), hidden)
             total += loss
         self.model.train()
         mean = total.item() / len(self.valid_batches)
@@ -84,18 +105,56 @@ class LanguageModelTask(Task):
         )
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Reject out-of-range model, batching and schedule settings before any data is read."""
+    _check_model(cfg.model)
+    integer("task.batch_size", cfg.batch_size, 1)
+    integer("task.unroll", cfg.unroll, 1)
+    number("task.grad_clip_norm", cfg.grad_clip_norm, 0, open_low=True, nullable=True)
+    number("task.lr_decay.rate", cfg.lr_decay.rate, 0, open_low=True)
+    integer("task.lr_decay.start_epoch", cfg.lr_decay.start_epoch, 0)
+
+
+def _check_model(model: DictConfig) -> None:
+    """The ``task.model`` keys are arguments of :class:`LSTMLanguageModel`, in range."""
+    known = [p for p in inspect.signature(LSTMLanguageModel).parameters if p != "vocab_size"]
+    for key in model:
+        if key not in known:
+            raise UserError(
+                f"task.model.{key} is not a setting of the LSTM model; use: {', '.join(known)}"
+            )
+    hidden = integer("task.model.hidden_size", model.hidden_size, 1)
+    integer("task.model.num_layers", model.num_layers, 1)
+    embed = integer("task.model.embed_size", model.get("embed_size"), 1, nullable=True)
+    number("task.model.dropout", model.get("dropout", 0.0), 0, 1, open_high=True)
+    number("task.model.init_scale", model.get("init_scale"), 0, open_low=True, nullable=True)
+    number("task.model.forget_bias", model.get("forget_bias", 0.0))
+    tied = flag("task.model.tie_weights", model.get("tie_weights", False))
+    if tied and embed not in (None, hidden):
+        raise UserError(
+            f"task.model.tie_weights needs task.model.embed_size == task.model.hidden_size, "
+            f"got {embed} and {hidden}; set embed_size to null or to {hidden}"
+        )
+
+
 def build_lstm(vocab_size: int, cfg: DictConfig) -> LSTMLanguageModel:
-    """The task's LSTM from its ``model`` config node."""
+    """The task's LSTM from its ``model`` config node (checked by :func:`check_settings`)."""
     return LSTMLanguageModel(vocab_size, **cfg.model)
 
 
 def build_tinyshakespeare(cfg: DictConfig, ctx: TaskContext) -> LanguageModelTask:
-    vocab, ids = load_tinyshakespeare(ctx.data_dir, cfg.data.train_fraction)
+    check_settings(cfg)
+    fraction = number(
+        "task.data.train_fraction", cfg.data.train_fraction, 0, 1, open_low=True, open_high=True
+    )
+    vocab, ids = load_tinyshakespeare(ctx.data_dir, fraction)
     torch.manual_seed(ctx.seed)
     return LanguageModelTask(build_lstm(len(vocab), cfg), ids["train"], ids["valid"], cfg, ctx)
 
 
 def build_ptb(cfg: DictConfig, ctx: TaskContext) -> LanguageModelTask:
-    vocab, ids = load_ptb(ctx.data_dir, cfg.data.max_vocab)
+    check_settings(cfg)
+    max_vocab = integer("task.data.max_vocab", cfg.data.max_vocab, 1, nullable=True)
+    vocab, ids = load_ptb(ctx.data_dir, max_vocab)
     torch.manual_seed(ctx.seed)
     return LanguageModelTask(build_lstm(len(vocab), cfg), ids["train"], ids["valid"], cfg, ctx)

@@ -10,6 +10,10 @@ from torch import Tensor, nn
 
 from yfbench.errors import UserError
 from yfbench.tasks.base import Task, TaskContext
+from yfbench.tasks.checks import integer, number
+
+# float32 curvature, optimum, iterate, its gradient and one step's noise.
+_BYTES_PER_COORDINATE = 5 * 4
 
 
 class NoisyQuadratic(Task):
@@ -22,19 +26,21 @@ class NoisyQuadratic(Task):
     eval_metric = "loss"
 
     def __init__(self, dim: int, condition_number: float, noise_std: float, ctx: TaskContext):
-        if dim < 1 or condition_number < 1 or noise_std < 0:
-            raise UserError(
-                "noisy_quadratic needs task.dim >= 1, task.condition_number >= 1 and "
-                f"task.noise_std >= 0 (got {dim}, {condition_number}, {noise_std})"
-            )
+        integer("task.dim", dim, 1)
+        number("task.condition_number", condition_number, 1)
+        number("task.noise_std", noise_std, 0)
+        _check_fits(dim, ctx.device)
         self.seed, self.device = ctx.seed, ctx.device
         self.steps_per_epoch = 1
-        init = torch.Generator().manual_seed(ctx.seed)
-        self.curvature = torch.logspace(-math.log10(condition_number), 0, dim).to(ctx.device)
-        self.optimum = torch.randn(dim, generator=init).to(ctx.device)
         self.noise_std = noise_std
         self.model = nn.Module()
-        self.model.x = nn.Parameter(torch.zeros(dim, device=ctx.device))
+        try:
+            init = torch.Generator().manual_seed(ctx.seed)
+            self.curvature = torch.logspace(-math.log10(condition_number), 0, dim).to(ctx.device)
+            self.optimum = torch.randn(dim, generator=init).to(ctx.device)
+            self.model.x = nn.Parameter(torch.zeros(dim, device=ctx.device))
+        except RuntimeError as error:  # allocation failure: CPU RuntimeError, CUDA OutOfMemoryError
+            raise _too_large(dim, ctx.device, "the allocation failed") from error
 
     def _exact_loss(self) -> Tensor:
         return 0.5 * (self.curvature * (self.model.x - self.optimum) ** 2).sum()
@@ -50,6 +56,36 @@ class NoisyQuadratic(Task):
     def evaluate(self) -> dict[str, float]:
         distance = torch.linalg.vector_norm(self.model.x - self.optimum)
         return {"loss": self._exact_loss().item(), "dist_to_opt": distance.item()}
+
+
+def _check_fits(dim: int, device: torch.device) -> None:
+    """Refuse a ``dim`` whose vectors exceed the free memory up front: on Linux an oversized
+    allocation may succeed and the process then be killed when the memory is touched."""
+    available = _available_bytes(device)
+    if available is not None and dim * _BYTES_PER_COORDINATE > available:
+        raise _too_large(dim, device, f"only {available / 2**30:.1f} GiB is available")
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes (None where it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _too_large(dim: int, device: torch.device, reason: str) -> UserError:
+    need = dim * _BYTES_PER_COORDINATE / 2**30
+    return UserError(
+        f"task.dim={dim} needs {need:.1f} GiB of {device.type} memory for the quadratic's "
+        f"vectors, but {reason}; lower task.dim"
+    )
 
 
 def build(cfg: DictConfig, ctx: TaskContext) -> NoisyQuadratic:

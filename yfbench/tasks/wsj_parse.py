@@ -12,15 +12,16 @@ wsj_0160-0179 dev, wsj_0180-0199 test (held out, unused here).
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from yfbench.data.text import EOS
 from yfbench.data.treebank import Tree, TreeVocabulary, normalize, read_sample, read_wsj_sections
+from yfbench.errors import UserError
 from yfbench.parsing import BracketScore, bracket_score, rerank
 from yfbench.tasks.base import TaskContext
-from yfbench.tasks.language_model import LanguageModelTask, build_lstm
+from yfbench.tasks.language_model import LanguageModelTask, build_lstm, check_settings
 
 # Document index boundaries of the sample's train / dev / test split.
 SAMPLE_TRAIN_END, SAMPLE_DEV_END = 159, 179
@@ -66,12 +67,30 @@ class WsjParseTask(LanguageModelTask):
         return bracket_score(gold, rerank(nbest, self.log_probs))
 
 
+def _check_sections(data: DictConfig) -> None:
+    """Sections name the WSJ folders 00-24 (a float or string would fail deep in the reader)."""
+    for key in ("train_sections", "dev_sections"):
+        sections = data[key]
+        valid = OmegaConf.is_list(sections) and len(sections) > 0
+        if not valid or not all(_is_section(s) for s in sections):
+            raise UserError(
+                f"task.data.{key} must be a non-empty list of WSJ section numbers 0-24, "
+                f"got {sections!r}"
+            )
+
+
+def _is_section(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24
+
+
 def build(cfg: DictConfig, ctx: TaskContext) -> WsjParseTask:
+    check_settings(cfg)
     if cfg.data.wsj_dir is None:
         documents = read_sample(ctx.data_dir)
         train = [t for doc in documents[:SAMPLE_TRAIN_END] for t in doc]
         dev = [t for doc in documents[SAMPLE_TRAIN_END:SAMPLE_DEV_END] for t in doc]
     else:
+        _check_sections(cfg.data)
         train = read_wsj_sections(cfg.data.wsj_dir, cfg.data.train_sections)
         dev = read_wsj_sections(cfg.data.wsj_dir, cfg.data.dev_sections)
     vocab = TreeVocabulary(train, cfg.data.min_count)

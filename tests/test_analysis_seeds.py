@@ -1,0 +1,66 @@
+"""Seed independence: correlation of detrended training losses between seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.test_analysis_records import write_run
+from yfbench.analysis.__main__ import main
+from yfbench.analysis.runs import load_runs
+from yfbench.analysis.seeds import detrend, seed_correlations
+from yfbench.errors import UserError
+
+STEPS = 14
+# Alternating 1, 4, 1, 4, ...: at a 4 the centred 3-point mean is (1 + 4 + 1) / 3 = 2,
+# residual +2; at a 1 it is 3, residual -2.
+ZIGZAG = [1.0 if t % 2 else 4.0 for t in range(1, STEPS + 1)]
+
+
+def test_detrend_removes_the_centred_mean_and_drops_the_ends():
+    residual = detrend(pd.Series([1.0, 4.0, 1.0, 4.0, 1.0], index=[1, 2, 3, 4, 5]), window=3)
+    # Centred means at steps 2, 3, 4: 2, 3, 2 -> residuals 2, -2, 2.
+    assert residual.index.tolist() == [2, 3, 4]
+    assert residual.tolist() == [2.0, -2.0, 2.0]
+
+
+def test_detrend_window_must_be_odd():
+    with pytest.raises(UserError, match="odd"):
+        detrend(pd.Series([1.0, 2.0]), window=4)
+
+
+def test_correlations_median_over_seed_pairs(tmp_path: Path):
+    trend = [0.5 * t for t in range(STEPS)]
+    # Seed 1: zigzag; seed 2: the opposite zigzag (r = -1 with seed 1); seed 3: seed 1's
+    # zigzag on a linear trend, which a centred mean removes exactly (r = +1 with seed 1).
+    curves = {
+        1: ZIGZAG,
+        2: [5.0 - v for v in ZIGZAG],
+        3: [v + d for v, d in zip(ZIGZAG, trend, strict=True)],
+    }
+    for seed, losses in curves.items():
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, losses)
+    write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, ZIGZAG)  # one seed: no row
+    table = seed_correlations(load_runs([tmp_path]), window=3)
+    assert len(table) == 1
+    row = table.iloc[0]
+    # Pairs (1,2) = -1, (1,3) = +1, (2,3) = -1: median -1.
+    assert row["pairs"] == 3 and row["steps"] == STEPS - 2
+    assert row["r_median"] == pytest.approx(-1.0)
+    assert (row["r_min"], row["r_max"]) == pytest.approx((-1.0, 1.0))
+    assert row["band"] == pytest.approx(2 / np.sqrt(STEPS - 2))
+
+
+def test_seeds_cli_prints_a_table_and_says_when_there_is_nothing_to_correlate(
+    tmp_path: Path, capsys
+):
+    for seed in (1, 2):
+        write_run(tmp_path / "two", {"name": "adam", "lr": 0.1}, seed, ZIGZAG)
+    assert main(["seeds", str(tmp_path / "two"), "--detrend", "3"]) == 0
+    assert "| +1.00 |" in capsys.readouterr().out
+    write_run(tmp_path / "one", {"name": "adam", "lr": 0.1}, 1, ZIGZAG)
+    assert main(["seeds", str(tmp_path / "one")]) == 2
+    assert "no grid point has two or more seeds" in capsys.readouterr().err

@@ -1,0 +1,213 @@
+"""A run's directory: claimed (writable, locked), identified once, never relabelled.
+
+The identity of a run is ``run_config.json``, written once when the run starts: its
+resolved config (minus keys that do not change results), that config's hash, and the
+Hydra overrides and choices that made it. A rerun in the same directory is compared with
+it and refused when it differs while the directory holds something worth keeping (a
+checkpoint or a finished run), so no rerun can relabel, mix or pad a finished run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from yfbench.config import semantic_config
+from yfbench.errors import UserError
+from yfbench.logging.jsonl import json_safe
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "run_config.json"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+FINISHED = ("completed", "diverged")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What identifies a run (``run_config.json``)."""
+
+    config_hash: str
+    config: dict[str, Any]
+    analysis: dict[str, Any]
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, cfg: DictConfig, overrides: list[str] = (), choices: dict[str, Any] | None = None
+    ) -> RunRecord:
+        config = semantic_config(cfg)
+        analysis = OmegaConf.to_container(cfg.analysis, resolve=True) if "analysis" in cfg else {}
+        return cls(config_hash(config), config, analysis, list(overrides), dict(choices or {}))
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a semantic config: equal configs, equal hashes."""
+    text = json.dumps(json_safe(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file beside ``path``, fsync, rename: a crash never leaves half a file.
+
+    A failed write (disk full, say) removes its temporary file and raises a UserError
+    that names the file.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, error) from error
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    write_atomic(path, (json.dumps(json_safe(payload), indent=2) + "\n").encode())
+
+
+def write_error(path: Path, error: OSError) -> UserError:
+    """A UserError for a failed write, with the fix for the common causes."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(
+            f"no space left on the device while writing {path}: free some space and rerun "
+            "the same command (the run resumes from its last checkpoint)"
+        )
+    return UserError(f"cannot write {path} ({error}); check the directory's permissions")
+
+
+def read_json(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from ``path``, or a UserError naming the file and ``fix``."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} cannot be read ({error}): it was cut or edited; {fix}") from error
+    if not isinstance(payload, dict):
+        raise UserError(f"{path} does not hold a JSON object: it was edited; {fix}")
+    return payload
+
+
+class RunDirectory:
+    """The directory of one run and the files of the run contract in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.record_path = self.path / RECORD_FILE
+        self.summary_path = self.path / SUMMARY_FILE
+        self.checkpoint_path = self.path / CHECKPOINT_FILE
+        self.metrics_path = self.path / METRICS_FILE
+
+    # ---------------------------------------------------------------- claiming
+    @contextmanager
+    def claimed(self) -> Iterator[RunDirectory]:
+        """Writable (checked before anything is written) and locked against other processes."""
+        ensure_writable(self.path)
+        with open(self.path / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                raise UserError(
+                    f"{self.path} is in use by another yfbench process; wait for it to finish "
+                    "(or stop it) before running this command again"
+                ) from error
+            yield self
+
+    # ---------------------------------------------------------------- what is there
+    def previous_summary(self) -> dict[str, Any] | None:
+        if not self.summary_path.exists():
+            return None
+        return read_json(
+            self.summary_path,
+            "delete it and rerun the same command (a checkpoint, if any, is resumed)",
+        )
+
+    def finished_summary(self) -> dict[str, Any] | None:
+        """The summary of a completed or diverged run in this directory, if it holds one."""
+        summary = self.previous_summary()
+        return summary if summary and summary.get("status") in FINISHED else None
+
+    def holds_a_run(self) -> bool:
+        """A checkpoint or a finished run: something a rerun must not relabel or mix."""
+        return self.checkpoint_path.exists() or self.finished_summary() is not None
+
+    # ---------------------------------------------------------------- identity
+    def identify(self, record: RunRecord) -> None:
+        """Write the run's record, or check it against the one already there.
+
+        Refuses a config that differs from the recorded one when the directory holds a
+        checkpoint or a finished run; otherwise (nothing worth keeping) the new record
+        replaces the old one, so a corrected command can reuse the directory.
+        """
+        if not self.holds_a_run():
+            write_json_atomic(self.record_path, asdict(record))
+            return
+        if not self.record_path.exists():
+            raise UserError(
+                f"{self.path} holds a run but no {RECORD_FILE}, so nothing says which config "
+                "made it: restore the file, or delete the directory to start over"
+            )
+        recorded = read_json(
+            self.record_path, "restore it, or delete the directory to start the run over"
+        )
+        if recorded.get("config_hash") != record.config_hash:
+            changed = _differences(recorded.get("config", {}), record.config)
+            raise UserError(
+                f"{self.path} already holds a run with a different config (differs in: "
+                f"{', '.join(changed) or 'the config hash'}). Continuing it would mix two runs: "
+                "use another hydra.run.dir=... (or hydra.sweep.dir=...), or delete that "
+                "directory."
+            )
+
+    # ---------------------------------------------------------------- outcome
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.summary_path, summary)
+
+    def record_failure(self, error: str, record: RunRecord | None) -> None:
+        """A failed run before training: recorded only where nothing would be overwritten."""
+        try:
+            if self.holds_a_run() or self.summary_path.exists():
+                return
+            if record is not None:
+                write_json_atomic(self.record_path, asdict(record))
+            self.write_summary({"status": "failed", "steps": 0, "error": error})
+        except UserError as failure:  # e.g. a corrupt summary or a full disk: say so, go on
+            log.warning("could not record the failure in %s: %s", self.path, failure)
+
+
+def ensure_writable(path: Path) -> None:
+    """Create ``path`` if needed and prove it writable, or raise one UserError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"cannot write to the run directory {path} ({error.strerror or error}); pick a "
+            "writable one with hydra.run.dir=... (or hydra.sweep.dir=... with -m)"
+        ) from error
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
