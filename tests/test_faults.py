@@ -336,3 +336,21 @@ def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_t
     result = run(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path)
     assert result["status"] == "diverged"
     assert "skipped every step" in result["error"]
+
+
+def test_wall_time_counts_every_second_once_across_checkpoints(tmp_path, monkeypatch):
+    import itertools
+
+    from yfbench.engine import trainer as trainer_module
+
+    ticks = itertools.count()  # a clock that advances 1 ms per reading
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(ticks) / 1000)
+    cfg = compose_config(
+        ["task=noisy_quadratic", "trainer.max_steps=200", "trainer.checkpoint_every=20"]
+    )
+    result = run(cfg, tmp_path)
+    times = [r["time_s"] for r in records(tmp_path, drop=()) if r["split"] == "train"]
+    increments = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # A checkpoint costs a few readings; counting earlier time again would jump by seconds.
+    assert 0 < min(increments) and max(increments) <= 0.01
+    assert times[-1] <= result["wall_time_s"] <= times[-1] + 0.01

@@ -100,6 +100,7 @@ class Parts:
     scaler: torch.amp.GradScaler
     stale_gradients: StaleGradients
     watch: DivergenceWatch
+    step_takes_loss: bool  # a loss-aware optimizer: step(loss=...)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -136,7 +137,8 @@ class Trainer:
         self.wandb: WandbSink | None = None
         self.records = TrainRecords()
         self._stop_signal: str | None = None
-        self._session_start = 0.0
+        self._session_start: float | None = None  # set when the loop's clock starts
+        self._earlier_sessions_s = 0.0
         self._session_steps = 0
         self._bar: tqdm | None = None
         self._steps_per_s = 0.0
@@ -155,6 +157,7 @@ class Trainer:
             # The clock starts after set-up: data, model and logger start-up are not training.
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, self._on_signal)
+            self._earlier_sessions_s = self.state.wall_time_s
             self._session_start = time.perf_counter()
             self._bar = self._progress_bar()
             # ---- 3. the loop ----------------------------------------------------------
@@ -255,6 +258,7 @@ class Trainer:
             scaler=torch.amp.GradScaler(device.type, enabled=trainer.precision == "fp16"),
             stale_gradients=StaleGradients(trainer.staleness),
             watch=DivergenceWatch(DivergenceSettings(**trainer.divergence), device),
+            step_takes_loss=takes_loss(optimizer),
         )
 
     def _resume(self, parts: Parts) -> MetricsPosition | None:
@@ -287,7 +291,7 @@ class Trainer:
         if task.grad_clip_norm is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), task.grad_clip_norm)
-        extra = {"loss": loss.detach()} if takes_loss(optimizer) else {}
+        extra = {"loss": loss.detach()} if parts.step_takes_loss else {}
         scaler.step(optimizer, **extra)  # skipped (never reaching the optimizer) on fp16 overflow
         scaler.update()
         return loss.detach().float()
@@ -323,9 +327,9 @@ class Trainer:
         DivergenceWatch.check_validation(state.step, metrics)
 
     def _save(self, parts: Parts) -> None:
-        self.state.wall_time_s = self._wall_time()
         set_mode(parts.optimizer, "eval")
-        payload = {**parts.state_dict(), "run_state": self.state.checkpoint()}
+        run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
+        payload = {**parts.state_dict(), "run_state": run_state}
         checkpoint.save(
             self.directory.checkpoint_path, payload, self.record.config_hash, self.sink.position()
         )
@@ -339,9 +343,9 @@ class Trainer:
 
     def _wall_time(self) -> float:
         """Training time of earlier sessions plus this one's (host clock, no sync)."""
-        if not self._session_start:
+        if self._session_start is None:
             return self.state.wall_time_s
-        return self.state.wall_time_s + time.perf_counter() - self._session_start
+        return self._earlier_sessions_s + time.perf_counter() - self._session_start
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """First signal: stop after this step, with a checkpoint. A second one: stop now."""
@@ -353,7 +357,8 @@ class Trainer:
         """Summary, closed sinks: runs however the loop ended."""
         if self._bar is not None:
             self._bar.close()
-        elapsed = time.perf_counter() - self._session_start if self._session_start else 0.0
+        started = self._session_start
+        elapsed = time.perf_counter() - started if started is not None else 0.0
         self.state.wall_time_s = self._wall_time()
         self._steps_per_s = self._session_steps / elapsed if elapsed > 0 else 0.0
         if self.sink is None and self.directory.checkpoint_path.exists():
