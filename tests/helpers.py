@@ -20,6 +20,15 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("config", overrides=overrides)
 
 
+def compose_with_hydra(overrides: list[str]) -> DictConfig:
+    """``compose_config`` plus the ``hydra`` node (launcher, sweeper, output directories).
+
+    The launcher and the sweep's grid live there, so tests of them need it.
+    """
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300):
     """Run ``python -m yfbench ARGS`` in the repo root; returns the CompletedProcess."""
     return subprocess.run(
@@ -40,3 +49,20 @@ def records(run_dir: Path, drop: tuple[str, ...] = ("time_s",)) -> list[dict[str
 
 def summary(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config a run recorded when it started (run_config.json's ``config``)."""
+    return json.loads((run_dir / "run_config.json").read_text())["config"]
+
+
+def sweep_runs(sweep_dir: Path) -> dict[str, Path]:
+    """A sweep's run directories by subdir (``sgd/lr0.1-seed1``): those with a summary.json.
+
+    Launchers leave their own files in the sweep directory (submitit's ``.submitit/``);
+    only directories holding a run's summary count.
+    """
+    return {
+        str(path.parent.relative_to(sweep_dir)): path.parent
+        for path in sorted(sweep_dir.rglob("summary.json"))
+    }

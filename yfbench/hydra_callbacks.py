@@ -19,6 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from yfbench.engine.environment import COMMAND_ENV, command_line
 from yfbench.engine.run_dir import ensure_writable
 from yfbench.errors import UserError
 
@@ -38,8 +39,10 @@ class RunCallbacks(Callback):
         status_file = sweep_dir / f".sweep-status-{os.getpid()}-{time.time_ns()}.jsonl"
         status_file.write_text("")
         os.environ[STATUS_ENV] = str(status_file.resolve())
+        os.environ[COMMAND_ENV] = command_line()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(COMMAND_ENV, None)
         status_file = Path(os.environ.pop(STATUS_ENV, ""))
         if not status_file.is_file():
             return

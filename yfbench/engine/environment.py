@@ -80,8 +80,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+COMMAND_ENV = "YFBENCH_COMMAND"
+
+
 def command_line() -> str:
-    """The command that started this process (``python -m yfbench ...`` for the CLI)."""
+    """The command that started this run (``python -m yfbench ...`` for the CLI).
+
+    Launchers that run jobs in other processes (submitit, SLURM) start them with their
+    own command; a sweep records its command in ``YFBENCH_COMMAND`` for them.
+    """
+    if os.environ.get(COMMAND_ENV):
+        return os.environ[COMMAND_ENV]
     program = sys.argv[0]
     if Path(program).parts[-2:] == ("yfbench", "__main__.py"):
         program = "-m yfbench"

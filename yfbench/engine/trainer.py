@@ -53,6 +53,9 @@ from yfbench.optim.registry import (
 from yfbench.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("yfbench")
+# Signals that stop a run after its current step, with a checkpoint. SIGUSR2 is what
+# SLURM (through submitit) sends before a job's time limit.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 # Paper-scale runs on a CPU: steps timed before the duration estimate is printed.
 ESTIMATE_AFTER_STEPS = 20
 
@@ -155,7 +158,7 @@ class Trainer:
             self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
             self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
             # The clock starts after set-up: data, model and logger start-up are not training.
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 handlers[sig] = signal.signal(sig, self._on_signal)
             self._earlier_sessions_s = self.state.wall_time_s
             self._session_start = time.perf_counter()

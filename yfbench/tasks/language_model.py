@@ -36,6 +36,8 @@ class LanguageModelTask(Task):
     """
 
     eval_metric = "perplexity"
+    # oneDNN has no fp16 LSTM on CPU.
+    cpu_precisions = ("fp32", "bf16")
 
     def __init__(
         self,

@@ -1,0 +1,225 @@
+"""Every config a user can name composes, resolves and follows the tree's rules.
+
+Options are listed from ``conf/`` itself, so a new experiment, task, optimizer or grid
+point is checked without touching this file. For each composed config: every value
+resolves (a broken interpolation would otherwise surface hours into a sweep), the speedup
+window follows the one rule, CPU-scale paper tasks run at least 3,000 iterations (past
+YellowFin's slow start), and paper scale runs the paper's iteration count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tests.helpers import REPO_ROOT, run_cli
+from yfbench.config import smoothing_window
+
+CONF = REPO_ROOT / "conf"
+PAPER_TASKS = ("cifar10_resnet", "ptb_lstm", "tinyshakespeare_lstm", "wsj_parse_lstm")
+CPU_MIN_STEPS = 3000
+Compose = Callable[[list[str]], DictConfig]
+
+
+def options(group: str) -> list[str]:
+    """The names a user can give for ``group=<name>``: its files under conf/."""
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def experiment_grid(name: str) -> list[str]:
+    """The grid points an experiment sweeps (hydra.sweeper.params.grid_point)."""
+    params = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").hydra.sweeper.params
+    return [point.strip() for point in str(params.grid_point).split(",")]
+
+
+def leading_comments(path: Path) -> list[str]:
+    """The comment lines a file starts with, without '#' and the @package directive."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return [line for line in lines if not line.startswith("@package")]
+
+
+def make_reproduce_targets() -> dict[str, tuple[str, str]]:
+    """``reproduce-<name>`` targets of the Makefile: {name: (experiment, task)}."""
+    calls = re.findall(
+        r"\$\(call reproduce,(\w+),(\w+),(\w+)\)", (REPO_ROOT / "Makefile").read_text()
+    )
+    return {name: (f"{prefix}_speedup", task) for name, prefix, task in calls}
+
+
+EXPERIMENTS = options("experiment")
+SCALES = options("scale")
+MAKE_TARGETS = make_reproduce_targets()
+
+
+@pytest.fixture(scope="module")
+def compose_tree() -> Iterator[Compose]:
+    """One Hydra initialisation for the whole module; each compose is then cheap."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield lambda overrides: compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def resolve_completely(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config with every value resolved; its run and sweep directories too."""
+    job = cfg.copy()
+    with open_dict(job):
+        hydra = job.pop("hydra")
+    plain = OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    for key in ("run.dir", "sweep.dir", "sweep.subdir"):
+        path = OmegaConf.select(hydra, key, throw_on_missing=True)
+        assert isinstance(path, str) and "None" not in path, (key, path)
+    return plain
+
+
+def assert_tree_rules(cfg: DictConfig) -> dict[str, Any]:
+    """The checks every composed config must pass; returns the resolved job config."""
+    plain = resolve_completely(cfg)
+    steps, task = plain["trainer"]["max_steps"], plain["task"]
+    paper_steps = task["paper_max_steps"]
+    rule = max(50, round(500 * steps / paper_steps))
+    assert plain["analysis"]["window"] == rule == smoothing_window(steps, paper_steps)
+    scale = plain["scale"]["name"]
+    assert scale == cfg.hydra.runtime.choices.scale
+    if scale == "paper":
+        assert steps == paper_steps, task["name"]
+        assert plain["trainer"]["checkpoint_every"] > 0  # long runs resume when rerun
+    elif task["name"] in PAPER_TASKS:
+        assert steps >= CPU_MIN_STEPS, (task["name"], steps)
+    return plain
+
+
+# ---------------------------------------------------------------- every option
+def test_scales_are_cpu_and_paper():
+    assert SCALES == ["cpu", "paper"]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(compose_tree: Compose, experiment: str, scale: str):
+    cfg = compose_tree([f"experiment={experiment}", f"scale={scale}"])
+    assert_tree_rules(cfg)
+    assert {"grid_point", "seed"} <= set(cfg.hydra.sweeper.params)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_sweeps_existing_grid_points(experiment: str):
+    missing = set(experiment_grid(experiment)) - set(options("grid_point"))
+    assert not missing, f"{experiment} sweeps grid points no file defines: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("task", options("task"))
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_optimizer_task_scale_composes(
+    compose_tree: Compose, optimizer: str, task: str, scale: str
+):
+    cfg = compose_tree([f"optimizer={optimizer}", f"task={task}", f"scale={scale}"])
+    plain = assert_tree_rules(cfg)
+    assert (plain["optimizer"]["name"], plain["task"]["name"]) == (optimizer, task)
+
+
+@pytest.mark.parametrize(
+    "override", [f"{group}={name}" for group in ("trainer", "logger") for name in options(group)]
+)
+def test_every_trainer_and_logger_composes(compose_tree: Compose, override: str):
+    assert_tree_rules(compose_tree([override]))
+
+
+@pytest.mark.parametrize("point", options("grid_point"))
+def test_every_grid_point_sets_its_optimizer_and_lr(compose_tree: Compose, point: str):
+    """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is."""
+    plain = assert_tree_rules(compose_tree([f"grid_point={point}"]))
+    optimizer, _, lr = point.partition("_lr")
+    assert plain["optimizer"]["name"] == optimizer
+    if lr:
+        assert plain["optimizer"]["lr"] == float(lr)
+    else:
+        assert (
+            plain["optimizer"]
+            == resolve_completely(compose_tree([f"optimizer={optimizer}"]))["optimizer"]
+        )
+
+
+# ---------------------------------------------------------------- experiments' docs
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_files_start_with_the_command_that_runs_them(
+    compose_tree: Compose, experiment: str
+):
+    first = leading_comments(CONF / "experiment" / f"{experiment}.yaml")[:2]
+    command = f"python -m yfbench -m experiment={experiment}"
+    lines = [line for line in first if command in line]
+    assert lines, f"conf/experiment/{experiment}.yaml should start with `{command}`: {first}"
+    line = lines[0]
+    # The documented command composes as written (its overrides up to the comment's end).
+    args = re.match(r"python -m yfbench -m((?:\s+[\w./+~-]+=\S+)+)", line[line.index("python") :])
+    assert_tree_rules(compose_tree(args.group(1).split()))
+
+
+@pytest.mark.parametrize("target", sorted(MAKE_TARGETS))
+def test_make_reproduce_targets_run_their_experiment(compose_tree: Compose, target: str):
+    """``make reproduce-<x>`` sweeps into results/runs/<task>: the experiment's task."""
+    experiment, task = MAKE_TARGETS[target]
+    assert experiment in EXPERIMENTS
+    assert compose_tree([f"experiment={experiment}"]).task.name == task
+    comments = " ".join(leading_comments(CONF / "experiment" / f"{experiment}.yaml"))
+    assert f"make reproduce-{target})" in comments
+
+
+def test_experiment_comments_name_real_make_targets():
+    for experiment in EXPERIMENTS:
+        comments = " ".join(leading_comments(CONF / "experiment" / f"{experiment}.yaml"))
+        for target in re.findall(r"make (reproduce-[\w-]+)", comments):
+            assert target.removeprefix("reproduce-") in MAKE_TARGETS, (experiment, target)
+
+
+# ---------------------------------------------------------------- interpolations
+@pytest.mark.parametrize(
+    ("overrides", "staleness"),
+    [([], 0), (["trainer=async"], 15), (["trainer=async", "trainer.staleness=3"], 3)],
+)
+def test_closed_loop_staleness_follows_the_trainer(
+    compose_tree: Compose, overrides: list[str], staleness: int
+):
+    cfg = compose_tree(["optimizer=yellowfin_closed_loop", *overrides])
+    assert OmegaConf.is_interpolation(cfg.optimizer, "staleness")
+    assert cfg.optimizer.staleness == cfg.trainer.staleness == staleness
+
+
+# ---------------------------------------------------------------- the CLI's refusals
+def assert_refused(result, *fragments: str) -> str:
+    """Exit 2 with one message (no traceback) holding every fragment; returns the message."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    for fragment in fragments:
+        assert re.search(fragment, message), (fragment, message)
+    return message
+
+
+def test_cli_refuses_a_misspelt_added_key(tmp_path: Path):
+    args = ["task=noisy_quadratic", "+trainer.max_step=10", f"hydra.run.dir={tmp_path}"]
+    assert_refused(run_cli(args, timeout=120), r"trainer\.max_step\b(?!s)", r"trainer\.max_steps")
+
+
+def test_cli_refuses_a_boolean_step_count(tmp_path: Path):
+    args = ["task=noisy_quadratic", "trainer.max_steps=true", f"hydra.run.dir={tmp_path}"]
+    assert_refused(run_cli(args, timeout=120), r"trainer\.max_steps", r"\bint\b")
+
+
+def test_cli_prints_an_experiment_job_config():
+    result = run_cli(["--cfg", "job", "experiment=ptb_speedup"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["task"]["name"] == "ptb_lstm"
+    assert printed["trainer"]["max_steps"] == CPU_MIN_STEPS
+    assert "hydra" not in printed
