@@ -43,7 +43,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check yfbench tests scripts
 
 bench: venv
-	$(PY) scripts/bench_optimizer.py --threads 1 --repeats 30 --out results/perf/optimizer_cpu.md
+	$(PY) scripts/bench_optimizer.py --threads 1 --repeats 30 --cold-compile
 
 bench-training: venv
 	$(PY) scripts/bench_training.py --out results/perf/cpu.md

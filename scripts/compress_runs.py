@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = [p.parent for root in args.roots for p in root.rglob("run_config.json")]
     saved = sum(compress(run_dir) for run_dir in sorted(runs))
-    print(f"compressed finished runs under {', '.join(map(str, args.roots))}: {saved / 1e6:.1f} MB saved")
+    roots = ", ".join(map(str, args.roots))
+    print(f"compressed finished runs under {roots}: {saved / 1e6:.1f} MB saved")
 
 
 if __name__ == "__main__":

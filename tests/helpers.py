@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from yfbench.config import compose
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose(overrides)
 
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:
@@ -25,8 +25,7 @@ def compose_with_hydra(overrides: list[str]) -> DictConfig:
 
     The launcher and the sweep's grid live there, so tests of them need it.
     """
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=True)
+    return compose(overrides, with_hydra=True)
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 300):

@@ -170,3 +170,30 @@ def test_state_dict_round_trip_continues_identically() -> None:
     assert torch.equal(got[0], expected[0])
     assert got[1] == expected[1]
     assert expected[1]["momentum_correction"] != 0.0
+
+
+def test_stat_tensors_add_total_momentum_and_correction() -> None:
+    optimizer_fn = lambda p: ClosedLoopYellowFin(p, staleness=1, feedback_gain=0.05)  # noqa: E731
+    *_, optimizer = list(_train(optimizer_fn, tau=1, steps=8))[-1]
+    tensors, stats = optimizer.stat_tensors(), optimizer.stats()
+    assert {"total_momentum", "momentum_correction"} <= set(tensors)
+    assert set(stats) == {*tensors, "step"}
+    for key in ("total_momentum", "momentum_correction", "momentum"):
+        assert stats[key] == tensors[key].item()
+    assert stats["momentum_correction"] != 0.0
+
+
+def test_fused_closed_loop_follows_the_eager_one() -> None:
+    """fused=True under staleness: backward into the flat buffer, stale gradients swapped in.
+    The measured mu_T is a median of ratios of differences, so it is compared at 1e-3."""
+    runs = []
+    for fused in (False, True):
+        optimizer_fn = lambda p, fused=fused: ClosedLoopYellowFin(  # noqa: E731
+            p, staleness=3, feedback_gain=0.05, fused=fused
+        )
+        runs.append([(o.stats(), x) for _, _, x, o in _train(optimizer_fn, tau=3, steps=40)])
+    for (eager, x_eager), (fused, x_fused) in zip(*runs, strict=True):
+        torch.testing.assert_close(x_fused, x_eager, rtol=0.0, atol=1e-6)
+        for key in ("total_momentum", "momentum_correction"):
+            assert fused[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-6, nan_ok=True)
+    assert eager["momentum_correction"] != 0.0

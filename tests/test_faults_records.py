@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import json
-import re
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -64,7 +64,9 @@ def test_a_refused_rerun_leaves_the_finished_runs_record_alone(tmp_path):
 
 
 def test_another_optimizer_in_a_finished_directory_is_refused_and_relabels_nothing(tmp_path):
-    assert run(compose_config([*QUADRATIC, "optimizer=yellowfin"]), tmp_path)["status"] == "completed"
+    assert (
+        run(compose_config([*QUADRATIC, "optimizer=yellowfin"]), tmp_path)["status"] == "completed"
+    )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(UserError, match="different config .*optimizer.name"):
         run(compose_config([*QUADRATIC, "optimizer=adam"]), tmp_path)
@@ -222,9 +224,7 @@ def test_wandb_online_without_network_is_bounded_and_not_counted_as_training(tmp
     assert len([r for r in records(tmp_path) if r["split"] == "train"]) == 30
 
 
-def test_a_full_disk_fails_with_one_message_and_leaves_no_temporary_files(
-    tmp_path, monkeypatch
-):
+def test_a_full_disk_fails_with_one_message_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     real = JsonlSink.log_many
 
     def full_after_step_12(self, batch):  # noqa: ANN001, ANN202

@@ -3,11 +3,13 @@
 Two references: the recorded trajectories of the authors' PyTorch code (default settings),
 and ``SpecYellowFin`` below, a plain float64 transcription of "One step" in
 ../shared/YELLOWFIN.md that covers every flag, run side by side with the optimizer on a
-fresh random quadratic.
+fresh random quadratic. Then the torch.optim contract: hyperparameters in param groups
+and state dicts, the trainer's hooks (``schedule_key``, ``stat_tensors``).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -519,6 +521,7 @@ def test_low_precision_parameters(dtype: torch.dtype) -> None:
     assert error <= 2e-2 * runs[torch.float32].abs().max()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_step_never_syncs_on_cuda() -> None:
     shapes = [(64,), (32, 16)]
@@ -536,6 +539,115 @@ def test_step_never_syncs_on_cuda() -> None:
         torch.cuda.set_sync_debug_mode("error")
         try:
             opt.step()
+            tensors = opt.stat_tensors()
         finally:
             torch.cuda.set_sync_debug_mode(0)
+    assert all(t.device.type == "cuda" for t in tensors.values())
     assert all(math.isfinite(v) for v in opt.stats().values())
+
+
+# --------------------------------------------------------------------------- torch.optim contract
+def test_global_hyperparameters_round_trip_through_state_dict() -> None:
+    """A state saved by a non-default optimizer, loaded into a default one, continues
+    exactly: the global hyperparameters travel in the param groups."""
+    shapes = [(7,), (3, 4)]
+    options = dict(lr=0.1, beta=0.99, curv_win_width=7, clip_norm=8.0, h_log_smooth=False, eps=1e-5)
+    params, opt = _make(shapes, **options)
+    for t in range(25):
+        _step_with(opt, params, _quadratic_grads(params, t, scale=3.0))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    fresh_params, fresh = _make(shapes)
+    assert fresh.config() != opt.config()
+    with torch.no_grad():
+        for dst, src in zip(fresh_params, params, strict=True):
+            dst.copy_(src)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert fresh.config() == opt.config()
+    for t in range(25, 40):
+        a = _step_with(opt, params, _quadratic_grads(params, t, scale=3.0))
+        b = _step_with(fresh, fresh_params, _quadratic_grads(fresh_params, t, scale=3.0))
+        assert a == b, f"stats differ at step {t}"
+        for p, q in zip(params, fresh_params, strict=True):
+            assert torch.equal(p, q), f"params differ at step {t}"
+
+
+def test_checkpoint_without_global_hyperparameters_still_loads() -> None:
+    """Checkpoints from before the globals were group values: the constructor's are used."""
+    shapes = [(7,), (3, 4)]
+    params, opt = _make(shapes, lr=0.1, beta=0.99)
+    for t in range(10):
+        _step_with(opt, params, _quadratic_grads(params, t))
+    old = copy.deepcopy(opt.state_dict())
+    for group in old["param_groups"]:
+        for key in opt.config()._fields:
+            del group[key]
+    fresh_params, fresh = _make(shapes, lr=0.1, beta=0.99)
+    with torch.no_grad():
+        for dst, src in zip(fresh_params, params, strict=True):
+            dst.copy_(src)
+    fresh.load_state_dict(old)
+    assert fresh.config() == opt.config()
+    a = _step_with(opt, params, _quadratic_grads(params, 10))
+    assert a == _step_with(fresh, fresh_params, _quadratic_grads(fresh_params, 10))
+
+
+def test_global_hyperparameters_must_agree_across_groups() -> None:
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="beta must be equal in every param group"):
+        YellowFin([dict(params=[a]), dict(params=[b], beta=0.9)])
+    opt = YellowFin([a], curv_win_width=10)
+    with pytest.raises(ValueError, match="curv_win_width"):
+        opt.add_param_group(dict(params=[b], curv_win_width=20))
+    opt.add_param_group(dict(params=[b], lr_factor=0.5, weight_decay=1e-4))  # per group: fine
+    assert opt.param_groups[1]["curv_win_width"] == 10
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        YellowFin([dict(params=[a], weight_decay=-1.0)])
+
+
+def test_schedule_key_scales_the_applied_lr() -> None:
+    """The trainer scales ``group[optimizer.schedule_key]``: YellowFin's lr_factor, which
+    multiplies the tuned lr and leaves the statistics alone."""
+    shapes = [(6,), (2, 3)]
+    grads = _random_grads(30, shapes)
+    runs = []
+    for factor in (1.0, 0.25):
+        params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        opt = YellowFin(params, lr=0.1, adaptive_clip=False)
+        key = getattr(opt, "schedule_key", "lr")
+        assert key == "lr_factor"
+        stats = []
+        for t, g in enumerate(grads):
+            if t == 10:
+                opt.param_groups[0][key] *= factor
+            stats.append(_step_with(opt, params, g))
+        runs.append(stats)
+    for t, (plain, scaled) in enumerate(zip(*runs, strict=True)):
+        expected = plain["lr"] * (0.25 if t >= 10 else 1.0)
+        assert scaled["lr"] == pytest.approx(expected, rel=1e-6), t
+        assert scaled["grad_norm_sq"] == plain["grad_norm_sq"] or t > 10
+
+
+def test_stat_tensors_are_device_snapshots_that_stats_reads() -> None:
+    shapes = [(7,), (3, 4)]
+    params, opt = _make(shapes, lr=0.1)
+    for t in range(5):
+        _step_with(opt, params, _quadratic_grads(params, t))
+    tensors = opt.stat_tensors()
+    assert set(tensors) == {*STAT_KEYS, "grad_norm_sq", "skipped_steps"}
+    assert all(v.dtype == torch.float32 and v.dim() == 0 for v in tensors.values())
+    stats = opt.stats()
+    assert set(stats) == {*tensors, "step"}
+    assert stats == {**{k: v.item() for k, v in tensors.items()}, "skipped_steps": 0, "step": 5}
+    assert isinstance(stats["step"], int) and isinstance(stats["skipped_steps"], int)
+    snapshot = {k: v.clone() for k, v in tensors.items()}
+    _step_with(opt, params, [torch.full(s, math.nan) for s in shapes])
+    _step_with(opt, params, _quadratic_grads(params, 6))
+    assert all(torch.equal(tensors[k], snapshot[k]) for k in tensors)
+    assert opt.stat_tensors()["skipped_steps"].item() == 1.0
+
+
+def test_docstring_states_the_algorithm_without_repository_paths() -> None:
+    doc = YellowFin.__doc__
+    assert "1706.03471" in doc and "10. " in doc and "../" not in doc

@@ -25,6 +25,7 @@ log = logging.getLogger("yfbench")
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Train one run; in a multirun, a failed run is recorded and the sweep goes on."""
+    logging.captureWarnings(True)  # library warnings (a rebuilt cache, say) reach the run's log
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

@@ -9,13 +9,18 @@ trainer's values, and keys a user added that no config file defines (a mistyped
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from yfbench.errors import UserError
 
+# The config tree of a checkout (yfbench runs from its repository).
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 # The paper smooths the training loss over 500 iterations (paper_digest.md 4.2).
 PAPER_WINDOW = 500
 MIN_WINDOW = 50
@@ -43,6 +48,13 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose(overrides: Iterable[str] = (), with_hydra: bool = False) -> DictConfig:
+    """The config ``python -m yfbench OVERRIDES`` would run, for Python callers (tests,
+    benchmarks); ``with_hydra`` keeps the ``hydra`` node (launcher, sweep, output dirs)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 # ---------------------------------------------------------------- values
@@ -91,7 +103,9 @@ def unknown_keys(cfg: DictConfig, reference: DictConfig) -> list[str]:
     defined in one of them, so a key only ``cfg`` has was added by an override.
     """
     known = set(_leaf_keys(OmegaConf.to_container(reference, resolve=False)))
-    return [key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False)) if key not in known]
+    return [
+        key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False)) if key not in known
+    ]
 
 
 def refuse_unknown_keys(cfg: DictConfig, reference: DictConfig) -> None:

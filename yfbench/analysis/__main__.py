@@ -7,6 +7,7 @@ status 2 and one line that names the file and what to do, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -206,6 +207,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="[%(name)s] %(levelname)s: %(message)s")
     try:
         COMMANDS[args.command](args)
     except (UserError, OSError) as error:

@@ -8,9 +8,9 @@ Files are named ``<task>_<scale>_<kind>`` (plus the setting, e.g.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from yfbench.analysis.speedup import (  # noqa: E402
     tuned,
 )
 from yfbench.errors import UserError  # noqa: E402
+
+log = logging.getLogger("yfbench.analysis")
 
 # Okabe-Ito colours and distinct dashes stay distinguishable in greyscale print.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
@@ -106,7 +108,7 @@ def plot_runs(
             try:
                 comparisons = compare_all(group, baseline, (), size, ladder)
             except UserError as error:
-                warnings.warn(f"no speedup curve: {error}", stacklevel=2)
+                log.warning("no speedup curve: %s", error)
                 continue
             written += plot_speedup_curve(comparisons, title, Path(f"{base}_speedup_curve"))
     return written
@@ -118,9 +120,7 @@ def _tuned_points(group: pd.DataFrame, window: int) -> list[GridPoint]:
     for name in sorted({p.optimizer for p in points}):
         point, note = tuned(points, name)
         if point is None:
-            warnings.warn(
-                f"{group['task'].iloc[0]}: no curve plotted for {name}: {note}", stacklevel=2
-            )
+            log.warning("%s: no curve plotted for %s: %s", group["task"].iloc[0], name, note)
         else:
             chosen.append(point)
     return chosen

@@ -253,7 +253,9 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     common = set.intersection(*(set(p.curves) for p in candidates))
     if common and any(set(p.curves) != common for p in candidates):
         chosen = ", ".join(str(s) for s in sorted(common))
-        note = "; ".join(filter(None, [note, f"tuned on the seeds every grid point has ({chosen})"]))
+        note = "; ".join(
+            filter(None, [note, f"tuned on the seeds every grid point has ({chosen})"])
+        )
     scored = [(p.score_on(common or p.curves), index) for index, p in enumerate(candidates)]
     finite = [(score, index) for score, index in scored if np.isfinite(score)]
     if not finite:

@@ -20,6 +20,9 @@ from yfbench.logging.jsonl import MetricsPosition
 
 FORMAT_VERSION = 2
 RESTART = "Delete it to restart the run from step 0."
+# What differs between the processes of one run (torchrun): each rank's own RNGs, task
+# state (its rows' LSTM state) and divergence watch; the rest is the same on every rank.
+PER_RANK = ("rng", "task", "divergence")
 
 
 def save(path: Path, payload: dict[str, Any], config_hash: str, metrics: MetricsPosition) -> None:
@@ -58,6 +61,31 @@ def load(path: Path, config_hash: str) -> tuple[dict[str, Any], MetricsPosition]
             f"runs. {RESTART}"
         )
     return payload, MetricsPosition(**payload["metrics"])
+
+
+def with_ranks(payload: dict[str, Any], every_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """The payload of a run of several processes: the shared parts once, and under
+    ``"ranks"`` each rank's own parts (a single process's payload is left as it was)."""
+    if len(every_rank) == 1:
+        return payload
+    shared = {key: value for key, value in payload.items() if key not in PER_RANK}
+    return {**shared, "ranks": every_rank}
+
+
+def for_rank(payload: dict[str, Any], path: Path, rank: int, world_size: int) -> dict[str, Any]:
+    """What rank ``rank`` of ``world_size`` loads: the shared parts and its own.
+
+    A run resumes with the number of processes it started with: each rank's share of
+    the batch, and the state it carries, depend on it.
+    """
+    saved = payload["ranks"] if "ranks" in payload else [payload]
+    if len(saved) != world_size:
+        raise UserError(
+            f"checkpoint {path} was saved by a run of {len(saved)} process(es), and this one "
+            f"has {world_size}: resume it with {len(saved)} (torchrun's --nproc_per_node "
+            f"times --nnodes; 1 is plain python -m yfbench). {RESTART}"
+        )
+    return {**payload, **{key: saved[rank][key] for key in PER_RANK}}
 
 
 def rng_state() -> dict[str, Any]:

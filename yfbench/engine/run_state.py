@@ -35,8 +35,12 @@ class RunState:
 
     def checkpoint(self) -> dict[str, Any]:
         """What a checkpoint keeps: the progress, not the outcome of this session."""
-        return {"step": self.step, "wall_time_s": self.wall_time_s, "best": self.best,
-                "final": self.final}
+        return {
+            "step": self.step,
+            "wall_time_s": self.wall_time_s,
+            "best": self.best,
+            "final": self.final,
+        }
 
     @classmethod
     def from_checkpoint(cls, saved: dict[str, Any]) -> RunState:

@@ -3,8 +3,7 @@
 Asynchrony adds momentum of its own, so the momentum the model actually moves with (the
 "total momentum" mu_T) exceeds the momentum the optimizer applies. The paper measures it
 as the median over coordinates of (x_t - x_{t-1} + alpha g) / (x_{t-1} - x_{t-2}) and
-integrates the error against YellowFin's target: mu <- mu + gamma (mu* - mu_T). See
-"Closed-loop YellowFin" in ../shared/YELLOWFIN.md and section 1.6 of the paper digest.
+integrates the error against YellowFin's target: mu <- mu + gamma (mu* - mu_T).
 
 Which step the gradient is paired with matters. A step's own applied gradient gives back
 exactly the applied momentum, whatever the staleness: the heavy-ball update is an identity
@@ -14,12 +13,14 @@ staleness tau, the gradient received at update t was computed at x_{t-tau-1}, so
 paired with the step x_{t-tau} - x_{t-tau-1}: the paper's formula with x read tau updates
 back. The price is a history of tau + 2 parameter snapshots (float32, model-sized each;
 2 when tau = 0).
+
+Zhang & Mitliagkas, "YellowFin and the Art of Momentum Tuning", arXiv:1706.03471.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -81,17 +82,15 @@ class ClosedLoopYellowFin(YellowFin):
             device = state["momentum_buffer"].device
             # x_j sits in row j % (tau + 2); lr_j (the lr of the step to x_j) in j % (tau + 1).
             history = torch.zeros(self.staleness + 2, numel, dtype=torch.float32, device=device)
-            history[0] = self._flat_params()
+            history[0] = self._get_backend().flat_params()
             state["param_history"] = history
             state["lr_history"] = torch.zeros(self.staleness + 1, device=device)
             state["total_momentum"] = torch.full((), math.nan, device=device)
         return state
 
-    def _flat_params(self) -> Tensor:
-        return torch.cat([p.detach().reshape(-1).float() for p in self._params()])
-
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001 - torch.optim signature
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """YellowFin's step, then the measurement of mu_T and the feedback."""
         state = self._global_state()
         steps_before = state["step"]
         loss = super().step(closure)
@@ -113,16 +112,14 @@ class ClosedLoopYellowFin(YellowFin):
         rows = tau + 2
         history, lrs = state["param_history"], state["lr_history"]
         lrs[n % (tau + 1)] = state["lr"]
-        current = self._flat_params()
+        backend = self._get_backend()
+        current = backend.flat_params()
         total = torch.full((), math.nan, device=current.device)
         if n >= tau + 2:  # x_{n-tau-2} exists and the gradient is really tau updates old
-            params = self._params()
-            views = self._flat_views(state)
-            grad = views.gather_grads(params)  # the workspace is free after the step
+            grad = backend.flat_grads()
             x_mid = history[(n - tau - 1) % rows]
-            for index_range, group in views.groups:
+            for span, group in zip(backend.layout.group_spans, self.param_groups, strict=True):
                 if group["weight_decay"] != 0.0:
-                    span = views.span(index_range)
                     grad[span].add_(x_mid[span], alpha=group["weight_decay"])
             x_new = current if tau == 0 else history[(n - tau) % rows]
             total = measure_total_momentum(
@@ -131,9 +128,11 @@ class ClosedLoopYellowFin(YellowFin):
         history[n % rows] = current
         return total
 
-    def stats(self) -> dict[str, float]:
-        result = super().stats()
-        state = self._global_state()
-        values = torch.stack([state["total_momentum"], state["momentum_correction"]]).tolist()
-        result["total_momentum"], result["momentum_correction"] = values
-        return result
+    def _stat_sources(self, state: dict[str, Any]) -> dict[str, Tensor]:
+        """YellowFin's, plus the measured total momentum and the correction applied."""
+        sources = super()._stat_sources(state)
+        sources.update(
+            total_momentum=state["total_momentum"],
+            momentum_correction=state["momentum_correction"],
+        )
+        return sources

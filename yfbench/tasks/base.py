@@ -12,6 +12,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from yfbench.errors import UserError
+
 
 def keyed_generator(*key: int) -> torch.Generator:
     """A CPU generator seeded by a well-mixed hash of ``key`` (identical on every device).
@@ -32,6 +34,23 @@ class TaskContext:
     data_dir: Path
     cache_dir: Path
     channels_last: bool = False
+    # This process's place in a run of several (torchrun); batches stay global.
+    rank: int = 0
+    world_size: int = 1
+
+    def share(self, batch_size: int) -> slice:
+        """This rank's equal share of the global batch ``task.batch_size`` (all of it alone).
+
+        Every rank builds the whole batch of a step and takes its share, so the batches
+        stay a pure function of (seed, step) whatever the number of processes.
+        """
+        if batch_size % self.world_size:
+            raise UserError(
+                f"task.batch_size={batch_size} is the global batch and must be divisible by "
+                f"the number of processes ({self.world_size}), which each take an equal share"
+            )
+        size = batch_size // self.world_size
+        return slice(self.rank * size, (self.rank + 1) * size)
 
 
 class Task(ABC):
@@ -51,6 +70,19 @@ class Task(ABC):
     eval_metric: str = "loss"
     #: Precisions the task's kernels support on CPU (every precision runs on CUDA).
     cpu_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
+    _train_module: nn.Module | None = None
+
+    @property
+    def train_module(self) -> nn.Module:
+        """What the training forward calls: ``model``, or the trainer's DDP wrapper of it.
+
+        Everything else (state_dict, evaluation, parameter lists) uses ``model`` itself.
+        """
+        return self.model if self._train_module is None else self._train_module
+
+    @train_module.setter
+    def train_module(self, module: nn.Module) -> None:
+        self._train_module = module
 
     @abstractmethod
     def train_loss(self, step: int) -> Tensor:

@@ -8,6 +8,10 @@ draws come from a generator seeded by (seed, step); so it is a pure function of
 The training loss is cross-entropy + weight_decay * sum(w^2) / 2 over conv and linear
 weights (TF's ``l2_loss``), so every optimizer minimises the same regularised objective;
 validation reports plain cross-entropy and accuracy on the test set.
+
+With several processes each rank trains on its share of every (augmented) batch; batch
+norm's statistics are then those of the rank's share, so N processes do not reproduce
+one process's run exactly (SyncBatchNorm would).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class CifarTask(Task):
                 f"images ({len(self.train_labels)}), task.eval_batch_size={eval_batch_size} >= 1"
             )
         self.batch_size = batch_size
+        self.rank_share = ctx.share(batch_size)
         self.steps_per_epoch = len(self.train_labels) // batch_size
         self.weight_decay = weight_decay
         self.eval_batch_size = eval_batch_size
@@ -84,17 +89,22 @@ class CifarTask(Task):
         return self._epoch_order[1]
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
-        """Augmented, standardised inputs and labels of iteration ``step``."""
+        """Augmented, standardised inputs and labels of iteration ``step`` (this rank's share).
+
+        The whole batch is augmented, then shared out: every rank sees the examples and
+        crops one process would.
+        """
         epoch, position = divmod(step, self.steps_per_epoch)
         index = self._order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
         images = random_crop_flip(
             self.train_images[index], keyed_generator(self.seed, _AUGMENT, step)
         )
-        return self._inputs(images), self.train_labels[index]
+        share = self.rank_share
+        return self._inputs(images[share]), self.train_labels[index][share]
 
     def train_loss(self, step: int) -> Tensor:
         inputs, labels = self.batch(step)
-        loss = F.cross_entropy(self.model(inputs), labels)
+        loss = F.cross_entropy(self.train_module(inputs), labels)
         squared = torch.stack([w.pow(2).sum() for w in self.model.decay_parameters()]).sum()
         return loss + 0.5 * self.weight_decay * squared
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from yfbench.data.text import BpttBatches, load_ptb, load_tinyshakespeare
@@ -33,6 +33,9 @@ class LanguageModelTask(Task):
     next and is reset to zeros at the start of every epoch; it is part of
     :meth:`state_dict`, so a resumed run continues with exactly the state an
     uninterrupted one would have. Validation always reads the unrotated stream.
+
+    With several processes each rank trains on its contiguous share of the rows (and
+    carries only their state), so the ranks together see exactly one process's batch.
     """
 
     eval_metric = "perplexity"
@@ -48,6 +51,7 @@ class LanguageModelTask(Task):
         ctx: TaskContext,
     ) -> None:
         self.model = model.to(ctx.device)
+        self.rank_rows = ctx.share(cfg.batch_size)
         self.train_batches = BpttBatches(train_ids, cfg.batch_size, cfg.unroll, ctx.device)
         self.valid_batches = BpttBatches(valid_ids, cfg.batch_size, cfg.unroll, ctx.device)
         self.steps_per_epoch = len(self.train_batches)
@@ -59,25 +63,27 @@ class LanguageModelTask(Task):
         self.hidden: Hidden | None = None
         self._epoch_rows: tuple[int, Tensor] | None = None
 
-    def _loss(self, inputs: Tensor, targets: Tensor, hidden: Hidden) -> tuple[Tensor, Hidden]:
-        logits, hidden = self.model(inputs, hidden)
+    def _loss(
+        self, module: nn.Module, inputs: Tensor, targets: Tensor, hidden: Hidden
+    ) -> tuple[Tensor, Hidden]:
+        logits, hidden = module(inputs, hidden)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss, (hidden[0].detach(), hidden[1].detach())
 
     def _rows(self, epoch: int) -> Tensor:
-        """The training rows of ``epoch`` (kept for the epoch's steps)."""
+        """This rank's training rows of ``epoch`` (kept for the epoch's steps)."""
         if self._epoch_rows is None or self._epoch_rows[0] != epoch:
             generator = keyed_generator(self.seed, _ROTATION, epoch)
             offset = int(torch.randint(len(self.train_batches.ids), (), generator=generator))
-            self._epoch_rows = (epoch, self.train_batches.rows(offset))
+            self._epoch_rows = (epoch, self.train_batches.rows(offset)[self.rank_rows])
         return self._epoch_rows[1]
 
     def train_loss(self, step: int) -> Tensor:
         epoch, window = divmod(step, self.steps_per_epoch)
         if window == 0 or self.hidden is None:
-            self.hidden = self.model.init_hidden(self.train_batches.batch_size)
+            self.hidden = self.model.init_hidden(self.rank_rows.stop - self.rank_rows.start)
         batch = self.train_batches.window(window, self._rows(epoch))
-        loss, self.hidden = self._loss(*batch, self.hidden)
+        loss, self.hidden = self._loss(self.train_module, *batch, self.hidden)
         return loss
 
     @torch.no_grad()
@@ -88,7 +94,7 @@ class LanguageModelTask(Task):
         rows = self.valid_batches.rows()
         total = torch.zeros((), device=self.device)
         for window in range(len(self.valid_batches)):
-            loss, hidden = self._loss(*self.valid_batches.window(window, rows), hidden)
+            loss, hidden = self._loss(self.model, *self.valid_batches.window(window, rows), hidden)
             total += loss
         self.model.train()
         mean = total.item() / len(self.valid_batches)

@@ -21,6 +21,7 @@ class NoisyQuadratic(Task):
 
     Curvatures are log-spaced in [1 / condition_number, 1]; the noise of iteration
     ``step`` comes from a generator seeded by (seed, step), so batches are reproducible.
+    It has no batch to share out, so it runs in one process only.
     """
 
     eval_metric = "loss"
@@ -30,6 +31,11 @@ class NoisyQuadratic(Task):
         number("task.condition_number", condition_number, 1)
         number("task.noise_std", noise_std, 0)
         _check_fits(dim, ctx.device)
+        if ctx.world_size > 1:
+            raise UserError(
+                "task=noisy_quadratic has no batch to share out between processes (each "
+                "step's gradient is one noisy sample); run it in one process, without torchrun"
+            )
         self.seed, self.device = ctx.seed, ctx.device
         self.steps_per_epoch = 1
         self.noise_std = noise_std
