@@ -53,7 +53,7 @@ RESUMABLE = [
 
 
 @pytest.mark.parametrize(("task", "steps", "every", "extra"), RESUMABLE)
-@pytest.mark.parametrize("kill_seed", [0, 1])
+@pytest.mark.parametrize("kill_seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_kill9_then_resume_gives_identical_metrics(tmp_path, task, steps, every, extra, kill_seed):
     common = [
         f"task={task}",

@@ -1,4 +1,7 @@
-"""Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``."""
+"""Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``.
+
+``torchrun --nproc_per_node=N -m yfbench ...`` trains the same run with N processes.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import yfbench.config  # noqa: F401 - registers the config tree's resolver
+from yfbench.engine.distributed import Ranks, log_file_for_main_only
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 from yfbench.hydra_callbacks import report_to_sweep
@@ -31,6 +35,11 @@ def main(cfg: DictConfig) -> None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = list(hydra_cfg.overrides.task)
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    ranks = Ranks.from_environment()
+    log_file_for_main_only(ranks)
+    if multirun and ranks.distributed:
+        log.error("error: torchrun trains one run; start one torchrun per run, without -m")
+        sys.exit(2)
     try:
         summary = run(cfg, run_dir, overrides, choices, reference=_reference(choices))
     except UserError as error:

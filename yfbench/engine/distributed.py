@@ -19,7 +19,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -127,8 +127,23 @@ class Ranks:
         if not self.distributed:
             return [value]
         every_rank = [None] * self.world_size if self.is_main else None
-        dist.gather_object(value, every_rank, dst=0)
+        dist.gather_object(_on_cpu(value), every_rank, dst=0)
         return every_rank
+
+
+def _on_cpu(value: Any) -> Any:
+    """``value`` with its tensors (in dicts, lists, tuples) on the CPU: an object collective
+    would recreate a CUDA tensor on the sender's GPU, inside rank 0's process."""
+    if isinstance(value, Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_on_cpu(item) for item in value)
+    return value
+
+
+ONE_PROCESS = Ranks()
 
 
 @contextmanager

@@ -196,7 +196,7 @@ def ensure_writable(path: Path) -> None:
     """Create ``path`` if needed and prove it writable, or raise one UserError."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
+        probe = path / f".write_test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:

@@ -7,6 +7,11 @@ checkpoint. A run is resumable at any point: the batch of each iteration is a fu
 of (seed, step), and the checkpoint holds model, optimizer, task state, every RNG, the
 divergence watch and the metrics.jsonl prefix, so a resumed run writes exactly the
 records an uninterrupted one would have written.
+
+Under torchrun every process runs this same loop on its share of each batch, with the
+model wrapped in DistributedDataParallel (:mod:`yfbench.engine.distributed`). Rank 0 alone
+claims and writes the run directory; the ranks meet at the sync points (the logged loss,
+the flush, the evaluation, the checkpoint) and take every decision there together.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,8 @@ from tqdm import tqdm
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint, environment
-from yfbench.engine.device import autocast, check_precision, resolve_device
+from yfbench.engine.device import autocast, check_precision
+from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
 from yfbench.engine.divergence import (
     Diverged,
     DivergenceSettings,
@@ -70,10 +77,12 @@ def run(
     """Train (or resume, or skip a finished run) in ``run_dir``; return its summary.
 
     ``reference`` is the config of the same choices without value overrides: keys and
-    types are checked against it (the CLI passes it; Python callers may not).
+    types are checked against it (the CLI passes it; Python callers may not). Under
+    torchrun every process calls this; only rank 0 claims and identifies ``run_dir``.
     """
+    ranks = Ranks.from_environment()
     directory = RunDirectory(run_dir)
-    with directory.claimed():
+    with joined(ranks, cfg.trainer.device), _claimed_by_main(directory, ranks):
         record = None
         try:
             record = RunRecord.of(cfg, overrides, choices)
@@ -81,15 +90,23 @@ def run(
                 refuse_unknown_keys(cfg, reference)
                 refuse_mistyped_values(cfg, reference)
             validate(cfg)
-            directory.identify(record)
+            if ranks.is_main:
+                directory.identify(record)
         except UserError as error:
-            directory.record_failure(str(error), record)
+            if ranks.is_main:
+                directory.record_failure(str(error), record)
             raise
-        finished = directory.finished_summary()
+        # SYNC POINT (several processes): rank 0 says whether the run is already finished.
+        finished = ranks.broadcast(directory.finished_summary() if ranks.is_main else None)
         if finished is not None:
             log.info("%s: already %s, skipping", run_dir, finished["status"])
             return finished
-        return Trainer(cfg, directory, record).train()
+        return Trainer(cfg, directory, record, ranks).train()
+
+
+def _claimed_by_main(directory: RunDirectory, ranks: Ranks) -> AbstractContextManager:
+    """Rank 0 holds the run directory's lock; the other ranks never touch the directory."""
+    return directory.claimed() if ranks.is_main else nullcontext(directory)
 
 
 @dataclass
@@ -129,11 +146,18 @@ class Parts:
 class Trainer:
     """Runs one configured training run in a claimed, identified run directory."""
 
-    def __init__(self, cfg: DictConfig, directory: RunDirectory, record: RunRecord) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        directory: RunDirectory,
+        record: RunRecord,
+        ranks: Ranks = ONE_PROCESS,
+    ) -> None:
         self.cfg = cfg
         self.trainer = cfg.trainer
         self.directory = directory
         self.record = record
+        self.ranks = ranks
         self.state = RunState()
         self.parts: Parts | None = None
         self.sink: JsonlSink | None = None
@@ -155,8 +179,9 @@ class Trainer:
             self.parts = parts = self._build()
             # ---- 2. resume: the checkpoint and metrics.jsonl are checked before any write -
             position = self._resume(parts)
-            self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
-            self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
+            if self.ranks.is_main:
+                self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
+                self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
             # The clock starts after set-up: data, model and logger start-up are not training.
             for sig in STOP_SIGNALS:
                 handlers[sig] = signal.signal(sig, self._on_signal)
@@ -199,7 +224,7 @@ class Trainer:
             if state.step % trainer.log_every == 0 or last:
                 self.records.add(
                     state.step,
-                    loss,
+                    self.ranks.average(loss),  # several processes: the mean of their shares
                     step_statistics(parts.optimizer),
                     applied_hyperparameters(parts.optimizer),
                     self._wall_time(),
@@ -207,13 +232,18 @@ class Trainer:
             evaluate = bool(trainer.eval_every) and state.step % trainer.eval_every == 0 or last
             periodic = bool(trainer.checkpoint_every) and state.step % trainer.checkpoint_every == 0
             stop = self._stop_signal  # read once: a signal may arrive at any moment
-            # c. SYNC POINT: buffered records and the divergence flags, one transfer
-            if state.step % trainer.flush_every == 0 or evaluate or periodic or stop or last:
-                self._flush()
-            # d. SYNC POINT: evaluation
+            flush = state.step % trainer.flush_every == 0 or evaluate or periodic or last
+            if self.ranks.distributed and not flush:
+                stop = None  # several processes stop together, at a flush where all learn of it
+            # c. SYNC POINT: buffered records and the divergence flags, one transfer; with
+            #    several processes, the earliest divergence and any stop signal of any rank
+            if flush or stop:
+                stop = self._flush(stop)
+            # d. SYNC POINT: evaluation (several processes: rank 0's metrics, sent to all)
             if evaluate:
                 self._evaluate(parts)
-            # e. SYNC POINT: never checkpoint (or finish with) non-finite parameters
+            # e. SYNC POINT: never checkpoint (or finish with) non-finite parameters (every
+            #    rank holds the same ones); a checkpoint gathers every rank's own state
             if (stop or periodic or last) and not finite_parameters(parts.task.model):
                 raise Diverged(state.step, "the parameters became non-finite")
             if stop or periodic:
@@ -228,7 +258,7 @@ class Trainer:
     def _build(self) -> Parts:
         """Device, task, model, optimizer, scaler and simulators, in that order."""
         cfg, trainer = self.cfg, self.trainer
-        device = resolve_device(trainer.device)
+        device = self.ranks.device(trainer.device)
         if trainer.threads:
             torch.set_num_threads(trainer.threads)
         if device.type == "cuda":
@@ -242,14 +272,18 @@ class Trainer:
             data_dir=data_dir(),
             cache_dir=cache_dir(),
             channels_last=trainer.channels_last,
+            rank=self.ranks.rank,
+            world_size=self.ranks.world_size,
         )
         task = build_task(cfg.task, ctx)
+        self.ranks.own_random_stream(cfg.seed)
         check_precision(trainer.precision, device, cfg.task.name, task.cpu_precisions)
         model = task.model.to(device)
         if trainer.channels_last:
             model.to(memory_format=torch.channels_last)
         if trainer.compile:
             model.compile()
+        task.train_module = self.ranks.wrap(model, device)
         optimizer = build_optimizer(
             model.parameters(), OmegaConf.to_container(cfg.optimizer, resolve=True)
         )
@@ -267,9 +301,12 @@ class Trainer:
     def _resume(self, parts: Parts) -> MetricsPosition | None:
         """Restore the checkpoint if there is one; its metrics position, or None."""
         path = self.directory.checkpoint_path
-        if not path.exists():
+        # SYNC POINT (several processes): rank 0 reads and checks it, every rank restores it.
+        found = self.ranks.broadcast(self._read_checkpoint() if self.ranks.is_main else None)
+        if found is None:
             return None
-        payload, position = checkpoint.load(path, self.record.config_hash)
+        payload, position = found
+        payload = checkpoint.for_rank(payload, path, self.ranks.rank, self.ranks.world_size)
         try:
             parts.load_state_dict(payload)
         except (KeyError, RuntimeError, ValueError) as error:
@@ -281,6 +318,10 @@ class Trainer:
         self.state = RunState.from_checkpoint(payload["run_state"])
         log.info("resuming %s from step %d", self.directory.path, self.state.step)
         return position
+
+    def _read_checkpoint(self) -> tuple[dict[str, Any], MetricsPosition] | None:
+        path = self.directory.checkpoint_path
+        return checkpoint.load(path, self.record.config_hash) if path.exists() else None
 
     def _update(self, parts: Parts, step: int) -> torch.Tensor:
         """One optimizer step on the batch of iteration ``step``; returns the loss (device)."""
@@ -299,10 +340,14 @@ class Trainer:
         scaler.update()
         return loss.detach().float()
 
-    def _flush(self) -> None:
-        """Write the buffered train records; raise Diverged if the device flags say so."""
+    def _flush(self, stop: str | None) -> str | None:
+        """Write the buffered train records; raise Diverged if the device flags say so.
+
+        Returns the stop signal every rank acts on (``stop`` itself in one process).
+        """
         parts, state = self.parts, self.state
-        records, (first_step, reason) = self.records.flush(parts.watch.flags())
+        flags, stop = self.ranks.agree(parts.watch.flags(), stop)
+        records, (first_step, reason) = self.records.flush(flags)
         self._emit(records)
         for record in records:
             if "skipped_steps" in record:
@@ -312,10 +357,13 @@ class Trainer:
             self._show_progress(records[-1])
         parts.watch.check(int(first_step), int(reason))
         self._estimate_paper_scale_duration()
+        return stop
 
     def _evaluate(self, parts: Parts) -> None:
         set_mode(parts.optimizer, "eval")
-        metrics = parts.task.evaluate()
+        # Several processes: rank 0 evaluates (its model is the checkpointed one: batch-norm
+        # statistics are per rank) and every rank takes the same decisions on its metrics.
+        metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
         set_mode(parts.optimizer, "train")
         state = self.state
         record = {
@@ -333,13 +381,21 @@ class Trainer:
         set_mode(parts.optimizer, "eval")
         run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
         payload = {**parts.state_dict(), "run_state": run_state}
-        checkpoint.save(
-            self.directory.checkpoint_path, payload, self.record.config_hash, self.sink.position()
-        )
+        # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
+        every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
+        if self.ranks.is_main:
+            checkpoint.save(
+                self.directory.checkpoint_path,
+                checkpoint.with_ranks(payload, every_rank),
+                self.record.config_hash,
+                self.sink.position(),
+            )
         set_mode(parts.optimizer, "train")
 
     # ================================================================ bookkeeping
     def _emit(self, records: list[dict[str, Any]]) -> None:
+        if not self.ranks.is_main:
+            return
         self.sink.log_many(records)
         for record in records:
             self.wandb.log(record)
@@ -357,13 +413,15 @@ class Trainer:
         signal.signal(signum, signal.SIG_DFL)
 
     def _finish(self) -> None:
-        """Summary, closed sinks: runs however the loop ended."""
+        """Summary, closed sinks (rank 0's): runs however the loop ended."""
         if self._bar is not None:
             self._bar.close()
         started = self._session_start
         elapsed = time.perf_counter() - started if started is not None else 0.0
         self.state.wall_time_s = self._wall_time()
         self._steps_per_s = self._session_steps / elapsed if elapsed > 0 else 0.0
+        if not self.ranks.is_main:
+            return
         if self.sink is None and self.directory.checkpoint_path.exists():
             return  # not resumed: the interrupted run's summary stays as it was
         try:
@@ -380,6 +438,7 @@ class Trainer:
         return {
             **self.state.summary(),
             "steps_per_s": self._steps_per_s,
+            "processes": self.ranks.world_size,
             "task": cfg.task.name,
             "scale": cfg.scale.name,
             "optimizer": cfg.optimizer.name,
@@ -393,7 +452,7 @@ class Trainer:
 
     def _progress_bar(self) -> tqdm:
         setting = self.trainer.progress
-        show = sys.stderr.isatty() if setting == "auto" else bool(setting)
+        show = (sys.stderr.isatty() if setting == "auto" else bool(setting)) and self.ranks.is_main
         label = f"{self.cfg.task.name}/{self.cfg.optimizer.name}"
         total, start = self.trainer.max_steps, self.state.step
         return tqdm(total=total, initial=start, disable=not show, desc=label)
