@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
 from yfbench.analysis.speedup import (  # noqa: E402
@@ -46,6 +46,8 @@ DASHES = ["-", "--", "-.", ":"]
 KNOWN = ["yellowfin", "adam", "momentum_sgd", "sgd"]
 VALID_METRICS = ("accuracy", "perplexity", "f1", "loss")
 MAX_POINTS = 2000
+# Speedup-axis ticks (log scale): readable ratios on either side of 1x.
+SPEEDUP_TICKS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
 STYLE = {
     "font.size": 11,
     "axes.titlesize": 12,
@@ -148,6 +150,9 @@ def _set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     if finite.size and finite.min() > 0:
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda y, _: f"{y:g}")  # 1.5, not 1.5 x 10^0
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
 
 
 def plot_train_loss(points: list[GridPoint], window: int, title: str, stem: Path) -> list[Path]:
@@ -254,7 +259,7 @@ def plot_speedup_curve(comparisons: list[Comparison], title: str, stem: Path) ->
     axes[0].set_ylabel(f"speedup over tuned {comparisons[0].info['baseline']}")
     if min(v for v in plotted if math.isfinite(v)) > 0:
         axes[0].set_yscale("log")
-        axes[0].yaxis.set_major_locator(LogLocator(base=2))
+        axes[0].yaxis.set_major_locator(FixedLocator(SPEEDUP_TICKS))
         axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
         axes[0].yaxis.set_minor_formatter(NullFormatter())
     axes[0].plot([], [], "v", color="grey", fillstyle="none", label="not reached: below this")
