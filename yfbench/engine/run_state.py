@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 # Validation metrics where lower is better; every other metric is better when higher.
@@ -61,6 +61,3 @@ class RunState:
             "error": self.error,
             "diverged_step": self.diverged_step,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
