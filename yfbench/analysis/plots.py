@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
 from yfbench.analysis.speedup import (  # noqa: E402
@@ -150,9 +150,10 @@ def _set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     if finite.size and finite.min() > 0:
         ax.set_yscale("log")
-        plain = FuncFormatter(lambda y, _: f"{y:g}")  # 1.5, not 1.5 x 10^0
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        # Labels at 1, 2, 3, 5 times each power of ten, written plainly (2, not 2 x 10^0).
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_train_loss(points: list[GridPoint], window: int, title: str, stem: Path) -> list[Path]:
