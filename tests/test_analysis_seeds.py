@@ -64,3 +64,18 @@ def test_seeds_cli_prints_a_table_and_says_when_there_is_nothing_to_correlate(
     write_run(tmp_path / "one", {"name": "adam", "lr": 0.1}, 1, ZIGZAG)
     assert main(["seeds", str(tmp_path / "one")]) == 2
     assert "no grid point has two or more seeds" in capsys.readouterr().err
+
+
+def test_the_early_fall_shared_by_every_seed_is_not_counted_as_shared_noise(tmp_path: Path):
+    # Every seed falls along the same steep exponential (a shape a moving average lags
+    # behind), then only its own noise is left: r near 0 once the first 10% is left out.
+    steps = pd.RangeIndex(1, 201)
+    fall = 10.0 * np.exp(-steps.to_numpy() / 3.0)
+    curves = {s: fall + np.random.default_rng(s).normal(0.0, 0.02, len(steps)) for s in (1, 2)}
+    whole = [detrend(pd.Series(curves[s], index=steps), window=3) for s in (1, 2)]
+    assert np.corrcoef(whole[0], whole[1])[0, 1] > 0.3  # what the shared fall alone does
+    for seed, losses in curves.items():
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, list(losses))
+    row = seed_correlations(load_runs([tmp_path]), window=3).iloc[0]
+    assert row["steps"] == 180  # steps 20..199 (step 200 has no centred window)
+    assert abs(row["r_median"]) < row["band"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
-from yfbench.analysis.seeds import DETREND_WINDOW, seed_correlations
+from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, seed_correlations
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
     HEADLINE,
@@ -332,8 +332,10 @@ def _seeds_section(frame: pd.DataFrame) -> list[str]:
         "## Seed independence",
         "",
         "Pearson r between seeds of the per-step training loss minus its centred moving "
-        f"average ({DETREND_WINDOW} steps): median over seed pairs per grid point with two or "
-        "more seeds, then median and range over those grid points (per grid point: "
+        f"average ({DETREND_WINDOW} steps), leaving out the first {EARLY_FRACTION:.0%} of each "
+        "run (the fast early fall, whose common shape is not shared noise): median over "
+        "seed pairs per grid point with two or more seeds, then median and range over "
+        "those grid points (per grid point: "
         "`python -m yfbench.analysis seeds RUN_DIRS`). Independent seeds give r near 0, "
         "within about ±2/√steps; r near 1 means the seeds see the same noise (e.g. the same "
         "batches in the same order), so their spread understates run-to-run variation.",
