@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.trajectories import load_scenario, trajectory_cases
 from yfbench.optim import YellowFin
 
-REPO = Path(__file__).resolve().parents[1]
-TRAJECTORIES = REPO.parent / "shared" / "reference" / "yellowfin_trajectories.json"
 STAT_KEYS = ("lr", "momentum", "h_max", "h_min", "grad_var", "dist_to_opt")
 RTOL = 1e-3
 EPS = 1e-6
@@ -50,30 +47,13 @@ def _set_grads(params: list[torch.Tensor], flat_grad: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- authors' data
-def _trajectory_cases() -> list:
-    if not TRAJECTORIES.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"missing {TRAJECTORIES}"))]
-    return sorted(json.loads(TRAJECTORIES.read_text())["scenarios"])
-
-
-@pytest.mark.parametrize("name", _trajectory_cases())
+@pytest.mark.parametrize("name", trajectory_cases())
 def test_matches_authors_trajectory(name: str) -> None:
-    data = json.loads(TRAJECTORIES.read_text())
-    scenario = data["scenarios"][name]
-    as_f32 = lambda key: torch.tensor(scenario[key], dtype=torch.float32)  # noqa: E731
-    h, c, noise = as_f32("h"), as_f32("c"), as_f32("noise")
-    sizes = [math.prod(shape) for shape in data["shapes"]]
-    params = [
-        torch.nn.Parameter(chunk.reshape(shape).clone())
-        for chunk, shape in zip(as_f32("x0").split(sizes), data["shapes"], strict=True)
-    ]
-    opt = YellowFin(params, **scenario["optimizer_kwargs"])
-    spikes = set(scenario["spike_steps"])
-    for t, row in enumerate(scenario["steps"]):
-        grad = h * (_flat(params) - c) + scenario["sigma"] * noise[t]
-        if t in spikes:
-            grad = grad * scenario["spike_factor"]
-        _set_grads(params, grad)
+    scenario = load_scenario(name)
+    params = scenario.initial_params()
+    opt = YellowFin(params, **scenario.optimizer_kwargs)
+    for t, row in enumerate(scenario.steps):
+        _set_grads(params, scenario.gradient(t, _flat(params)))
         opt.step()
         stats = opt.stats()
         for key in STAT_KEYS:

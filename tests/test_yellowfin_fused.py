@@ -15,22 +15,19 @@ by sqrt(mu) / (1 - sqrt(mu)).
 from __future__ import annotations
 
 import io
-import json
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 import yfbench.optim.fused as fused_module
+from tests.trajectories import load_scenario, trajectory_cases
 from yfbench.engine.staleness import StaleGradients
 from yfbench.optim import YellowFin
 
-REPO = Path(__file__).resolve().parents[1]
-TRAJECTORIES = REPO.parent / "shared" / "reference" / "yellowfin_trajectories.json"
 RTOL = 1e-6
 REPORTED = ("lr", "momentum", "h_max", "h_min", "grad_var", "dist_to_opt", "grad_norm_sq")
 
@@ -87,37 +84,16 @@ def _replay(eager: YellowFin, fused_opt: YellowFin, grads: list[Tensor]) -> None
 
 
 # --------------------------------------------------------------------------- parity
-def _trajectory_cases() -> list:
-    if not TRAJECTORIES.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"missing {TRAJECTORIES}"))]
-    return sorted(json.loads(TRAJECTORIES.read_text())["scenarios"])
-
-
-@pytest.mark.parametrize("name", _trajectory_cases())
+@pytest.mark.parametrize("name", trajectory_cases())
 def test_fused_matches_eager_on_authors_trajectories(name: str) -> None:
-    data = json.loads(TRAJECTORIES.read_text())
-    scenario = data["scenarios"][name]
-    as_f32 = lambda key: torch.tensor(scenario[key], dtype=torch.float32)  # noqa: E731
-    h, c, noise = as_f32("h"), as_f32("c"), as_f32("noise")
-    sizes = [math.prod(shape) for shape in data["shapes"]]
-    opts = []
-    for use_fused in (False, True):
-        params = [
-            nn.Parameter(chunk.reshape(shape).clone())
-            for chunk, shape in zip(as_f32("x0").split(sizes), data["shapes"], strict=True)
-        ]
-        opts.append(YellowFin(params, fused=use_fused, **scenario["optimizer_kwargs"]))
-    eager, fused_opt = opts
-    spikes = set(scenario["spike_steps"])
-    for t in range(len(scenario["steps"])):
+    scenario = load_scenario(name)
+    eager, fused_opt = (
+        YellowFin(scenario.initial_params(), fused=use_fused, **scenario.optimizer_kwargs)
+        for use_fused in (False, True)
+    )
+    for t in range(len(scenario.steps)):
         x = _flat(eager.param_groups[0]["params"])
-        grad = h * (x - c) + scenario["sigma"] * noise[t]
-        if t in spikes:
-            grad = grad * scenario["spike_factor"]
-        chunks = grad.split(sizes)
-        _replay(
-            eager, fused_opt, [g.reshape(s) for g, s in zip(chunks, data["shapes"], strict=True)]
-        )
+        _replay(eager, fused_opt, scenario.split(scenario.gradient(t, x)))
         assert_parity(f"{name} step {t}", eager, fused_opt)
 
 
