@@ -151,3 +151,10 @@ def test_grid_protocol_is_inferred_from_seeds_per_grid_point(tmp_path: Path):
         "adam: 2 grid points × seed 1; 1 grid point (lr=0.01) × seeds 1–3",
         "yellowfin: 1 grid point × seeds 1–3",
     ]
+
+
+def test_speedup_axis_has_several_labels_for_narrow_and_wide_ranges():
+    from yfbench.analysis.plots import SPEEDUP_TICKS, _speedup_ticks
+
+    assert _speedup_ticks([1.0, 1.02, 1.25]) == [1.0, 1.1, 1.2, 1.3]
+    assert _speedup_ticks([0.31, 1.0, 1.6]) == SPEEDUP_TICKS

@@ -237,6 +237,15 @@ def plot_yellowfin(group: pd.DataFrame, point: GridPoint, title: str, stem: Path
     return save_figure(fig, stem)
 
 
+def _speedup_ticks(values: list[float]) -> list[float]:
+    """``SPEEDUP_TICKS``, or steps of 0.1 where fewer than three of them fall within the
+    values' range (speedups between 1.0x and 1.25x would otherwise show one label)."""
+    low, high = min(values), max(values)
+    if sum(low <= tick <= high for tick in SPEEDUP_TICKS) >= 3:
+        return SPEEDUP_TICKS
+    return [k / 10 for k in range(max(1, math.floor(low * 10)), math.ceil(high * 10) + 1)]
+
+
 def plot_speedup_curve(comparisons: list[Comparison], title: str, stem: Path) -> list[Path]:
     """Speedup over the tuned baseline at each ladder rung, one panel per convention.
 
@@ -260,7 +269,8 @@ def plot_speedup_curve(comparisons: list[Comparison], title: str, stem: Path) ->
     axes[0].set_ylabel(f"speedup over tuned {comparisons[0].info['baseline']}")
     if min(v for v in plotted if math.isfinite(v)) > 0:
         axes[0].set_yscale("log")
-        axes[0].yaxis.set_major_locator(FixedLocator(SPEEDUP_TICKS))
+        ticks = _speedup_ticks([v for v in plotted if math.isfinite(v)])
+        axes[0].yaxis.set_major_locator(FixedLocator(ticks))
         axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
         axes[0].yaxis.set_minor_formatter(NullFormatter())
     axes[0].plot([], [], "v", color="grey", fillstyle="none", label="not reached: below this")
