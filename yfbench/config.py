@@ -33,6 +33,9 @@ NON_SEMANTIC_KEYS = (
     "logger",
     "analysis",
 )
+# Keys added after runs were committed: recorded only when they differ from this default,
+# so those runs keep their identity (and resume) under the new config tree.
+OMITTED_AT_DEFAULT = {"trainer.flush_denormal": False}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -170,9 +173,20 @@ def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     for dotted in NON_SEMANTIC_KEYS:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(leaf, None)
+        _pop(plain, dotted)
+    for dotted, default in OMITTED_AT_DEFAULT.items():
+        _pop(plain, dotted, only_if=default)
     return plain
+
+
+_ANY = object()
+
+
+def _pop(tree: dict[str, Any], dotted: str, only_if: Any = _ANY) -> None:
+    """Remove ``dotted`` from ``tree`` (only when it equals ``only_if``, if given)."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for parent in parents:
+        node = node.get(parent, {})
+    if only_if is _ANY or (leaf in node and node[leaf] == only_if):
+        node.pop(leaf, None)

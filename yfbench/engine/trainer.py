@@ -261,6 +261,9 @@ class Trainer:
         device = self.ranks.device(trainer.device)
         if trainer.threads:
             torch.set_num_threads(trainer.threads)
+        # Process-wide, so set either way: a run's numerics follow its own config.
+        if not torch.set_flush_denormal(trainer.flush_denormal) and trainer.flush_denormal:
+            log.warning("trainer.flush_denormal: this CPU cannot flush subnormals; ignored")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if device.type == "cpu" and cfg.scale.name == "paper":
