@@ -173,20 +173,18 @@ def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     for dotted in NON_SEMANTIC_KEYS:
-        _pop(plain, dotted)
+        node, leaf = _parent(plain, dotted)
+        node.pop(leaf, None)
     for dotted, default in OMITTED_AT_DEFAULT.items():
-        _pop(plain, dotted, only_if=default)
+        node, leaf = _parent(plain, dotted)
+        if leaf in node and node[leaf] == default:
+            del node[leaf]
     return plain
 
 
-_ANY = object()
-
-
-def _pop(tree: dict[str, Any], dotted: str, only_if: Any = _ANY) -> None:
-    """Remove ``dotted`` from ``tree`` (only when it equals ``only_if``, if given)."""
+def _parent(tree: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The dict that holds ``dotted``'s last part (empty if a parent is missing), and it."""
     *parents, leaf = dotted.split(".")
-    node = tree
     for parent in parents:
-        node = node.get(parent, {})
-    if only_if is _ANY or (leaf in node and node[leaf] == only_if):
-        node.pop(leaf, None)
+        tree = tree.get(parent, {})
+    return tree, leaf

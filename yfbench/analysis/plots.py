@@ -20,7 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FuncFormatter,
+    Locator,
+    LogLocator,
+    NullFormatter,
+)
 
 from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
 from yfbench.analysis.speedup import (  # noqa: E402
@@ -149,11 +155,16 @@ def _set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
     """Log scale unless a value is <= 0 (e.g. a noisy objective), which log would hide."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     if finite.size and finite.min() > 0:
-        ax.set_yscale("log")
-        # Labels at 1, 2, 3, 5 times each power of ten, written plainly (2, not 2 x 10^0).
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        # Labels at 1, 2, 3, 5 times each power of ten.
+        _log_y_axis(ax, LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+
+
+def _log_y_axis(ax: plt.Axes, locator: Locator, unit: str = "") -> None:
+    """A log y axis labelled plainly at ``locator``'s ticks (2, not 2 x 10^0), no minor labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(locator)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}{unit}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_train_loss(points: list[GridPoint], window: int, title: str, stem: Path) -> list[Path]:
@@ -267,12 +278,9 @@ def plot_speedup_curve(comparisons: list[Comparison], title: str, stem: Path) ->
         ax.set_xticks(ladder, [f"{f:.0%}" for f in ladder])
         ax.set_title(f"{name} convention")
     axes[0].set_ylabel(f"speedup over tuned {comparisons[0].info['baseline']}")
-    if min(v for v in plotted if math.isfinite(v)) > 0:
-        axes[0].set_yscale("log")
-        ticks = _speedup_ticks([v for v in plotted if math.isfinite(v)])
-        axes[0].yaxis.set_major_locator(FixedLocator(ticks))
-        axes[0].yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
-        axes[0].yaxis.set_minor_formatter(NullFormatter())
+    finite = [v for v in plotted if math.isfinite(v)]
+    if min(finite) > 0:
+        _log_y_axis(axes[0], FixedLocator(_speedup_ticks(finite)), unit="x")
     axes[0].plot([], [], "v", color="grey", fillstyle="none", label="not reached: below this")
     axes[0].legend()
     fig.supxlabel("target: the baseline's best smoothed loss by this share of its run")
