@@ -216,7 +216,7 @@ class Trainer:
             # a. the recipe's hand-set decay for this epoch (host-side numbers only)
             parts.schedule.apply(parts.task.lr_multiplier(state.step // parts.task.steps_per_epoch))
             # b. forward, backward, optimizer step: nothing waits for the device here
-            loss = self._update(parts, state.step)
+            loss, grad_norm = self._update(parts, state.step)
             state.step += 1
             self._session_steps += 1
             parts.watch.update(state.step, loss)
@@ -225,7 +225,7 @@ class Trainer:
                 self.records.add(
                     state.step,
                     self.ranks.average(loss),  # several processes: the mean of their shares
-                    step_statistics(parts.optimizer),
+                    {**grad_norm, **(step_statistics(parts.optimizer) or {})},
                     applied_hyperparameters(parts.optimizer),
                     self._wall_time(),
                 )
@@ -326,8 +326,12 @@ class Trainer:
         path = self.directory.checkpoint_path
         return checkpoint.load(path, self.record.config_hash) if path.exists() else None
 
-    def _update(self, parts: Parts, step: int) -> torch.Tensor:
-        """One optimizer step on the batch of iteration ``step``; returns the loss (device)."""
+    def _update(self, parts: Parts, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimizer step on the batch of iteration ``step``.
+
+        Returns the loss and, where the task clips, the gradient norm before clipping
+        (device tensors), so every optimizer's record says whether the clip binds.
+        """
         task, optimizer, scaler = parts.task, parts.optimizer, parts.scaler
         with autocast(self.trainer.precision, parts.device):
             loss = task.train_loss(step)
@@ -335,13 +339,16 @@ class Trainer:
         scaler.scale(loss).backward()
         # Simulated asynchrony: the update applies the gradient of `staleness` steps ago.
         parts.stale_gradients.swap(task.model.parameters())
+        grad_norm = {}
         if task.grad_clip_norm is not None:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(task.model.parameters(), task.grad_clip_norm)
+            grad_norm["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                task.model.parameters(), task.grad_clip_norm
+            )
         extra = {"loss": loss.detach()} if parts.step_takes_loss else {}
         scaler.step(optimizer, **extra)  # skipped (never reaching the optimizer) on fp16 overflow
         scaler.update()
-        return loss.detach().float()
+        return loss.detach().float(), grad_norm
 
     def _flush(self, stop: str | None) -> str | None:
         """Write the buffered train records; raise Diverged if the device flags say so.
