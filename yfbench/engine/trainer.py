@@ -42,6 +42,15 @@ from yfbench.engine.divergence import (
     DivergenceWatch,
     finite_parameters,
 )
+from yfbench.engine.optimizers import (
+    LrSchedule,
+    applied_hyperparameters,
+    build_optimizer,
+    eval_mode,
+    set_mode,
+    step_statistics,
+    takes_loss,
+)
 from yfbench.engine.run_dir import RunDirectory, RunRecord, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
@@ -49,14 +58,6 @@ from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
 from yfbench.logging import JsonlSink, WandbSink
 from yfbench.logging.jsonl import MetricsPosition
-from yfbench.optim.registry import (
-    LrSchedule,
-    applied_hyperparameters,
-    build_optimizer,
-    set_mode,
-    step_statistics,
-    takes_loss,
-)
 from yfbench.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("yfbench")
@@ -179,6 +180,8 @@ class Trainer:
             self.parts = parts = self._build()
             # ---- 2. resume: the checkpoint and metrics.jsonl are checked before any write -
             position = self._resume(parts)
+            # Fresh or resumed, the optimizer steps in train mode (some start in eval mode).
+            set_mode(parts.optimizer, "train")
             if self.ranks.is_main:
                 self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
                 self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
@@ -317,7 +320,6 @@ class Trainer:
                 f"checkpoint {path} does not fit this run's model or optimizer ({error}). "
                 f"{checkpoint.RESTART}"
             ) from error
-        set_mode(parts.optimizer, "train")
         self.state = RunState.from_checkpoint(payload["run_state"])
         log.info("resuming %s from step %d", self.directory.path, self.state.step)
         return position
@@ -370,11 +372,10 @@ class Trainer:
         return stop
 
     def _evaluate(self, parts: Parts) -> None:
-        set_mode(parts.optimizer, "eval")
         # Several processes: rank 0 evaluates (its model is the checkpointed one: batch-norm
         # statistics are per rank) and every rank takes the same decisions on its metrics.
-        metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
-        set_mode(parts.optimizer, "train")
+        with eval_mode(parts.optimizer):
+            metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
         state = self.state
         record = {
             "step": state.step,
@@ -388,19 +389,20 @@ class Trainer:
         DivergenceWatch.check_validation(state.step, metrics)
 
     def _save(self, parts: Parts) -> None:
-        set_mode(parts.optimizer, "eval")
         run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
-        payload = {**parts.state_dict(), "run_state": run_state}
-        # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
-        every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
-        if self.ranks.is_main:
-            checkpoint.save(
-                self.directory.checkpoint_path,
-                checkpoint.with_ranks(payload, every_rank),
-                self.record.config_hash,
-                self.sink.position(),
-            )
-        set_mode(parts.optimizer, "train")
+        # The optimizer's evaluation point is what is saved; the payload holds live tensors,
+        # so it is written before the optimizer goes back to train mode.
+        with eval_mode(parts.optimizer):
+            payload = {**parts.state_dict(), "run_state": run_state}
+            # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
+            every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
+            if self.ranks.is_main:
+                checkpoint.save(
+                    self.directory.checkpoint_path,
+                    checkpoint.with_ranks(payload, every_rank),
+                    self.record.config_hash,
+                    self.sink.position(),
+                )
 
     # ================================================================ bookkeeping
     def _emit(self, records: list[dict[str, Any]]) -> None:
