@@ -173,14 +173,14 @@ class _GradientFault(NoisyQuadratic):
     fault_value = float("nan")
     _hook = None
 
-    def train_loss(self, step: int) -> torch.Tensor:
+    def train_loss(self, module: torch.nn.Module, step: int) -> torch.Tensor:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
         if step == self.fault_step:
             value = self.fault_value
             self._hook = self.model.x.register_hook(lambda g: torch.full_like(g, value))
-        return super().train_loss(step)
+        return super().train_loss(module, step)
 
 
 def build_gradient_fault(cfg, ctx) -> _GradientFault:  # noqa: ANN001
@@ -294,10 +294,10 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
         built = real_builder(task_cfg, ctx)
         train_loss = built.train_loss
 
-        def train_loss_or_crash(step: int) -> torch.Tensor:
+        def train_loss_or_crash(module: torch.nn.Module, step: int) -> torch.Tensor:
             if step == 8:
                 raise _Crash(f"simulated crash at step {step}")
-            return train_loss(step)
+            return train_loss(module, step)
 
         built.train_loss = train_loss_or_crash
         return built
@@ -328,9 +328,9 @@ def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_t
     monkeypatch.setattr(_GradientFault, "fault_step", None)
     original = _GradientFault.train_loss
 
-    def always_nan(self, step: int) -> torch.Tensor:
+    def always_nan(self, module: torch.nn.Module, step: int) -> torch.Tensor:
         self.fault_step = step
-        return original(self, step)
+        return original(self, module, step)
 
     monkeypatch.setattr(_GradientFault, "train_loss", always_nan)
     result = run(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path)

@@ -13,7 +13,8 @@ from omegaconf import OmegaConf, open_dict
 from torch.optim import Optimizer
 
 from tests.helpers import compose_config, records
-from yfbench.engine.optimizers import OPTIMIZERS, eval_mode
+from yfbench.engine.modes import eval_mode
+from yfbench.engine.optimizers import OPTIMIZERS
 from yfbench.engine.trainer import run
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
@@ -81,10 +82,10 @@ class DecayingQuadratic(NoisyQuadratic):
     def lr_multiplier(self, epoch: int) -> float:
         return 0.5 ** (epoch // 4)
 
-    def train_loss(self, step: int) -> torch.Tensor:
+    def train_loss(self, module: torch.nn.Module, step: int) -> torch.Tensor:
         if step == self.crash_at:
             raise _Crash(f"simulated crash at step {step}")
-        return super().train_loss(step)
+        return super().train_loss(module, step)
 
 
 class _Crash(Exception):
@@ -155,10 +156,11 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path, hooked_config, mon
 
 
 def test_eval_mode_restores_train_mode_on_error():
+    model = torch.nn.Linear(3, 1)
     optimizer = HookedOptimizer([torch.nn.Parameter(torch.ones(3))])
     optimizer.train()
-    with pytest.raises(_Crash), eval_mode(optimizer):
-        assert not optimizer.param_groups[0]["train_mode"]
+    with pytest.raises(_Crash), eval_mode(model, optimizer):
+        assert not optimizer.param_groups[0]["train_mode"] and not model.training
         raise _Crash("evaluation failed")
-    assert optimizer.param_groups[0]["train_mode"]
+    assert optimizer.param_groups[0]["train_mode"] and model.training
     assert torch.equal(optimizer.param_groups[0]["params"][0], torch.ones(3))

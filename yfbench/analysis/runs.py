@@ -57,6 +57,7 @@ RUN_COLUMNS = [
     "diverged_step",
     "device",
     "data_source",
+    "target_metric",
     "window",
     "max_steps",
     "paper_max_steps",
@@ -145,6 +146,8 @@ def read_run(run_dir: Path) -> RunRecord:
         "diverged_step": summary.get("diverged_step"),
         "device": summary.get("device"),
         "data_source": summary.get("data_source"),
+        # The task's declared headline metric (summary.json; absent in older runs).
+        "target_metric": summary.get("target_metric"),
         "window": (record.get("analysis") or {}).get("window"),
         "max_steps": (config.get("trainer") or {}).get("max_steps"),
         "paper_max_steps": _node(config, "task", path).get("paper_max_steps"),

@@ -13,8 +13,9 @@ and these optional hooks, probed with ``getattr``:
   lr, momentum and statistics), read without a host sync;
 - ``train()`` / ``eval()``: the trainer calls ``train()`` before the first step of every
   session (fresh or resumed: Schedule-Free's optimizers start in eval mode and refuse to
-  step), and :func:`eval_mode` switches to ``eval()`` around evaluation and checkpoints
-  (optimizers that evaluate at an averaged point swap parameters there);
+  step), and ``eval()`` around evaluation and checkpoints, restoring ``train()`` even on
+  error (:mod:`yfbench.engine.modes`; optimizers that evaluate at an averaged point swap
+  parameters there);
 - a ``loss`` keyword of ``step``: the trainer then passes the step's loss.
 """
 
@@ -23,8 +24,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 from torch import Tensor
@@ -117,20 +117,3 @@ def applied_hyperparameters(optimizer: Optimizer) -> dict[str, float]:
 def takes_loss(optimizer: Optimizer) -> bool:
     """Whether ``step`` accepts the step's loss (loss-aware optimizers)."""
     return "loss" in inspect.signature(optimizer.step).parameters
-
-
-def set_mode(optimizer: Optimizer, mode: str) -> None:
-    """Call the optimizer's ``train()`` or ``eval()`` when it has one."""
-    switch = getattr(optimizer, mode, None)
-    if callable(switch):
-        switch()
-
-
-@contextmanager
-def eval_mode(optimizer: Optimizer) -> Iterator[Optimizer]:
-    """The optimizer in eval mode inside the block, back in train mode after it, even on error."""
-    set_mode(optimizer, "eval")
-    try:
-        yield optimizer
-    finally:
-        set_mode(optimizer, "train")

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.optim import Optimizer
 from tqdm import tqdm
 
@@ -42,12 +43,11 @@ from yfbench.engine.divergence import (
     DivergenceWatch,
     finite_parameters,
 )
+from yfbench.engine.modes import eval_mode, train_mode
 from yfbench.engine.optimizers import (
     LrSchedule,
     applied_hyperparameters,
     build_optimizer,
-    eval_mode,
-    set_mode,
     step_statistics,
     takes_loss,
 )
@@ -58,6 +58,7 @@ from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
 from yfbench.logging import JsonlSink, WandbSink
 from yfbench.logging.jsonl import MetricsPosition
+from yfbench.seeding import seed_global
 from yfbench.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("yfbench")
@@ -116,6 +117,7 @@ class Parts:
 
     device: torch.device
     task: Task
+    train_module: nn.Module  # what the training forward calls: the model, or its DDP wrapper
     optimizer: Optimizer
     schedule: LrSchedule
     scaler: torch.amp.GradScaler
@@ -180,8 +182,9 @@ class Trainer:
             self.parts = parts = self._build()
             # ---- 2. resume: the checkpoint and metrics.jsonl are checked before any write -
             position = self._resume(parts)
-            # Fresh or resumed, the optimizer steps in train mode (some start in eval mode).
-            set_mode(parts.optimizer, "train")
+            # Fresh or resumed, model and optimizer step in train mode (some optimizers
+            # start in eval mode).
+            train_mode(parts.task.model, parts.optimizer)
             if self.ranks.is_main:
                 self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
                 self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
@@ -271,7 +274,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         if device.type == "cpu" and cfg.scale.name == "paper":
             self._warn_paper_scale_on_cpu()
-        torch.manual_seed(cfg.seed)
+        seed_global(cfg.seed)
         ctx = TaskContext(
             seed=cfg.seed,
             device=device,
@@ -289,13 +292,13 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if trainer.compile:
             model.compile()
-        task.train_module = self.ranks.wrap(model, device)
         optimizer = build_optimizer(
             model.parameters(), OmegaConf.to_container(cfg.optimizer, resolve=True)
         )
         return Parts(
             device=device,
             task=task,
+            train_module=self.ranks.wrap(model, device),
             optimizer=optimizer,
             schedule=LrSchedule(optimizer),
             scaler=torch.amp.GradScaler(device.type, enabled=trainer.precision == "fp16"),
@@ -336,7 +339,7 @@ class Trainer:
         """
         task, optimizer, scaler = parts.task, parts.optimizer, parts.scaler
         with autocast(self.trainer.precision, parts.device):
-            loss = task.train_loss(step)
+            loss = task.train_loss(parts.train_module, step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         # Simulated asynchrony: the update applies the gradient of `staleness` steps ago.
@@ -374,7 +377,7 @@ class Trainer:
     def _evaluate(self, parts: Parts) -> None:
         # Several processes: rank 0 evaluates (its model is the checkpointed one: batch-norm
         # statistics are per rank) and every rank takes the same decisions on its metrics.
-        with eval_mode(parts.optimizer):
+        with eval_mode(parts.task.model, parts.optimizer):
             metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
         state = self.state
         record = {
@@ -385,14 +388,14 @@ class Trainer:
             "time_s": round(self._wall_time(), 4),
         }
         self._emit([record])
-        state.observe_validation(metrics)
+        state.observe_validation(metrics, parts.task.metrics)
         DivergenceWatch.check_validation(state.step, metrics)
 
     def _save(self, parts: Parts) -> None:
         run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
         # The optimizer's evaluation point is what is saved; the payload holds live tensors,
         # so it is written before the optimizer goes back to train mode.
-        with eval_mode(parts.optimizer):
+        with eval_mode(parts.task.model, parts.optimizer):
             payload = {**parts.state_dict(), "run_state": run_state}
             # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
             every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
@@ -455,7 +458,10 @@ class Trainer:
             "scale": cfg.scale.name,
             "optimizer": cfg.optimizer.name,
             "seed": cfg.seed,
-            "data_source": getattr(parts.task, "data_source", None) if parts else None,
+            "data_source": parts.task.data_source if parts else None,
+            # The task's declared validation metrics: the analysis reads them from here.
+            "metrics": dict(parts.task.metrics) if parts else None,
+            "target_metric": parts.task.target_metric if parts else None,
             "device": environment.describe_device(parts.device) if parts else None,
             "git": environment.git_state(),
             "versions": environment.versions(),
