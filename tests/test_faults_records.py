@@ -22,7 +22,7 @@ from tests.helpers import compose_config, records, run_cli, summary
 from yfbench.analysis.runs import load_runs, runs_table
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
-from yfbench.logging.jsonl import JsonlSink
+from yfbench.sinks import JsonlSink
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
 from yfbench.tasks.noisy_quadratic import build as build_quadratic

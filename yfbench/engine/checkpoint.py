@@ -16,7 +16,7 @@ import torch
 
 from yfbench.engine.run_dir import write_atomic
 from yfbench.errors import UserError
-from yfbench.logging.jsonl import MetricsPosition
+from yfbench.sinks import MetricsPosition
 
 FORMAT_VERSION = 2
 RESTART = "Delete it to restart the run from step 0."

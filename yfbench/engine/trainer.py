@@ -51,14 +51,14 @@ from yfbench.engine.optimizers import (
     step_statistics,
     takes_loss,
 )
-from yfbench.engine.run_dir import RunDirectory, RunRecord, write_error
+from yfbench.engine.run_dir import RunDirectory, identity_of, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
 from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
-from yfbench.logging import JsonlSink, WandbSink
-from yfbench.logging.jsonl import MetricsPosition
+from yfbench.run_contract import RunIdentity
 from yfbench.seeding import seed_global
+from yfbench.sinks import MetricsPosition, Sinks
 from yfbench.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("yfbench")
@@ -85,25 +85,25 @@ def run(
     ranks = Ranks.from_environment()
     directory = RunDirectory(run_dir)
     with joined(ranks, cfg.trainer.device), _claimed_by_main(directory, ranks):
-        record = None
+        identity = None
         try:
-            record = RunRecord.of(cfg, overrides, choices)
+            identity = identity_of(cfg, overrides, choices)
             if reference is not None:
                 refuse_unknown_keys(cfg, reference)
                 refuse_mistyped_values(cfg, reference)
             validate(cfg)
             if ranks.is_main:
-                directory.identify(record)
+                directory.identify(identity)
         except UserError as error:
             if ranks.is_main:
-                directory.record_failure(str(error), record)
+                directory.record_failure(str(error), identity)
             raise
         # SYNC POINT (several processes): rank 0 says whether the run is already finished.
         finished = ranks.broadcast(directory.finished_summary() if ranks.is_main else None)
         if finished is not None:
             log.info("%s: already %s, skipping", run_dir, finished["status"])
             return finished
-        return Trainer(cfg, directory, record, ranks).train()
+        return Trainer(cfg, directory, identity, ranks).train()
 
 
 def _claimed_by_main(directory: RunDirectory, ranks: Ranks) -> AbstractContextManager:
@@ -153,18 +153,17 @@ class Trainer:
         self,
         cfg: DictConfig,
         directory: RunDirectory,
-        record: RunRecord,
+        identity: RunIdentity,
         ranks: Ranks = ONE_PROCESS,
     ) -> None:
         self.cfg = cfg
         self.trainer = cfg.trainer
         self.directory = directory
-        self.record = record
+        self.identity = identity
         self.ranks = ranks
         self.state = RunState()
         self.parts: Parts | None = None
-        self.sink: JsonlSink | None = None
-        self.wandb: WandbSink | None = None
+        self.sinks: Sinks | None = None  # rank 0's, once the run is resumed or started
         self.records = TrainRecords()
         self._stop_signal: str | None = None
         self._session_start: float | None = None  # set when the loop's clock starts
@@ -186,8 +185,8 @@ class Trainer:
             # start in eval mode).
             train_mode(parts.task.model, parts.optimizer)
             if self.ranks.is_main:
-                self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
-                self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
+                directory = self.directory
+                self.sinks = Sinks.open(self.cfg, directory.path, directory.metrics_path, position)
             # The clock starts after set-up: data, model and logger start-up are not training.
             for sig in STOP_SIGNALS:
                 handlers[sig] = signal.signal(sig, self._on_signal)
@@ -329,7 +328,7 @@ class Trainer:
 
     def _read_checkpoint(self) -> tuple[dict[str, Any], MetricsPosition] | None:
         path = self.directory.checkpoint_path
-        return checkpoint.load(path, self.record.config_hash) if path.exists() else None
+        return checkpoint.load(path, self.identity.config_hash) if path.exists() else None
 
     def _update(self, parts: Parts, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimizer step on the batch of iteration ``step``.
@@ -403,17 +402,14 @@ class Trainer:
                 checkpoint.save(
                     self.directory.checkpoint_path,
                     checkpoint.with_ranks(payload, every_rank),
-                    self.record.config_hash,
-                    self.sink.position(),
+                    self.identity.config_hash,
+                    self.sinks.position(),
                 )
 
     # ================================================================ bookkeeping
     def _emit(self, records: list[dict[str, Any]]) -> None:
-        if not self.ranks.is_main:
-            return
-        self.sink.log_many(records)
-        for record in records:
-            self.wandb.log(record)
+        if self.ranks.is_main:
+            self.sinks.emit(records)
 
     def _wall_time(self) -> float:
         """Training time of earlier sessions plus this one's (host clock, no sync)."""
@@ -437,16 +433,14 @@ class Trainer:
         self._steps_per_s = self._session_steps / elapsed if elapsed > 0 else 0.0
         if not self.ranks.is_main:
             return
-        if self.sink is None and self.directory.checkpoint_path.exists():
+        if self.sinks is None and self.directory.checkpoint_path.exists():
             return  # not resumed: the interrupted run's summary stays as it was
         try:
             self.directory.write_summary(self._summary())
         except UserError as error:  # e.g. the disk is full: say so, keep the first error
             log.error("could not write %s: %s", self.directory.summary_path, error)
-        if self.sink is not None:
-            self.sink.close()
-        if self.wandb is not None:
-            self.wandb.close(exit_code=0 if self.state.status == "completed" else 1)
+        if self.sinks is not None:
+            self.sinks.close(succeeded=self.state.status == "completed")
 
     def _summary(self) -> dict[str, Any]:
         cfg, parts = self.cfg, self.parts

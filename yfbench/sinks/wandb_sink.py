@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from yfbench.run_contract import METRICS_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ class WandbSink:
                 settings=wandb.Settings(init_timeout=init_timeout),
             )
         except Exception as error:  # noqa: BLE001 - W&B must never kill a run
-            log.warning("W&B unavailable, logging to metrics.jsonl only: %s", error)
+            log.warning("W&B unavailable, logging to %s only: %s", METRICS_FILE, error)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> WandbSink:
