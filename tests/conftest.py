@@ -1,8 +1,9 @@
 """Shared fixtures: offline environment, composed configs, tiny tasks, device markers.
 
 Tests read real data from ../shared/data and never touch the network or W&B servers.
-A test composes configs with :func:`yfbench.config.compose` (or the ``make_config``
-fixture) and builds tasks with ``build_tiny_task``; none initialises Hydra itself.
+A test composes configs with :func:`yfbench.config.compose` (``tests.helpers.compose_config``)
+or takes ``quadratic_config``, and builds tasks with ``build_tiny_task``; no test file
+initialises Hydra itself.
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def make_config() -> Callable[..., DictConfig]:
-    """``make_config(overrides)``: the config ``python -m yfbench OVERRIDES`` would run."""
-    return compose
+def quadratic_config() -> DictConfig:
+    """The composed config of a short noisy-quadratic run (12 steps, evaluated every 4):
+    the fastest real run, for engine tests; adjust it with ``open_dict``."""
+    return compose(
+        ["task=noisy_quadratic", "task.dim=50", "trainer.max_steps=12", "trainer.eval_every=4"]
+    )
 
 
 @pytest.fixture

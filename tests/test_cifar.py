@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+from yfbench.config import compose
 from yfbench.data import cifar as cifar_data
 from yfbench.data.cache import MANIFEST, CacheWarning
 from yfbench.data.files import RawFile
@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(task: str, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return compose("config", overrides=[f"task={task}", "scale=cpu", *overrides]).task
+    return compose([f"task={task}", "scale=cpu", *overrides]).task
 
 
 def _build(cfg: DictConfig, data_dir: Path, cache_dir: Path, seed: int = 1) -> CifarTask:

@@ -21,7 +21,6 @@ from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
-from yfbench.tasks.noisy_quadratic import build as build_quadratic
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -183,10 +182,8 @@ class _GradientFault(NoisyQuadratic):
         return super().train_loss(module, step)
 
 
-def build_gradient_fault(cfg, ctx) -> _GradientFault:  # noqa: ANN001
-    task = build_quadratic(cfg, ctx)
-    task.__class__ = _GradientFault
-    return task
+def build_gradient_fault(cfg, ctx) -> _GradientFault:
+    return _GradientFault(cfg.dim, cfg.condition_number, cfg.noise_std, ctx)
 
 
 @pytest.fixture
@@ -202,7 +199,7 @@ def fault_task(monkeypatch):
     return configure
 
 
-def _run_in_process(cfg, run_dir: Path) -> dict:  # noqa: ANN001
+def _run_in_process(cfg, run_dir: Path) -> dict:
     return run(cfg, run_dir)
 
 
@@ -290,7 +287,7 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
     module_name, builder_name = TASKS[task].split(":")
     real_builder = getattr(importlib.import_module(module_name), builder_name)
 
-    def crashing_builder(task_cfg, ctx):  # noqa: ANN001
+    def crashing_builder(task_cfg, ctx):
         built = real_builder(task_cfg, ctx)
         train_loss = built.train_loss
 

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from torch.optim import Optimizer
 
-from tests.helpers import compose_config, records
+from tests.helpers import records
 from yfbench.engine.modes import eval_mode
 from yfbench.engine.optimizers import OPTIMIZERS
 from yfbench.engine.trainer import run
@@ -97,22 +97,16 @@ def build_decaying_quadratic(cfg, ctx) -> DecayingQuadratic:
 
 
 @pytest.fixture
-def hooked_config(monkeypatch):
+def hooked_config(monkeypatch, quadratic_config):
     monkeypatch.setitem(OPTIMIZERS, "hooked", f"{__name__}:HookedOptimizer")
     monkeypatch.setitem(TASKS, "decaying_quadratic", f"{__name__}:build_decaying_quadratic")
-    cfg = compose_config(
-        [
-            "task=noisy_quadratic",
-            f"task.dim={DIM}",
-            f"seed={SEED}",
-            f"trainer.max_steps={STEPS}",
-            f"trainer.eval_every={EVAL_EVERY}",
-            f"trainer.checkpoint_every={CHECKPOINT_EVERY}",
-        ]
-    )
+    cfg = quadratic_config
     with open_dict(cfg):
         cfg.task.name = "decaying_quadratic"
         cfg.optimizer = OmegaConf.create({"name": "hooked", "lr": 0.1})
+        cfg.trainer.checkpoint_every = CHECKPOINT_EVERY
+    assert (cfg.seed, cfg.task.dim, cfg.trainer.max_steps) == (SEED, DIM, STEPS)
+    assert cfg.trainer.eval_every == EVAL_EVERY
     return cfg
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from yfbench.config import compose
 from yfbench.data.files import RawFile, fetch
 from yfbench.data.text import (
     PTB_FILES,
@@ -40,8 +40,7 @@ def _one_thread():
 def make_task(
     name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()
 ):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"task={name}", "scale=cpu", *overrides])
+    cfg = compose([f"task={name}", "scale=cpu", *overrides])
     ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
     return build_task(cfg.task, ctx)
 
@@ -145,8 +144,7 @@ def test_schedules_and_clipping_follow_the_recipes(shared_data, tmp_path):
 def test_paper_scale_matches_the_paper_iteration_counts(shared_data, tmp_path):
     # 423 windows per epoch (50 epochs: 21,150) and 2,323 per epoch (13 epochs: 30,199).
     for name, per_epoch, total in [("tinyshakespeare_lstm", 423, 21150), ("ptb_lstm", 2323, 30199)]:
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-            cfg = compose("config", overrides=[f"task={name}", "scale=paper"])
+        cfg = compose([f"task={name}", "scale=paper"])
         ctx = TaskContext(
             seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path
         )

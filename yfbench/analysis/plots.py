@@ -17,10 +17,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
     Locator,
@@ -28,8 +28,8 @@ from matplotlib.ticker import (  # noqa: E402
     NullFormatter,
 )
 
-from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
-from yfbench.analysis.speedup import (  # noqa: E402
+from yfbench.analysis.runs import DEFAULT_SETTING
+from yfbench.analysis.speedup import (
     CONVENTIONS,
     DEFAULT_LADDER,
     GROUP_KEYS,
@@ -42,7 +42,7 @@ from yfbench.analysis.speedup import (  # noqa: E402
     summary_frame,
     tuned,
 )
-from yfbench.errors import UserError  # noqa: E402
+from yfbench.errors import UserError
 
 log = logging.getLogger("yfbench.analysis")
 

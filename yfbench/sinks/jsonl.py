@@ -38,7 +38,7 @@ class JsonlSink:
         position = resume_from or MetricsPosition()
         if resume_from is not None:
             verify_prefix(self.path, resume_from)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "ab")  # closed in close()
         os.truncate(self.path, position.bytes)  # drop records newer than the checkpoint
         self._file.seek(position.bytes)
         self._records = position.records
