@@ -1,4 +1,4 @@
-"""The training loop and the run contract (metrics.jsonl, summary.json, checkpoint.pt).
+"""The training loop, and when it writes the run's files (:mod:`yfbench.run_contract`).
 
 Read top to bottom, :func:`run` claims the run directory, and :meth:`Trainer.train`
 goes through its phases: set-up, resume, then per step the schedule, the update (no host
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -30,11 +28,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
-from tqdm import tqdm
 
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint, environment
+from yfbench.engine.clock import WallClock
 from yfbench.engine.device import autocast, check_precision
 from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
 from yfbench.engine.divergence import (
@@ -51,6 +49,7 @@ from yfbench.engine.optimizers import (
     step_statistics,
     takes_loss,
 )
+from yfbench.engine.progress import LongRunOnCpu, ProgressBar
 from yfbench.engine.run_dir import RunDirectory, identity_of, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
@@ -65,8 +64,6 @@ log = logging.getLogger("yfbench")
 # Signals that stop a run after its current step, with a checkpoint. SIGUSR2 is what
 # SLURM (through submitit) sends before a job's time limit.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
-# Paper-scale runs on a CPU: steps timed before the duration estimate is printed.
-ESTIMATE_AFTER_STEPS = 20
 
 
 def run(
@@ -165,17 +162,16 @@ class Trainer:
         self.parts: Parts | None = None
         self.sinks: Sinks | None = None  # rank 0's, once the run is resumed or started
         self.records = TrainRecords()
+        self.clock = WallClock()
+        self.bar: ProgressBar | None = None
+        self.long_run: LongRunOnCpu | None = None  # trainer.long_run on a CPU
         self._stop_signal: str | None = None
-        self._session_start: float | None = None  # set when the loop's clock starts
-        self._earlier_sessions_s = 0.0
-        self._session_steps = 0
-        self._bar: tqdm | None = None
-        self._steps_per_s = 0.0
-        self._estimated = False
 
     # ================================================================ the run
     def train(self) -> dict[str, Any]:
-        handlers: dict[int, Any] = {}
+        # A stop signal during set-up (reading data can take minutes) is acted on as soon
+        # as set-up ends, so the run is recorded as interrupted.
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             # ---- 1. set-up: device, task (data + model), optimizer and its hooks --------
             self.parts = parts = self._build()
@@ -187,14 +183,15 @@ class Trainer:
             if self.ranks.is_main:
                 directory = self.directory
                 self.sinks = Sinks.open(self.cfg, directory.path, directory.metrics_path, position)
-            # The clock starts after set-up: data, model and logger start-up are not training.
-            for sig in STOP_SIGNALS:
-                handlers[sig] = signal.signal(sig, self._on_signal)
-            self._earlier_sessions_s = self.state.wall_time_s
-            self._session_start = time.perf_counter()
-            self._bar = self._progress_bar()
-            # ---- 3. the loop ----------------------------------------------------------
-            self._loop(parts)
+            if self._stop_signal:
+                self._interrupt(self._stop_signal, "during set-up")
+            else:
+                # The clock starts after set-up: data, model and logger start-up are not
+                # training.
+                self.clock.start(earlier_s=self.state.wall_time_s)
+                self.bar = self._progress_bar()
+                # ---- 3. the loop ------------------------------------------------------
+                self._loop(parts)
         except Diverged as error:
             self.state.status, self.state.error = "diverged", str(error)
             self.state.diverged_step = error.step
@@ -223,7 +220,7 @@ class Trainer:
             # b. forward, backward, optimizer step: nothing waits for the device here
             loss, grad_norm = self._update(parts, state.step)
             state.step += 1
-            self._session_steps += 1
+            self.clock.step()
             parts.watch.update(state.step, loss)
             last = state.step == trainer.max_steps
             if state.step % trainer.log_every == 0 or last:
@@ -232,7 +229,7 @@ class Trainer:
                     self.ranks.average(loss),  # several processes: the mean of their shares
                     {**grad_norm, **(step_statistics(parts.optimizer) or {})},
                     applied_hyperparameters(parts.optimizer),
-                    self._wall_time(),
+                    self.clock.total_s(),
                 )
             evaluate = bool(trainer.eval_every) and state.step % trainer.eval_every == 0 or last
             periodic = bool(trainer.checkpoint_every) and state.step % trainer.checkpoint_every == 0
@@ -254,8 +251,7 @@ class Trainer:
             if stop or periodic:
                 self._save(parts)
             if stop:
-                state.status = "interrupted"
-                state.error = f"stopped by {stop} at step {state.step}; rerun to resume"
+                self._interrupt(stop, f"at step {state.step}")
                 return
         state.status = "completed"
 
@@ -271,8 +267,9 @@ class Trainer:
             log.warning("trainer.flush_denormal: this CPU cannot flush subnormals; ignored")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        if device.type == "cpu" and cfg.scale.name == "paper":
-            self._warn_paper_scale_on_cpu()
+        if device.type == "cpu" and trainer.long_run:
+            self.long_run = LongRunOnCpu(trainer.max_steps)
+            self.long_run.warn(trainer)
         seed_global(cfg.seed)
         ctx = TaskContext(
             seed=cfg.seed,
@@ -291,13 +288,16 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if trainer.compile:
             model.compile()
+        # Several processes: DDP starts every rank from rank 0's parameters, before any
+        # optimizer sees them.
+        train_module = self.ranks.wrap(model, device)
         optimizer = build_optimizer(
             model.parameters(), OmegaConf.to_container(cfg.optimizer, resolve=True)
         )
         return Parts(
             device=device,
             task=task,
-            train_module=self.ranks.wrap(model, device),
+            train_module=train_module,
             optimizer=optimizer,
             schedule=LrSchedule(optimizer),
             scaler=torch.amp.GradScaler(device.type, enabled=trainer.precision == "fp16"),
@@ -368,9 +368,10 @@ class Trainer:
                 parts.watch.check_skips(record["step"], record["skipped_steps"])
         if records:
             state.final["train_loss"] = records[-1]["loss"]
-            self._show_progress(records[-1])
+            self.bar.show(records[-1])
         parts.watch.check(int(first_step), int(reason))
-        self._estimate_paper_scale_duration()
+        if self.long_run is not None:
+            self.long_run.estimate(self.clock.session_steps, self.clock.session_s(), state.step)
         return stop
 
     def _evaluate(self, parts: Parts) -> None:
@@ -384,14 +385,14 @@ class Trainer:
             "split": "valid",
             "epoch": round(state.step / parts.task.steps_per_epoch, 4),
             **metrics,
-            "time_s": round(self._wall_time(), 4),
+            "time_s": round(self.clock.total_s(), 4),
         }
         self._emit([record])
         state.observe_validation(metrics, parts.task.metrics)
         DivergenceWatch.check_validation(state.step, metrics)
 
     def _save(self, parts: Parts) -> None:
-        run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
+        run_state = {**self.state.checkpoint(), "wall_time_s": self.clock.total_s()}
         # The optimizer's evaluation point is what is saved; the payload holds live tensors,
         # so it is written before the optimizer goes back to train mode.
         with eval_mode(parts.task.model, parts.optimizer):
@@ -411,11 +412,14 @@ class Trainer:
         if self.ranks.is_main:
             self.sinks.emit(records)
 
-    def _wall_time(self) -> float:
-        """Training time of earlier sessions plus this one's (host clock, no sync)."""
-        if self._session_start is None:
-            return self.state.wall_time_s
-        return self._earlier_sessions_s + time.perf_counter() - self._session_start
+    def _progress_bar(self) -> ProgressBar:
+        label = f"{self.cfg.task.name}/{self.cfg.optimizer.name}"
+        total, start = self.trainer.max_steps, self.state.step
+        return ProgressBar(self.trainer.progress, self.ranks.is_main, label, total, start)
+
+    def _interrupt(self, signal_name: str, when: str) -> None:
+        self.state.status = "interrupted"
+        self.state.error = f"stopped by {signal_name} {when}; rerun to resume"
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """First signal: stop after this step, with a checkpoint. A second one: stop now."""
@@ -425,12 +429,11 @@ class Trainer:
 
     def _finish(self) -> None:
         """Summary, closed sinks (rank 0's): runs however the loop ended."""
-        if self._bar is not None:
-            self._bar.close()
-        started = self._session_start
-        elapsed = time.perf_counter() - started if started is not None else 0.0
-        self.state.wall_time_s = self._wall_time()
-        self._steps_per_s = self._session_steps / elapsed if elapsed > 0 else 0.0
+        if self.bar is not None:
+            self.bar.close()
+        self.clock.stop()
+        if self.clock.started:
+            self.state.wall_time_s = self.clock.total_s()
         if not self.ranks.is_main:
             return
         if self.sinks is None and self.directory.checkpoint_path.exists():
@@ -446,7 +449,7 @@ class Trainer:
         cfg, parts = self.cfg, self.parts
         return {
             **self.state.summary(),
-            "steps_per_s": self._steps_per_s,
+            "steps_per_s": self.clock.steps_per_s(),
             "processes": self.ranks.world_size,
             "task": cfg.task.name,
             "scale": cfg.scale.name,
@@ -461,42 +464,3 @@ class Trainer:
             "versions": environment.versions(),
             "command": environment.command_line(),
         }
-
-    def _progress_bar(self) -> tqdm:
-        setting = self.trainer.progress
-        show = (sys.stderr.isatty() if setting == "auto" else bool(setting)) and self.ranks.is_main
-        label = f"{self.cfg.task.name}/{self.cfg.optimizer.name}"
-        total, start = self.trainer.max_steps, self.state.step
-        return tqdm(total=total, initial=start, disable=not show, desc=label)
-
-    def _show_progress(self, record: dict[str, Any]) -> None:
-        self._bar.update(record["step"] - self._bar.n)
-        self._bar.set_postfix(loss=record["loss"], lr=record["lr"], mu=record["momentum"])
-
-    # ================================================================ paper scale on CPU
-    def _warn_paper_scale_on_cpu(self) -> None:
-        trainer = self.trainer
-        log.warning(
-            "scale=paper on a CPU: %d iterations of the paper's model will take hours to "
-            "days; the estimate follows after %d steps",
-            trainer.max_steps,
-            ESTIMATE_AFTER_STEPS,
-        )
-        if not trainer.checkpoint_every:
-            trainer.checkpoint_every = 1000
-            log.warning("checkpointing every 1000 steps, so the run can be resumed")
-
-    def _estimate_paper_scale_duration(self) -> None:
-        if (
-            self.cfg.scale.name != "paper"
-            or self.parts.device.type != "cpu"
-            or self._session_steps < ESTIMATE_AFTER_STEPS
-            or self._estimated
-        ):
-            return
-        self._estimated = True
-        rate = self._session_steps / (time.perf_counter() - self._session_start)
-        remaining = (self.trainer.max_steps - self.state.step) / rate
-        log.warning(
-            "at %.1f it/s this run needs about %.1f more hours on this CPU", rate, remaining / 3600
-        )
