@@ -170,7 +170,8 @@ class Trainer:
     # ================================================================ the run
     def train(self) -> dict[str, Any]:
         # A stop signal during set-up (reading data can take minutes) is acted on as soon
-        # as set-up ends, so the run is recorded as interrupted.
+        # as set-up ends, so the run is recorded as interrupted (several processes act on
+        # it together, at the loop's first flush).
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             # ---- 1. set-up: device, task (data + model), optimizer and its hooks --------
@@ -183,7 +184,7 @@ class Trainer:
             if self.ranks.is_main:
                 directory = self.directory
                 self.sinks = Sinks.open(self.cfg, directory.path, directory.metrics_path, position)
-            if self._stop_signal:
+            if self._stop_signal and not self.ranks.distributed:
                 self._interrupt(self._stop_signal, "during set-up")
             else:
                 # The clock starts after set-up: data, model and logger start-up are not
