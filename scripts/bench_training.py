@@ -29,6 +29,7 @@ import torch
 from yfbench.config import compose
 from yfbench.engine.environment import describe_device, git_state
 from yfbench.engine.trainer import run
+from yfbench.run_contract import METRICS_FILE
 
 TASKS = ("cifar10_resnet", "ptb_lstm", "tinyshakespeare_lstm", "wsj_parse_lstm")
 BASELINE = "momentum SGD"
@@ -75,7 +76,7 @@ class Measurement:
 
 def second_half_rate(run_dir: Path) -> float:
     """it/s between the middle and the last train record (past warm-up and compilation)."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (run_dir / METRICS_FILE).read_text().splitlines()
     train = [r for r in map(json.loads, lines) if r["split"] == "train"]
     middle, last = train[len(train) // 2], train[-1]
     return (last["step"] - middle["step"]) / (last["time_s"] - middle["time_s"])

@@ -16,15 +16,21 @@ import os
 import shutil
 from pathlib import Path
 
-FINISHED = ("completed", "diverged")
+from yfbench.run_contract import (
+    FINISHED,
+    METRICS_FILE,
+    METRICS_GZ_FILE,
+    RUN_CONFIG_FILE,
+    SUMMARY_FILE,
+)
 
 
 def compress(run_dir: Path) -> int:
     """gzip one finished run's metrics.jsonl in place; returns the bytes saved."""
-    plain, packed = run_dir / "metrics.jsonl", run_dir / "metrics.jsonl.gz"
+    plain, packed = run_dir / METRICS_FILE, run_dir / METRICS_GZ_FILE
     if not plain.is_file():
         return 0
-    summary = run_dir / "summary.json"
+    summary = run_dir / SUMMARY_FILE
     if not summary.is_file() or json.loads(summary.read_text()).get("status") not in FINISHED:
         return 0
     tmp = packed.with_name(packed.name + ".tmp")
@@ -41,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path)
     args = parser.parse_args()
-    runs = [p.parent for root in args.roots for p in root.rglob("run_config.json")]
+    runs = [p.parent for root in args.roots for p in root.rglob(RUN_CONFIG_FILE)]
     saved = sum(compress(run_dir) for run_dir in sorted(runs))
     roots = ", ".join(map(str, args.roots))
     print(f"compressed finished runs under {roots}: {saved / 1e6:.1f} MB saved")

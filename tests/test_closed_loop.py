@@ -20,7 +20,7 @@ def _noisy_quadratic_loss(x: torch.Tensor, gen: torch.Generator, noise: float) -
     return 0.5 * (CURVATURES * x * x).sum() + (noise * torch.randn(DIM, generator=gen) * x).sum()
 
 
-def _train(optimizer_fn, tau: int, steps: int, noise: float = 0.01, seed: int = 0):  # noqa: ANN001
+def _train(optimizer_fn, tau: int, steps: int, noise: float = 0.01, seed: int = 0):
     """Yield (x before, fresh gradient, x after, optimizer) for each step under staleness tau."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.nn.Parameter(torch.ones(DIM))
@@ -139,14 +139,14 @@ def test_closed_loop_drives_total_momentum_to_the_target() -> None:
 
 
 def test_state_dict_round_trip_continues_identically() -> None:
-    def make(params):  # noqa: ANN001, ANN202
+    def make(params):
         return ClosedLoopYellowFin(params, staleness=2, feedback_gain=0.05)
 
     gen = torch.Generator().manual_seed(3)
     x = torch.nn.Parameter(torch.ones(DIM))
     optimizer, stale = make([x]), StaleGradients(2)
 
-    def run(x, optimizer, stale, gen, steps):  # noqa: ANN001, ANN202
+    def run(x, optimizer, stale, gen, steps):
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
             _noisy_quadratic_loss(x, gen, 0.01).backward()

@@ -10,17 +10,16 @@ YellowFin's slow start), and paper scale runs the paper's iteration count.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.helpers import REPO_ROOT, run_cli
-from yfbench.config import smoothing_window
+from yfbench.config import compose, smoothing_window
 
 CONF = REPO_ROOT / "conf"
 PAPER_TASKS = ("cifar10_resnet", "ptb_lstm", "tinyshakespeare_lstm", "wsj_parse_lstm")
@@ -63,10 +62,9 @@ MAKE_TARGETS = make_reproduce_targets()
 
 
 @pytest.fixture(scope="module")
-def compose_tree() -> Iterator[Compose]:
-    """One Hydra initialisation for the whole module; each compose is then cheap."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield lambda overrides: compose("config", overrides=overrides, return_hydra_config=True)
+def compose_tree() -> Compose:
+    """The config with its ``hydra`` node (launcher, sweeper, output directories)."""
+    return lambda overrides: compose(overrides, with_hydra=True)
 
 
 def resolve_completely(cfg: DictConfig) -> dict[str, Any]:

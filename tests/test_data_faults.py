@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from yfbench.config import compose
 from yfbench.data import cifar as cifar_data
 from yfbench.data import files
 from yfbench.data.cache import CacheWarning
@@ -479,8 +479,7 @@ BAD_SETTINGS = [
 
 
 def _task(name: str, overrides: list[str], data_dir: Path, cache_dir: Path):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"task={name}", "scale=cpu", *overrides])
+    cfg = compose([f"task={name}", "scale=cpu", *overrides])
     ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=data_dir, cache_dir=cache_dir)
     return build_task(cfg.task, ctx)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from tests.helpers import REPO_ROOT, records, run_cli, summary
+from yfbench.config import compose
 from yfbench.engine import checkpoint
 from yfbench.errors import UserError
 from yfbench.tasks import TaskContext, build_task
@@ -85,7 +85,7 @@ def start_two(args: list[str]) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, process: subprocess.Popen, timeout: float = 180) -> None:  # noqa: ANN001
+def wait_for(condition, process: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if condition():
@@ -190,27 +190,13 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_then_resumes(reference
 
 
 # ------------------------------------------------------------------ in one process
-def _task(name: str, data_dir: Path, tmp_path: Path, rank: int, world_size: int):  # noqa: ANN202
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"task={name}", "task.model.hidden_size=8"])
-    ctx = TaskContext(
-        seed=1,
-        device=torch.device("cpu"),
-        data_dir=data_dir,
-        cache_dir=tmp_path,
-        rank=rank,
-        world_size=world_size,
-    )
-    return build_task(cfg.task, ctx)
-
-
-def test_the_ranks_rows_make_up_the_one_process_batch(shared_data, tmp_path):
-    whole = _task("tinyshakespeare_lstm", shared_data, tmp_path, 0, 1)
-    shares = [_task("tinyshakespeare_lstm", shared_data, tmp_path, r, 2) for r in (0, 1)]
+def test_the_ranks_rows_make_up_the_one_process_batch(build_tiny_task):
+    whole = build_tiny_task("tinyshakespeare_lstm")
+    shares = [build_tiny_task("tinyshakespeare_lstm", rank=r, world_size=2) for r in (0, 1)]
     for epoch in (0, 3):
         joined = torch.cat([share._rows(epoch) for share in shares])
         assert torch.equal(joined, whole._rows(epoch))
-    assert [share.model.init_hidden(25)[0].shape[1] for share in shares] == [25, 25]
+    assert [share._rows(0).shape[0] for share in shares] == [5, 5]  # half the batch each
 
 
 def test_a_batch_that_does_not_split_evenly_is_one_message():
@@ -228,8 +214,7 @@ def test_a_batch_that_does_not_split_evenly_is_one_message():
 
 
 def test_the_noisy_quadratic_refuses_several_processes(tmp_path):
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
-        cfg = compose("config", overrides=["task=noisy_quadratic", "task.dim=10"])
+    cfg = compose(["task=noisy_quadratic", "task.dim=10"])
     ctx = TaskContext(1, torch.device("cpu"), tmp_path, tmp_path, rank=0, world_size=2)
     with pytest.raises(UserError, match="run it in one process"):
         build_task(cfg.task, ctx)

@@ -21,7 +21,6 @@ from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
-from yfbench.tasks.noisy_quadratic import build as build_quadratic
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -173,20 +172,18 @@ class _GradientFault(NoisyQuadratic):
     fault_value = float("nan")
     _hook = None
 
-    def train_loss(self, step: int) -> torch.Tensor:
+    def train_loss(self, module: torch.nn.Module, step: int) -> torch.Tensor:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
         if step == self.fault_step:
             value = self.fault_value
             self._hook = self.model.x.register_hook(lambda g: torch.full_like(g, value))
-        return super().train_loss(step)
+        return super().train_loss(module, step)
 
 
-def build_gradient_fault(cfg, ctx) -> _GradientFault:  # noqa: ANN001
-    task = build_quadratic(cfg, ctx)
-    task.__class__ = _GradientFault
-    return task
+def build_gradient_fault(cfg, ctx) -> _GradientFault:
+    return _GradientFault(cfg.dim, cfg.condition_number, cfg.noise_std, ctx)
 
 
 @pytest.fixture
@@ -202,7 +199,7 @@ def fault_task(monkeypatch):
     return configure
 
 
-def _run_in_process(cfg, run_dir: Path) -> dict:  # noqa: ANN001
+def _run_in_process(cfg, run_dir: Path) -> dict:
     return run(cfg, run_dir)
 
 
@@ -290,14 +287,14 @@ def test_every_task_resumes_exactly_after_a_crash(tmp_path, monkeypatch, task, e
     module_name, builder_name = TASKS[task].split(":")
     real_builder = getattr(importlib.import_module(module_name), builder_name)
 
-    def crashing_builder(task_cfg, ctx):  # noqa: ANN001
+    def crashing_builder(task_cfg, ctx):
         built = real_builder(task_cfg, ctx)
         train_loss = built.train_loss
 
-        def train_loss_or_crash(step: int) -> torch.Tensor:
+        def train_loss_or_crash(module: torch.nn.Module, step: int) -> torch.Tensor:
             if step == 8:
                 raise _Crash(f"simulated crash at step {step}")
-            return train_loss(step)
+            return train_loss(module, step)
 
         built.train_loss = train_loss_or_crash
         return built
@@ -328,9 +325,9 @@ def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_t
     monkeypatch.setattr(_GradientFault, "fault_step", None)
     original = _GradientFault.train_loss
 
-    def always_nan(self, step: int) -> torch.Tensor:
+    def always_nan(self, module: torch.nn.Module, step: int) -> torch.Tensor:
         self.fault_step = step
-        return original(self, step)
+        return original(self, module, step)
 
     monkeypatch.setattr(_GradientFault, "train_loss", always_nan)
     result = run(fault_task(["optimizer=yellowfin", "trainer.max_steps=200"]), tmp_path)

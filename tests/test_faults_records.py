@@ -22,10 +22,9 @@ from tests.helpers import compose_config, records, run_cli, summary
 from yfbench.analysis.runs import load_runs, runs_table
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
-from yfbench.logging.jsonl import JsonlSink
+from yfbench.sinks import JsonlSink
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
-from yfbench.tasks.noisy_quadratic import build as build_quadratic
 
 QUADRATIC = ["task=noisy_quadratic", "trainer.max_steps=30"]
 
@@ -83,7 +82,7 @@ def test_synchronous_and_asynchronous_runs_are_different_settings(tmp_path):
 
 
 # ---------------------------------------------------------------- resume integrity
-def _interrupted_run(run_dir: Path, extra: tuple[str, ...] = ()):  # noqa: ANN202
+def _interrupted_run(run_dir: Path, extra: tuple[str, ...] = ()):
     """A run with a checkpoint at step 10 and records after it, as a crash leaves it."""
     cfg = compose_config(
         ["task=noisy_quadratic", "trainer.max_steps=15", "trainer.checkpoint_every=10", *extra]
@@ -184,10 +183,8 @@ class _InfiniteValidation(NoisyQuadratic):
         return {**super().evaluate(), "loss": float("inf")}
 
 
-def build_infinite_validation(cfg, ctx) -> _InfiniteValidation:  # noqa: ANN001
-    task = build_quadratic(cfg, ctx)
-    task.__class__ = _InfiniteValidation
-    return task
+def build_infinite_validation(cfg, ctx) -> _InfiniteValidation:
+    return _InfiniteValidation(cfg.dim, cfg.condition_number, cfg.noise_std, ctx)
 
 
 def test_a_non_finite_validation_metric_is_a_divergence(tmp_path, monkeypatch):
@@ -227,7 +224,7 @@ def test_wandb_online_without_network_is_bounded_and_not_counted_as_training(tmp
 def test_a_full_disk_fails_with_one_message_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     real = JsonlSink.log_many
 
-    def full_after_step_12(self, batch):  # noqa: ANN001, ANN202
+    def full_after_step_12(self, batch):
         if any(r["step"] > 12 for r in batch):
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
         return real(self, batch)

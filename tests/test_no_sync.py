@@ -32,7 +32,7 @@ def transfers(monkeypatch: pytest.MonkeyPatch) -> Counter:
     for name in TRANSFERS:
         original = getattr(torch.Tensor, name)
 
-        def counted(self, *args, _original=original, _name=name, **kwargs):  # noqa: ANN001, ANN202
+        def counted(self, *args, _original=original, _name=name, **kwargs):
             caller = sys._getframe(1).f_code
             if caller.co_filename.startswith(YFBENCH):
                 counts[f"{caller.co_name}.{_name}"] += 1
@@ -72,12 +72,11 @@ def test_no_host_transfer_per_step(tmp_path, transfers, optimizer):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_no_cuda_sync_between_flushes(tmp_path, monkeypatch):
     """A real task on CUDA with sync debugging set to error everywhere but the sync points."""
 
-    def quiet(method):  # noqa: ANN001, ANN202
-        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def quiet(method):
+        def wrapped(*args, **kwargs):
             torch.cuda.set_sync_debug_mode("default")
             try:
                 return method(*args, **kwargs)
@@ -95,7 +94,7 @@ def test_no_cuda_sync_between_flushes(tmp_path, monkeypatch):
     )
     loop = trainer_module.Trainer._loop
 
-    def strict_loop(self, parts):  # noqa: ANN001, ANN202
+    def strict_loop(self, parts):
         torch.cuda.set_sync_debug_mode("error")
         try:
             return loop(self, parts)

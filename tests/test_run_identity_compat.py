@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT, compose_config, run_cli, run_config
 from yfbench.config import semantic_config
-from yfbench.engine.run_dir import config_hash
+from yfbench.run_contract import config_hash
 
 COMMITTED = sorted((REPO_ROOT / "results" / "runs").glob("*/cpu/*/*-seed1/run_config.json"))
 

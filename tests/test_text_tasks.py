@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 import urllib.error
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from yfbench.config import compose
 from yfbench.data.files import RawFile, fetch
 from yfbench.data.text import (
     PTB_FILES,
@@ -21,6 +20,7 @@ from yfbench.data.text import (
     load_ptb,
     load_tinyshakespeare,
 )
+from yfbench.engine.modes import eval_mode
 from yfbench.errors import DataError
 from yfbench.tasks import TaskContext, build_task
 
@@ -40,8 +40,7 @@ def _one_thread():
 def make_task(
     name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()
 ):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=[f"task={name}", "scale=cpu", *overrides])
+    cfg = compose([f"task={name}", "scale=cpu", *overrides])
     ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
     return build_task(cfg.task, ctx)
 
@@ -50,7 +49,7 @@ def first_batch_loss(task) -> float:
     """Loss on window 0 from a zero state, without dropout."""
     task.model.eval()
     with torch.no_grad():
-        loss = task.train_loss(0).item()
+        loss = task.train_loss(task.model, 0).item()
     task.model.train()
     return loss
 
@@ -62,7 +61,7 @@ def test_a_few_adam_steps_lower_the_loss(name, shared_data, tmp_path):
     optimizer = torch.optim.Adam(task.model.parameters(), lr=3e-3)
     for step in range(15):
         optimizer.zero_grad()
-        loss = task.train_loss(step)
+        loss = task.train_loss(task.model, step)
         loss.backward()
         optimizer.step()
         assert math.isfinite(loss.item())
@@ -72,9 +71,10 @@ def test_a_few_adam_steps_lower_the_loss(name, shared_data, tmp_path):
 @pytest.mark.parametrize("name", TASKS)
 def test_evaluate_reports_validation_perplexity(name, shared_data, tmp_path):
     task = make_task(name, shared_data, tmp_path)
-    metrics = task.evaluate()
+    with eval_mode(task.model):
+        metrics = task.evaluate()
     assert task.model.training
-    assert task.eval_metric == "perplexity"
+    assert task.target_metric == "perplexity"
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-5)
     # An untrained model is close to uniform over its vocabulary.
     vocab_size = task.model.decoder.out_features
@@ -116,39 +116,15 @@ def test_the_hidden_state_restarts_from_zeros_every_epoch(name, shared_data, tmp
     first = make_task(name, shared_data, tmp_path, seed=1)
     first.model.eval()  # no dropout: the loss is a function of the batch and the state
     for step in range(3):
-        first.train_loss(step)
+        first.train_loss(first.model, step)
     epoch = first.steps_per_epoch
-    loss = first.train_loss(epoch)
+    loss = first.train_loss(first.model, epoch)
     fresh = make_task(name, shared_data, tmp_path, seed=1)
     fresh.model.load_state_dict(first.model.state_dict())
     fresh.model.eval()
     fresh.hidden = None
     fresh._epoch_rows = (0, first._rows(1))  # window 0 of epoch 1, from a zero state
-    assert torch.equal(loss, fresh.train_loss(0))
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_hidden_state_round_trips_through_a_checkpoint(name, shared_data, tmp_path):
-    original = make_task(name, shared_data, tmp_path)
-    original.model.eval()  # no dropout: both tasks must compute the same function
-    for step in range(4):
-        original.train_loss(step)
-    buffer = io.BytesIO()
-    torch.save({"model": original.model.state_dict(), "task": original.state_dict()}, buffer)
-    buffer.seek(0)
-    checkpoint = torch.load(buffer, weights_only=True)
-
-    # A resumed run keeps its seed (the seed picks the data order); the weights and the
-    # carried state come from the checkpoint.
-    resumed = make_task(name, shared_data, tmp_path)
-    resumed.model.load_state_dict(checkpoint["model"])
-    resumed.load_state_dict(checkpoint["task"])
-    resumed.model.eval()
-    assert torch.equal(original.train_loss(4), resumed.train_loss(4))
-    fresh = make_task(name, shared_data, tmp_path)
-    fresh.model.load_state_dict(checkpoint["model"])
-    fresh.model.eval()
-    assert not torch.equal(fresh.train_loss(4), resumed.train_loss(4))
+    assert torch.equal(loss, fresh.train_loss(fresh.model, 0))
 
 
 def test_schedules_and_clipping_follow_the_recipes(shared_data, tmp_path):
@@ -168,8 +144,7 @@ def test_schedules_and_clipping_follow_the_recipes(shared_data, tmp_path):
 def test_paper_scale_matches_the_paper_iteration_counts(shared_data, tmp_path):
     # 423 windows per epoch (50 epochs: 21,150) and 2,323 per epoch (13 epochs: 30,199).
     for name, per_epoch, total in [("tinyshakespeare_lstm", 423, 21150), ("ptb_lstm", 2323, 30199)]:
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-            cfg = compose("config", overrides=[f"task={name}", "scale=paper"])
+        cfg = compose([f"task={name}", "scale=paper"])
         ctx = TaskContext(
             seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path
         )

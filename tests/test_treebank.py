@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from yfbench.config import compose
 from yfbench.data.files import fetch
 from yfbench.data.treebank import (
     REFERENCE_VOCAB,
@@ -186,8 +186,7 @@ def test_read_nbest_and_rerank_pick_the_best_scored_candidate(tmp_path):
 
 @pytest.fixture(scope="module")
 def wsj_task(tmp_path_factory):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=["task=wsj_parse_lstm", "scale=cpu"])
+    cfg = compose(["task=wsj_parse_lstm", "scale=cpu"])
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     ctx = TaskContext(
         seed=1, device=torch.device("cpu"), data_dir=data, cache_dir=tmp_path_factory.mktemp("c")
@@ -226,8 +225,7 @@ def test_full_wsj_is_read_from_an_ldc_layout(shared_data, tmp_path):
         "task.data.min_count=1",
     ]
     overrides += ["task.batch_size=2", "task.unroll=5"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(overrides)
     ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path)
     task = build_task(cfg.task, ctx)
     # Section 02 holds wsj_0001 and wsj_0002; with min_count=1 every word is known.

@@ -502,7 +502,6 @@ def test_low_precision_parameters(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_step_never_syncs_on_cuda() -> None:
     shapes = [(64,), (32, 16)]
     params = [torch.nn.Parameter(torch.randn(s, device="cuda")) for s in shapes]

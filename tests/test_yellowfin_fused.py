@@ -340,7 +340,6 @@ def test_falls_back_to_uncompiled_passes_when_compiling_fails(
 
 # --------------------------------------------------------------------------- CUDA
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fused_and_eager_steps_never_sync_on_cuda() -> None:
     """After warm-up (compilation), step() and stat_tensors() never wait for the host, with
     clipping, a gradient spike and a NaN step; and the two modes agree on the GPU."""

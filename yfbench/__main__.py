@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> None:
         if multirun:
             return
         sys.exit(2)
-    except Exception as error:  # noqa: BLE001 - already recorded in summary.json as failed
+    except Exception as error:  # already recorded in summary.json as failed
         report_to_sweep(run_dir, "failed", f"{type(error).__name__}: {error}")
         if not multirun:
             raise

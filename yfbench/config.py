@@ -29,6 +29,7 @@ NON_SEMANTIC_KEYS = (
     "trainer.checkpoint_every",
     "trainer.flush_every",
     "trainer.progress",
+    "trainer.long_run",
     "trainer.threads",
     "logger",
     "analysis",

@@ -17,10 +17,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
     Locator,
@@ -28,8 +28,8 @@ from matplotlib.ticker import (  # noqa: E402
     NullFormatter,
 )
 
-from yfbench.analysis.runs import DEFAULT_SETTING  # noqa: E402
-from yfbench.analysis.speedup import (  # noqa: E402
+from yfbench.analysis.runs import DEFAULT_SETTING
+from yfbench.analysis.speedup import (
     CONVENTIONS,
     DEFAULT_LADDER,
     GROUP_KEYS,
@@ -42,7 +42,7 @@ from yfbench.analysis.speedup import (  # noqa: E402
     summary_frame,
     tuned,
 )
-from yfbench.errors import UserError  # noqa: E402
+from yfbench.errors import UserError
 
 log = logging.getLogger("yfbench.analysis")
 
@@ -50,7 +50,9 @@ log = logging.getLogger("yfbench.analysis")
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 DASHES = ["-", "--", "-.", ":"]
 KNOWN = ["yellowfin", "adam", "momentum_sgd", "sgd"]
-VALID_METRICS = ("accuracy", "perplexity", "f1", "loss")
+# The plotted validation metric of runs whose summary.json predates the task's declared
+# target metric: the first of these that they logged.
+FALLBACK_VALID_METRICS = ("accuracy", "perplexity", "f1", "loss")
 MAX_POINTS = 2000
 # Speedup-axis ticks (log scale): readable ratios on either side of 1x.
 SPEEDUP_TICKS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
@@ -192,7 +194,7 @@ def plot_validation(
 ) -> list[Path]:
     """Validation metric vs iterations (or epochs when logged) for the tuned points."""
     valid = group[group["split"] == "valid"]
-    metric = next((m for m in VALID_METRICS if m in valid and valid[m].notna().any()), None)
+    metric = _validation_metric(group, valid)
     if metric is None:
         return []
     x_name = "epoch" if "epoch" in valid and valid["epoch"].notna().all() else "step"
@@ -215,6 +217,15 @@ def plot_validation(
     ax.set_title(f"{title}: validation")
     ax.legend()
     return save_figure(fig, stem)
+
+
+def _validation_metric(group: pd.DataFrame, valid: pd.DataFrame) -> str | None:
+    """The task's declared target metric (from summary.json), else the first logged fallback."""
+    logged = [m for m in valid if valid[m].notna().any()]
+    declared = group["target_metric"].dropna().unique() if "target_metric" in group else []
+    if len(declared) == 1 and declared[0] in logged:
+        return str(declared[0])
+    return next((m for m in FALLBACK_VALID_METRICS if m in logged), None)
 
 
 def _has_yellowfin_stats(group: pd.DataFrame, point: GridPoint) -> bool:

@@ -19,9 +19,9 @@ from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
 from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, seed_correlations
 from yfbench.analysis.speedup import (
+    DEFINITION,
     GROUP_KEYS,
     HEADLINE,
-    MIN_SEEDS_FOR_RANGE,
     Comparison,
     compare_all,
     summary_frame,
@@ -42,29 +42,6 @@ BASELINE = "adam"
 EXTRA_PAIRS = [("yellowfin", "momentum_sgd")]
 # How the suite's optimizers are written in sentences; others keep their config name.
 NAMES = {"adam": "Adam", "yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "sgd": "SGD"}
-
-DEFINITION = f"""\
-**How speedups are measured.** The training loss is smoothed with a uniform moving
-average of W iterations (W is the runs' `analysis.window`, shown per table). Tuned = the
-grid point with the lowest seed-mean of each seed's minimum smoothed loss over the seeds
-every grid point has (seed 1 under the two-stage protocol), among grid points whose runs
-all completed. Tuned method and tuned baseline are paired by seed
-number; per seed, the target L* is the baseline's lowest smoothed loss, T_baseline the
-first iteration it reaches L* and T_method the first iteration the method does. Two
-conventions, both shown:
-
-- **paper convention**, used for every number next to a paper number: the authors'
-  plotting code, `argmin(adam_s) / argmax(method_s < min(adam_s))` on indices into the
-  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`;
-- **T/T**: T_baseline/T_method in iterations, reached at `<=`.
-
-A cell is the median over the seeds that reached L*, with "k/n reached"; a range (min–max
-over those seeds) only when at least {MIN_SEEDS_FOR_RANGE} reached. A seed that did not
-reach L* within its run is a bound, never a zero, and stays out of the median: its
-speedup is below the ratio with T_end, its last logged iteration, in place of T_method
-("< 0.94x"). Diverged and failed runs are counted per row. The speedup curve repeats
-this for easier targets: the baseline's best smoothed loss by 25/50/75/100% of its run.
-"""
 
 
 def paper_numbers(path: Path = PAPER_NUMBERS) -> dict[str, Any]:

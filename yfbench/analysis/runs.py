@@ -1,17 +1,14 @@
 """Load run directories (the run record contract) into one tidy pandas frame.
 
-A run directory is any folder holding ``run_config.json``::
-
-    {"config_hash": "<sha256>", "config": {<resolved config>}, "analysis": {"window": 71},
-     "overrides": ["task=ptb_lstm", ...]}
-
-beside ``summary.json`` and ``metrics.jsonl`` (or ``metrics.jsonl.gz``, the committed,
-compressed copy). A run is identified by this record, never by its path: its grid point
-is (optimizer name, optimizer node minus ``name``) and its *setting* is the config minus
-``optimizer`` and ``seed``. Runs are compared only within one (task, scale, setting), so
-e.g. runs with ``trainer.staleness=15`` never mix with synchronous ones. The ``setting``
-column names the config keys that differ between the settings of one task and scale
-(``"trainer.staleness=15"``), or ``"default"`` when that task and scale has one setting.
+A run directory is any folder holding ``run_config.json``, beside ``summary.json`` and
+``metrics.jsonl`` (or ``metrics.jsonl.gz``, the committed, compressed copy): the run
+contract of :mod:`yfbench.run_contract`. A run is identified by its ``run_config.json``,
+never by its path: its grid point is (optimizer name, optimizer node minus ``name``) and
+its *setting* is the config minus ``optimizer`` and ``seed``. Runs are compared only
+within one (task, scale, setting), so e.g. runs with ``trainer.staleness=15`` never mix
+with synchronous ones. The ``setting`` column names the config keys that differ between
+the settings of one task and scale (``"trainer.staleness=15"``), or ``"default"`` when
+that task and scale has one setting.
 
 Every error names the file at fault and says what to do about it.
 """
@@ -29,12 +26,15 @@ from typing import Any
 import pandas as pd
 
 from yfbench.errors import DataError, UserError
+from yfbench.run_contract import (
+    METRICS_FILE,
+    METRICS_GZ_FILE,
+    RUN_CONFIG_FILE,
+    SUMMARY_FILE,
+    from_json_safe,
+    read_json_object,
+)
 
-RECORD_FILE = "run_config.json"
-METRICS_FILE = "metrics.jsonl"
-METRICS_GZ = "metrics.jsonl.gz"
-SUMMARY_FILE = "summary.json"
-NON_FINITE = ("nan", "inf", "-inf")
 # Status of a run whose summary.json is missing (still running, or killed hard).
 NO_SUMMARY = "incomplete"
 # Label of the only setting of a task and scale.
@@ -57,6 +57,7 @@ RUN_COLUMNS = [
     "diverged_step",
     "device",
     "data_source",
+    "target_metric",
     "window",
     "max_steps",
     "paper_max_steps",
@@ -69,7 +70,7 @@ RUN_COLUMNS = [
 
 
 @dataclass
-class RunRecord:
+class LoadedRun:
     """One run as read from disk: identity columns, flat setting and logged records."""
 
     info: dict[str, Any]
@@ -84,8 +85,8 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         root = Path(raw)
         if not root.exists():
             raise UserError(f"run directory {root} does not exist; pass the folder of your runs")
-        found.update(p.parent for p in root.rglob(RECORD_FILE))
-        if (root / RECORD_FILE).is_file():
+        found.update(p.parent for p in root.rglob(RUN_CONFIG_FILE))
+        if (root / RUN_CONFIG_FILE).is_file():
             found.add(root)
     return sorted(found)
 
@@ -116,10 +117,10 @@ def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def read_run(run_dir: Path) -> RunRecord:
+def read_run(run_dir: Path) -> LoadedRun:
     """Read one run directory; a missing summary.json means the run is incomplete."""
-    path = run_dir / RECORD_FILE
-    record = _read_json(path, "re-run the run, or leave its directory out of the inputs")
+    path = run_dir / RUN_CONFIG_FILE
+    record = read_json_object(path, "re-run the run, or leave its directory out of the inputs")
     config = record.get("config")
     if not isinstance(config, dict):
         raise DataError(
@@ -145,6 +146,8 @@ def read_run(run_dir: Path) -> RunRecord:
         "diverged_step": summary.get("diverged_step"),
         "device": summary.get("device"),
         "data_source": summary.get("data_source"),
+        # The task's declared headline metric (summary.json; absent in older runs).
+        "target_metric": summary.get("target_metric"),
         "window": (record.get("analysis") or {}).get("window"),
         "max_steps": (config.get("trainer") or {}).get("max_steps"),
         "paper_max_steps": _node(config, "task", path).get("paper_max_steps"),
@@ -156,7 +159,7 @@ def read_run(run_dir: Path) -> RunRecord:
     }
     info.update({HPARAM_PREFIX + k: v for k, v in optimizer.items() if k != "name"})
     setting = flatten({k: v for k, v in config.items() if k not in NOT_SETTING})
-    return RunRecord(info, setting, _read_metrics(run_dir))
+    return LoadedRun(info, setting, _read_metrics(run_dir))
 
 
 def setting_labels(settings: list[dict[str, str]]) -> list[str]:
@@ -183,7 +186,7 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not run_dirs:
         joined = ", ".join(str(p) for p in paths)
         raise UserError(
-            f"no run directories (folders with {RECORD_FILE}) found under {joined}; "
+            f"no run directories (folders with {RUN_CONFIG_FILE}) found under {joined}; "
             "pass the folder your runs were written to, e.g. results/runs/ptb_lstm/mini"
         )
     runs = [read_run(run_dir) for run_dir in run_dirs]
@@ -209,9 +212,9 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[columns].drop_duplicates("run_dir").reset_index(drop=True)
 
 
-def _label_settings(runs: list[RunRecord]) -> None:
+def _label_settings(runs: list[LoadedRun]) -> None:
     """Fill each run's ``setting`` column, labelled within its (task, scale)."""
-    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    groups: dict[tuple[str, str], list[LoadedRun]] = {}
     for run in runs:
         groups.setdefault((run.info["task"], run.info["scale"]), []).append(run)
     for group in groups.values():
@@ -231,29 +234,18 @@ def _node(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     return node
 
 
-def _read_json(path: Path, fix: str) -> dict[str, Any]:
-    """A JSON object from ``path``; a truncated or corrupt file says what to do (``fix``)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(
-            f"cannot read {path} ({error}); it may be truncated (run killed while writing): {fix}"
-        ) from error
-    if not isinstance(value, dict):
-        raise DataError(f"{path} is not a JSON object; {fix}")
-    return value
-
-
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / SUMMARY_FILE
     if not path.is_file():
         return {}
-    return _read_json(path, "re-run the run, or delete the file to count the run as incomplete")
+    return read_json_object(
+        path, "re-run the run, or delete the file to count the run as incomplete"
+    )
 
 
 def metrics_path(run_dir: Path) -> Path | None:
     """``metrics.jsonl`` or ``metrics.jsonl.gz``, whichever exists (both is an error)."""
-    plain, packed = run_dir / METRICS_FILE, run_dir / METRICS_GZ
+    plain, packed = run_dir / METRICS_FILE, run_dir / METRICS_GZ_FILE
     if plain.is_file() and packed.is_file():
         raise DataError(
             f"both {plain} and {packed} exist; keep one of them (the .gz is the committed "
@@ -272,11 +264,6 @@ def _lines(path: Path) -> Iterator[str]:
             f"cannot read {path} ({error}); the file is damaged: restore it from git "
             "or re-run the run"
         ) from error
-
-
-def _number(value: Any) -> Any:
-    """metrics.jsonl writes non-finite floats as "nan", "inf" and "-inf" (JSON has none)."""
-    return float(value) if value in NON_FINITE else value
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -302,5 +289,5 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
                 f"{path}:{number} is not a metrics record (an object with an integer "
                 "'step'); re-run the run"
             )
-        records.append({k: _number(v) for k, v in record.items()})
+        records.append({k: from_json_safe(v) for k, v in record.items()})
     return records

@@ -1,5 +1,9 @@
 """Speedup over a tuned baseline, as observed: per seed, in two named conventions.
 
+The definition is written once, for readers, in :data:`DEFINITION` (printed at the top of
+every generated report, ``results/README.md``); the READMEs point to it. This docstring
+adds the exact rules the code implements (indices, ties, bounds).
+
 Smoothing. Iterations count from 1: the loss logged at ``step`` t is the loss of the t-th
 update. The smoothed loss at t is the mean of the logged training losses at iterations
 t-W+1..t and exists only for t >= W (W = ``analysis.window``), so curves logged every k
@@ -48,6 +52,7 @@ import pandas as pd
 
 from yfbench.analysis.runs import HPARAM_PREFIX, format_value
 from yfbench.errors import UserError
+from yfbench.run_contract import RUN_CONFIG_FILE
 
 COMPLETED = "completed"
 DIVERGED = "diverged"
@@ -60,6 +65,30 @@ MIN_SEEDS_FOR_RANGE = 3
 # Slack for fraction * last_step, so that e.g. 0.29 * 100 still admits iteration 29.
 CUT_SLACK = 1e-9
 GROUP_KEYS = ["task", "scale", "setting"]
+# The definition of a speedup, for readers: the one text the report prints and the READMEs
+# point to.
+DEFINITION = f"""\
+**How speedups are measured.** The training loss is smoothed with a uniform moving
+average of W iterations (W is the runs' `analysis.window`, shown per table). Tuned = the
+grid point with the lowest seed-mean of each seed's minimum smoothed loss over the seeds
+every grid point has (seed 1 under the two-stage protocol), among grid points whose runs
+all completed. Tuned method and tuned baseline are paired by seed
+number; per seed, the target L* is the baseline's lowest smoothed loss, T_baseline the
+first iteration it reaches L* and T_method the first iteration the method does. Two
+conventions, both shown:
+
+- **paper convention**, used for every number next to a paper number: the authors'
+  plotting code, `argmin(adam_s) / argmax(method_s < min(adam_s))` on indices into the
+  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`;
+- **T/T**: T_baseline/T_method in iterations, reached at `<=`.
+
+A cell is the median over the seeds that reached L*, with "k/n reached"; a range (min–max
+over those seeds) only when at least {MIN_SEEDS_FOR_RANGE} reached. A seed that did not
+reach L* within its run is a bound, never a zero, and stays out of the median: its
+speedup is below the ratio with T_end, its last logged iteration, in place of T_method
+("< 0.94x"). Diverged and failed runs are counted per row. The speedup curve repeats
+this for easier targets: the baseline's best smoothed loss by 25/50/75/100% of its run.
+"""
 
 
 def smooth(steps: np.ndarray, losses: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +300,7 @@ def resolve_window(frame: pd.DataFrame, window: int | None) -> int:
     where = "{task}/{scale} ({setting})".format(**runs.iloc[0][GROUP_KEYS])
     if runs["window"].isna().all():
         raise UserError(
-            f"{runs['run_dir'].iloc[0]}/run_config.json and the other runs have no "
+            f"{runs['run_dir'].iloc[0]}/{RUN_CONFIG_FILE} and the other runs have no "
             "analysis.window; pass --window"
         )
     by_window = runs.dropna(subset=["window"]).groupby("window")["run_dir"]

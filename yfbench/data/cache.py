@@ -92,7 +92,7 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
         raise _InvalidCache(f"has sha256 {actual}, but {sidecar.name} records {expected}")
     try:
         return torch.load(io.BytesIO(payload), weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure means "rebuild", never a traceback
+    except Exception as error:  # any failure means "rebuild", never a traceback
         raise _InvalidCache(f"does not load ({type(error).__name__}: {error})") from error
 
 

@@ -16,7 +16,7 @@ import torch
 
 from yfbench.engine.run_dir import write_atomic
 from yfbench.errors import UserError
-from yfbench.logging.jsonl import MetricsPosition
+from yfbench.sinks import MetricsPosition
 
 FORMAT_VERSION = 2
 RESTART = "Delete it to restart the run from step 0."
@@ -44,7 +44,7 @@ def load(path: Path, config_hash: str) -> tuple[dict[str, Any], MetricsPosition]
     """The payload and metrics position of this run's checkpoint, or why it cannot be used."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as error:  # any unpickling failure means a bad file
         raise UserError(
             f"checkpoint {path} is corrupt or not a yfbench checkpoint ({type(error).__name__}: "
             f"{error}). {RESTART}"

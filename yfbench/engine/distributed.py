@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from yfbench.engine.device import resolve_device
 from yfbench.errors import UserError
-from yfbench.tasks.base import keyed_generator
+from yfbench.seeding import keyed_generator, seed_global
 
 T = TypeVar("T")
 # Sorts after every real step: "this rank saw no divergence" when the earliest is picked.
@@ -78,7 +78,7 @@ class Ranks:
         """Rank r > 0 draws its own dropout masks from (seed, r); rank 0 keeps the stream of
         a single process, so one process's run is unchanged."""
         if self.rank:
-            torch.manual_seed(keyed_generator(seed, self.rank).initial_seed())
+            seed_global(keyed_generator(seed, self.rank).initial_seed())
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """What the training forward calls: DDP averages the gradients in ``backward``."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +24,28 @@ from omegaconf import DictConfig, OmegaConf
 
 from yfbench.config import semantic_config
 from yfbench.errors import UserError
-from yfbench.logging.jsonl import json_safe
+from yfbench.run_contract import (
+    CHECKPOINT_FILE,
+    FINISHED,
+    METRICS_FILE,
+    RUN_CONFIG_FILE,
+    SUMMARY_FILE,
+    RunIdentity,
+    config_hash,
+    json_safe,
+    read_json_object,
+)
 
 log = logging.getLogger(__name__)
 
-RECORD_FILE = "run_config.json"
-SUMMARY_FILE = "summary.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-FINISHED = ("completed", "diverged")
 
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What identifies a run (``run_config.json``)."""
-
-    config_hash: str
-    config: dict[str, Any]
-    analysis: dict[str, Any]
-    overrides: list[str] = field(default_factory=list)
-    choices: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls, cfg: DictConfig, overrides: list[str] = (), choices: dict[str, Any] | None = None
-    ) -> RunRecord:
-        config = semantic_config(cfg)
-        analysis = OmegaConf.to_container(cfg.analysis, resolve=True) if "analysis" in cfg else {}
-        return cls(config_hash(config), config, analysis, list(overrides), dict(choices or {}))
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a semantic config: equal configs, equal hashes."""
-    text = json.dumps(json_safe(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+def identity_of(
+    cfg: DictConfig, overrides: list[str] = (), choices: dict[str, Any] | None = None
+) -> RunIdentity:
+    """The identity of the run ``cfg`` configures: its semantic config and that config's hash."""
+    config = semantic_config(cfg)
+    analysis = OmegaConf.to_container(cfg.analysis, resolve=True) if "analysis" in cfg else {}
+    return RunIdentity(config_hash(config), config, analysis, list(overrides), dict(choices or {}))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -94,23 +81,12 @@ def write_error(path: Path, error: OSError) -> UserError:
     return UserError(f"cannot write {path} ({error}); check the directory's permissions")
 
 
-def read_json(path: Path, fix: str) -> dict[str, Any]:
-    """A JSON object from ``path``, or a UserError naming the file and ``fix``."""
-    try:
-        payload = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} cannot be read ({error}): it was cut or edited; {fix}") from error
-    if not isinstance(payload, dict):
-        raise UserError(f"{path} does not hold a JSON object: it was edited; {fix}")
-    return payload
-
-
 class RunDirectory:
     """The directory of one run and the files of the run contract in it."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.record_path = self.path / RECORD_FILE
+        self.identity_path = self.path / RUN_CONFIG_FILE
         self.summary_path = self.path / SUMMARY_FILE
         self.checkpoint_path = self.path / CHECKPOINT_FILE
         self.metrics_path = self.path / METRICS_FILE
@@ -134,7 +110,7 @@ class RunDirectory:
     def previous_summary(self) -> dict[str, Any] | None:
         if not self.summary_path.exists():
             return None
-        return read_json(
+        return read_json_object(
             self.summary_path,
             "delete it and rerun the same command (a checkpoint, if any, is resumed)",
         )
@@ -149,7 +125,7 @@ class RunDirectory:
         return self.checkpoint_path.exists() or self.finished_summary() is not None
 
     # ---------------------------------------------------------------- identity
-    def identify(self, record: RunRecord) -> None:
+    def identify(self, identity: RunIdentity) -> None:
         """Write the run's record, or check it against the one already there.
 
         Refuses a config that differs from the recorded one when the directory holds a
@@ -157,18 +133,18 @@ class RunDirectory:
         replaces the old one, so a corrected command can reuse the directory.
         """
         if not self.holds_a_run():
-            write_json_atomic(self.record_path, asdict(record))
+            write_json_atomic(self.identity_path, asdict(identity))
             return
-        if not self.record_path.exists():
+        if not self.identity_path.exists():
             raise UserError(
-                f"{self.path} holds a run but no {RECORD_FILE}, so nothing says which config "
+                f"{self.path} holds a run but no {RUN_CONFIG_FILE}, so nothing says which config "
                 "made it: restore the file, or delete the directory to start over"
             )
-        recorded = read_json(
-            self.record_path, "restore it, or delete the directory to start the run over"
+        recorded = read_json_object(
+            self.identity_path, "restore it, or delete the directory to start the run over"
         )
-        if recorded.get("config_hash") != record.config_hash:
-            changed = _differences(recorded.get("config", {}), record.config)
+        if recorded.get("config_hash") != identity.config_hash:
+            changed = _differences(recorded.get("config", {}), identity.config)
             raise UserError(
                 f"{self.path} already holds a run with a different config (differs in: "
                 f"{', '.join(changed) or 'the config hash'}). Continuing it would mix two runs: "
@@ -180,13 +156,13 @@ class RunDirectory:
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)
 
-    def record_failure(self, error: str, record: RunRecord | None) -> None:
+    def record_failure(self, error: str, identity: RunIdentity | None) -> None:
         """A failed run before training: recorded only where nothing would be overwritten."""
         try:
             if self.holds_a_run() or self.summary_path.exists():
                 return
-            if record is not None:
-                write_json_atomic(self.record_path, asdict(record))
+            if identity is not None:
+                write_json_atomic(self.identity_path, asdict(identity))
             self.write_summary({"status": "failed", "steps": 0, "error": error})
         except UserError as failure:  # e.g. a corrupt summary or a full disk: say so, go on
             log.warning("could not record the failure in %s: %s", self.path, failure)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-# Validation metrics where lower is better; every other metric is better when higher.
-LOWER_IS_BETTER = frozenset({"loss", "perplexity", "dist_to_opt"})
 
 
 @dataclass
@@ -22,13 +20,22 @@ class RunState:
     error: str | None = None
     diverged_step: int | None = None
 
-    def observe_validation(self, metrics: dict[str, float]) -> None:
-        """Keep the best finite value of every validation metric, and the latest ones."""
+    def observe_validation(self, metrics: dict[str, float], directions: Mapping[str, str]) -> None:
+        """Keep the best finite value of every validation metric, and the latest ones.
+
+        ``directions`` is the task's declaration (``Task.metrics``): "min" or "max" per metric.
+        """
+        undeclared = sorted(set(metrics) - set(directions))
+        if undeclared:
+            raise ValueError(
+                f"the task's evaluate() returned metrics it does not declare: {undeclared}; "
+                "add them, with their direction, to the task's `metrics`"
+            )
         for key, value in metrics.items():
             if not math.isfinite(value):
                 continue
             best = self.best.get(key)
-            lower = key in LOWER_IS_BETTER
+            lower = directions[key] == "min"
             if best is None or (value < best if lower else value > best):
                 self.best[key] = value
         self.final.update({f"valid_{key}": value for key, value in metrics.items()})

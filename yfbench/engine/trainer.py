@@ -1,4 +1,4 @@
-"""The training loop and the run contract (metrics.jsonl, summary.json, checkpoint.pt).
+"""The training loop, and when it writes the run's files (:mod:`yfbench.run_contract`).
 
 Read top to bottom, :func:`run` claims the run directory, and :meth:`Trainer.train`
 goes through its phases: set-up, resume, then per step the schedule, the update (no host
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -28,12 +26,13 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.optim import Optimizer
-from tqdm import tqdm
 
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint, environment
+from yfbench.engine.clock import WallClock
 from yfbench.engine.device import autocast, check_precision
 from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
 from yfbench.engine.divergence import (
@@ -42,29 +41,29 @@ from yfbench.engine.divergence import (
     DivergenceWatch,
     finite_parameters,
 )
-from yfbench.engine.run_dir import RunDirectory, RunRecord, write_error
+from yfbench.engine.modes import eval_mode, train_mode
+from yfbench.engine.optimizers import (
+    LrSchedule,
+    applied_hyperparameters,
+    build_optimizer,
+    step_statistics,
+    takes_loss,
+)
+from yfbench.engine.progress import LongRunOnCpu, ProgressBar
+from yfbench.engine.run_dir import RunDirectory, identity_of, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
 from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
-from yfbench.logging import JsonlSink, WandbSink
-from yfbench.logging.jsonl import MetricsPosition
-from yfbench.optim.registry import (
-    LrSchedule,
-    applied_hyperparameters,
-    build_optimizer,
-    set_mode,
-    step_statistics,
-    takes_loss,
-)
+from yfbench.run_contract import RunIdentity
+from yfbench.seeding import seed_global
+from yfbench.sinks import MetricsPosition, Sinks
 from yfbench.tasks import Task, TaskContext, build_task
 
 log = logging.getLogger("yfbench")
 # Signals that stop a run after its current step, with a checkpoint. SIGUSR2 is what
 # SLURM (through submitit) sends before a job's time limit.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
-# Paper-scale runs on a CPU: steps timed before the duration estimate is printed.
-ESTIMATE_AFTER_STEPS = 20
 
 
 def run(
@@ -83,25 +82,25 @@ def run(
     ranks = Ranks.from_environment()
     directory = RunDirectory(run_dir)
     with joined(ranks, cfg.trainer.device), _claimed_by_main(directory, ranks):
-        record = None
+        identity = None
         try:
-            record = RunRecord.of(cfg, overrides, choices)
+            identity = identity_of(cfg, overrides, choices)
             if reference is not None:
                 refuse_unknown_keys(cfg, reference)
                 refuse_mistyped_values(cfg, reference)
             validate(cfg)
             if ranks.is_main:
-                directory.identify(record)
+                directory.identify(identity)
         except UserError as error:
             if ranks.is_main:
-                directory.record_failure(str(error), record)
+                directory.record_failure(str(error), identity)
             raise
         # SYNC POINT (several processes): rank 0 says whether the run is already finished.
         finished = ranks.broadcast(directory.finished_summary() if ranks.is_main else None)
         if finished is not None:
             log.info("%s: already %s, skipping", run_dir, finished["status"])
             return finished
-        return Trainer(cfg, directory, record, ranks).train()
+        return Trainer(cfg, directory, identity, ranks).train()
 
 
 def _claimed_by_main(directory: RunDirectory, ranks: Ranks) -> AbstractContextManager:
@@ -115,6 +114,7 @@ class Parts:
 
     device: torch.device
     task: Task
+    train_module: nn.Module  # what the training forward calls: the model, or its DDP wrapper
     optimizer: Optimizer
     schedule: LrSchedule
     scaler: torch.amp.GradScaler
@@ -150,46 +150,49 @@ class Trainer:
         self,
         cfg: DictConfig,
         directory: RunDirectory,
-        record: RunRecord,
+        identity: RunIdentity,
         ranks: Ranks = ONE_PROCESS,
     ) -> None:
         self.cfg = cfg
         self.trainer = cfg.trainer
         self.directory = directory
-        self.record = record
+        self.identity = identity
         self.ranks = ranks
         self.state = RunState()
         self.parts: Parts | None = None
-        self.sink: JsonlSink | None = None
-        self.wandb: WandbSink | None = None
+        self.sinks: Sinks | None = None  # rank 0's, once the run is resumed or started
         self.records = TrainRecords()
+        self.clock = WallClock()
+        self.bar: ProgressBar | None = None
+        self.long_run: LongRunOnCpu | None = None  # trainer.long_run on a CPU
         self._stop_signal: str | None = None
-        self._session_start: float | None = None  # set when the loop's clock starts
-        self._earlier_sessions_s = 0.0
-        self._session_steps = 0
-        self._bar: tqdm | None = None
-        self._steps_per_s = 0.0
-        self._estimated = False
 
     # ================================================================ the run
     def train(self) -> dict[str, Any]:
-        handlers: dict[int, Any] = {}
+        # A stop signal during set-up (reading data can take minutes) is acted on as soon
+        # as set-up ends, so the run is recorded as interrupted (several processes act on
+        # it together, at the loop's first flush).
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
             # ---- 1. set-up: device, task (data + model), optimizer and its hooks --------
             self.parts = parts = self._build()
             # ---- 2. resume: the checkpoint and metrics.jsonl are checked before any write -
             position = self._resume(parts)
+            # Fresh or resumed, model and optimizer step in train mode (some optimizers
+            # start in eval mode).
+            train_mode(parts.task.model, parts.optimizer)
             if self.ranks.is_main:
-                self.sink = JsonlSink(self.directory.metrics_path, resume_from=position)
-                self.wandb = WandbSink.from_config(self.cfg, self.directory.path)
-            # The clock starts after set-up: data, model and logger start-up are not training.
-            for sig in STOP_SIGNALS:
-                handlers[sig] = signal.signal(sig, self._on_signal)
-            self._earlier_sessions_s = self.state.wall_time_s
-            self._session_start = time.perf_counter()
-            self._bar = self._progress_bar()
-            # ---- 3. the loop ----------------------------------------------------------
-            self._loop(parts)
+                directory = self.directory
+                self.sinks = Sinks.open(self.cfg, directory.path, directory.metrics_path, position)
+            if self._stop_signal and not self.ranks.distributed:
+                self._interrupt(self._stop_signal, "during set-up")
+            else:
+                # The clock starts after set-up: data, model and logger start-up are not
+                # training.
+                self.clock.start(earlier_s=self.state.wall_time_s)
+                self.bar = self._progress_bar()
+                # ---- 3. the loop ------------------------------------------------------
+                self._loop(parts)
         except Diverged as error:
             self.state.status, self.state.error = "diverged", str(error)
             self.state.diverged_step = error.step
@@ -218,7 +221,7 @@ class Trainer:
             # b. forward, backward, optimizer step: nothing waits for the device here
             loss, grad_norm = self._update(parts, state.step)
             state.step += 1
-            self._session_steps += 1
+            self.clock.step()
             parts.watch.update(state.step, loss)
             last = state.step == trainer.max_steps
             if state.step % trainer.log_every == 0 or last:
@@ -227,7 +230,7 @@ class Trainer:
                     self.ranks.average(loss),  # several processes: the mean of their shares
                     {**grad_norm, **(step_statistics(parts.optimizer) or {})},
                     applied_hyperparameters(parts.optimizer),
-                    self._wall_time(),
+                    self.clock.total_s(),
                 )
             evaluate = bool(trainer.eval_every) and state.step % trainer.eval_every == 0 or last
             periodic = bool(trainer.checkpoint_every) and state.step % trainer.checkpoint_every == 0
@@ -249,8 +252,7 @@ class Trainer:
             if stop or periodic:
                 self._save(parts)
             if stop:
-                state.status = "interrupted"
-                state.error = f"stopped by {stop} at step {state.step}; rerun to resume"
+                self._interrupt(stop, f"at step {state.step}")
                 return
         state.status = "completed"
 
@@ -266,9 +268,10 @@ class Trainer:
             log.warning("trainer.flush_denormal: this CPU cannot flush subnormals; ignored")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        if device.type == "cpu" and cfg.scale.name == "paper":
-            self._warn_paper_scale_on_cpu()
-        torch.manual_seed(cfg.seed)
+        if device.type == "cpu" and trainer.long_run:
+            self.long_run = LongRunOnCpu(trainer.max_steps)
+            self.long_run.warn(trainer)
+        seed_global(cfg.seed)
         ctx = TaskContext(
             seed=cfg.seed,
             device=device,
@@ -286,13 +289,16 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if trainer.compile:
             model.compile()
-        task.train_module = self.ranks.wrap(model, device)
+        # Several processes: DDP starts every rank from rank 0's parameters, before any
+        # optimizer sees them.
+        train_module = self.ranks.wrap(model, device)
         optimizer = build_optimizer(
             model.parameters(), OmegaConf.to_container(cfg.optimizer, resolve=True)
         )
         return Parts(
             device=device,
             task=task,
+            train_module=train_module,
             optimizer=optimizer,
             schedule=LrSchedule(optimizer),
             scaler=torch.amp.GradScaler(device.type, enabled=trainer.precision == "fp16"),
@@ -317,14 +323,13 @@ class Trainer:
                 f"checkpoint {path} does not fit this run's model or optimizer ({error}). "
                 f"{checkpoint.RESTART}"
             ) from error
-        set_mode(parts.optimizer, "train")
         self.state = RunState.from_checkpoint(payload["run_state"])
         log.info("resuming %s from step %d", self.directory.path, self.state.step)
         return position
 
     def _read_checkpoint(self) -> tuple[dict[str, Any], MetricsPosition] | None:
         path = self.directory.checkpoint_path
-        return checkpoint.load(path, self.record.config_hash) if path.exists() else None
+        return checkpoint.load(path, self.identity.config_hash) if path.exists() else None
 
     def _update(self, parts: Parts, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimizer step on the batch of iteration ``step``.
@@ -334,7 +339,7 @@ class Trainer:
         """
         task, optimizer, scaler = parts.task, parts.optimizer, parts.scaler
         with autocast(self.trainer.precision, parts.device):
-            loss = task.train_loss(step)
+            loss = task.train_loss(parts.train_module, step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         # Simulated asynchrony: the update applies the gradient of `staleness` steps ago.
@@ -364,57 +369,58 @@ class Trainer:
                 parts.watch.check_skips(record["step"], record["skipped_steps"])
         if records:
             state.final["train_loss"] = records[-1]["loss"]
-            self._show_progress(records[-1])
+            self.bar.show(records[-1])
         parts.watch.check(int(first_step), int(reason))
-        self._estimate_paper_scale_duration()
+        if self.long_run is not None:
+            self.long_run.estimate(self.clock.session_steps, self.clock.session_s(), state.step)
         return stop
 
     def _evaluate(self, parts: Parts) -> None:
-        set_mode(parts.optimizer, "eval")
         # Several processes: rank 0 evaluates (its model is the checkpointed one: batch-norm
         # statistics are per rank) and every rank takes the same decisions on its metrics.
-        metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
-        set_mode(parts.optimizer, "train")
+        with eval_mode(parts.task.model, parts.optimizer):
+            metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
         state = self.state
         record = {
             "step": state.step,
             "split": "valid",
             "epoch": round(state.step / parts.task.steps_per_epoch, 4),
             **metrics,
-            "time_s": round(self._wall_time(), 4),
+            "time_s": round(self.clock.total_s(), 4),
         }
         self._emit([record])
-        state.observe_validation(metrics)
+        state.observe_validation(metrics, parts.task.metrics)
         DivergenceWatch.check_validation(state.step, metrics)
 
     def _save(self, parts: Parts) -> None:
-        set_mode(parts.optimizer, "eval")
-        run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
-        payload = {**parts.state_dict(), "run_state": run_state}
-        # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
-        every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
-        if self.ranks.is_main:
-            checkpoint.save(
-                self.directory.checkpoint_path,
-                checkpoint.with_ranks(payload, every_rank),
-                self.record.config_hash,
-                self.sink.position(),
-            )
-        set_mode(parts.optimizer, "train")
+        run_state = {**self.state.checkpoint(), "wall_time_s": self.clock.total_s()}
+        # The optimizer's evaluation point is what is saved; the payload holds live tensors,
+        # so it is written before the optimizer goes back to train mode.
+        with eval_mode(parts.task.model, parts.optimizer):
+            payload = {**parts.state_dict(), "run_state": run_state}
+            # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
+            every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
+            if self.ranks.is_main:
+                checkpoint.save(
+                    self.directory.checkpoint_path,
+                    checkpoint.with_ranks(payload, every_rank),
+                    self.identity.config_hash,
+                    self.sinks.position(),
+                )
 
     # ================================================================ bookkeeping
     def _emit(self, records: list[dict[str, Any]]) -> None:
-        if not self.ranks.is_main:
-            return
-        self.sink.log_many(records)
-        for record in records:
-            self.wandb.log(record)
+        if self.ranks.is_main:
+            self.sinks.emit(records)
 
-    def _wall_time(self) -> float:
-        """Training time of earlier sessions plus this one's (host clock, no sync)."""
-        if self._session_start is None:
-            return self.state.wall_time_s
-        return self._earlier_sessions_s + time.perf_counter() - self._session_start
+    def _progress_bar(self) -> ProgressBar:
+        label = f"{self.cfg.task.name}/{self.cfg.optimizer.name}"
+        total, start = self.trainer.max_steps, self.state.step
+        return ProgressBar(self.trainer.progress, self.ranks.is_main, label, total, start)
+
+    def _interrupt(self, signal_name: str, when: str) -> None:
+        self.state.status = "interrupted"
+        self.state.error = f"stopped by {signal_name} {when}; rerun to resume"
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """First signal: stop after this step, with a checkpoint. A second one: stop now."""
@@ -424,77 +430,38 @@ class Trainer:
 
     def _finish(self) -> None:
         """Summary, closed sinks (rank 0's): runs however the loop ended."""
-        if self._bar is not None:
-            self._bar.close()
-        started = self._session_start
-        elapsed = time.perf_counter() - started if started is not None else 0.0
-        self.state.wall_time_s = self._wall_time()
-        self._steps_per_s = self._session_steps / elapsed if elapsed > 0 else 0.0
+        if self.bar is not None:
+            self.bar.close()
+        self.clock.stop()
+        if self.clock.started:
+            self.state.wall_time_s = self.clock.total_s()
         if not self.ranks.is_main:
             return
-        if self.sink is None and self.directory.checkpoint_path.exists():
+        if self.sinks is None and self.directory.checkpoint_path.exists():
             return  # not resumed: the interrupted run's summary stays as it was
         try:
             self.directory.write_summary(self._summary())
         except UserError as error:  # e.g. the disk is full: say so, keep the first error
             log.error("could not write %s: %s", self.directory.summary_path, error)
-        if self.sink is not None:
-            self.sink.close()
-        if self.wandb is not None:
-            self.wandb.close(exit_code=0 if self.state.status == "completed" else 1)
+        if self.sinks is not None:
+            self.sinks.close(succeeded=self.state.status == "completed")
 
     def _summary(self) -> dict[str, Any]:
         cfg, parts = self.cfg, self.parts
         return {
             **self.state.summary(),
-            "steps_per_s": self._steps_per_s,
+            "steps_per_s": self.clock.steps_per_s(),
             "processes": self.ranks.world_size,
             "task": cfg.task.name,
             "scale": cfg.scale.name,
             "optimizer": cfg.optimizer.name,
             "seed": cfg.seed,
-            "data_source": getattr(parts.task, "data_source", None) if parts else None,
+            "data_source": parts.task.data_source if parts else None,
+            # The task's declared validation metrics: the analysis reads them from here.
+            "metrics": dict(parts.task.metrics) if parts else None,
+            "target_metric": parts.task.target_metric if parts else None,
             "device": environment.describe_device(parts.device) if parts else None,
             "git": environment.git_state(),
             "versions": environment.versions(),
             "command": environment.command_line(),
         }
-
-    def _progress_bar(self) -> tqdm:
-        setting = self.trainer.progress
-        show = (sys.stderr.isatty() if setting == "auto" else bool(setting)) and self.ranks.is_main
-        label = f"{self.cfg.task.name}/{self.cfg.optimizer.name}"
-        total, start = self.trainer.max_steps, self.state.step
-        return tqdm(total=total, initial=start, disable=not show, desc=label)
-
-    def _show_progress(self, record: dict[str, Any]) -> None:
-        self._bar.update(record["step"] - self._bar.n)
-        self._bar.set_postfix(loss=record["loss"], lr=record["lr"], mu=record["momentum"])
-
-    # ================================================================ paper scale on CPU
-    def _warn_paper_scale_on_cpu(self) -> None:
-        trainer = self.trainer
-        log.warning(
-            "scale=paper on a CPU: %d iterations of the paper's model will take hours to "
-            "days; the estimate follows after %d steps",
-            trainer.max_steps,
-            ESTIMATE_AFTER_STEPS,
-        )
-        if not trainer.checkpoint_every:
-            trainer.checkpoint_every = 1000
-            log.warning("checkpointing every 1000 steps, so the run can be resumed")
-
-    def _estimate_paper_scale_duration(self) -> None:
-        if (
-            self.cfg.scale.name != "paper"
-            or self.parts.device.type != "cpu"
-            or self._session_steps < ESTIMATE_AFTER_STEPS
-            or self._estimated
-        ):
-            return
-        self._estimated = True
-        rate = self._session_steps / (time.perf_counter() - self._session_start)
-        remaining = (self.trainer.max_steps - self.state.step) / rate
-        log.warning(
-            "at %.1f it/s this run needs about %.1f more hours on this CPU", rate, remaining / 3600
-        )

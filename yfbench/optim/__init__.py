@@ -1,4 +1,5 @@
-"""Optimizers: YellowFin and closed-loop YellowFin (torch only) and the baseline registry."""
+"""Optimizers: YellowFin and closed-loop YellowFin, a torch-only library (the runner's
+registry of every optimizer it builds is :mod:`yfbench.engine.optimizers`)."""
 
 from yfbench.optim.closed_loop import ClosedLoopYellowFin
 from yfbench.optim.phases import cubic_momentum_root, robust_momentum

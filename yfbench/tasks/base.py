@@ -1,28 +1,25 @@
-"""The interface between the trainer and a workload."""
+"""The interface between the trainer and a workload: a task declares its own facts.
+
+As AlgoPerf's ``spec.py``, a task says in one place what it is: its validation metrics and
+their direction, the target metric, its data source, the recipe's gradient clip and lr
+decay. The engine, the run's summary.json and (through summary.json) the analysis read
+them from here. The trainer owns everything around the task: device placement, train and
+eval mode of the model, the seed of the global random stream, and the module the training forward
+calls (the model, or the DistributedDataParallel wrapper of it that averages gradients).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from yfbench.errors import UserError
-
-
-def keyed_generator(*key: int) -> torch.Generator:
-    """A CPU generator seeded by a well-mixed hash of ``key`` (identical on every device).
-
-    Tasks key their random streams by (seed, stream, epoch or step), so every batch is a
-    pure function of (seed, step) and two streams never share a seed.
-    """
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
-    return torch.Generator().manual_seed(seed)
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,10 @@ class TaskContext:
         return slice(self.rank * size, (self.rank + 1) * size)
 
 
+#: Direction of a validation metric: better when lower ("min") or higher ("max").
+Direction = Literal["min", "max"]
+
+
 class Task(ABC):
     """A workload: model, data, loss, evaluation and learning-rate schedule.
 
@@ -64,33 +65,32 @@ class Task(ABC):
 
     model: nn.Module
     steps_per_epoch: int
+    #: The validation metrics :meth:`evaluate` returns, each with its direction.
+    metrics: ClassVar[dict[str, Direction]] = {"loss": "min"}
+    #: The headline metric among :attr:`metrics`: targets are set on it and plots show it.
+    target_metric: ClassVar[str] = "loss"
+    #: Where this run's data came from (a dataset and variant), recorded in summary.json.
+    data_source: str | None = None
     #: Global-norm gradient clip the task's recipe applies to every optimizer (None: off).
     grad_clip_norm: float | None = None
-    #: Name of the headline validation metric ("accuracy", "perplexity", "f1", "loss").
-    eval_metric: str = "loss"
     #: Precisions the task's kernels support on CPU (every precision runs on CUDA).
     cpu_precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")
-    _train_module: nn.Module | None = None
-
-    @property
-    def train_module(self) -> nn.Module:
-        """What the training forward calls: ``model``, or the trainer's DDP wrapper of it.
-
-        Everything else (state_dict, evaluation, parameter lists) uses ``model`` itself.
-        """
-        return self.model if self._train_module is None else self._train_module
-
-    @train_module.setter
-    def train_module(self, module: nn.Module) -> None:
-        self._train_module = module
 
     @abstractmethod
-    def train_loss(self, step: int) -> Tensor:
-        """Forward pass on the training batch of iteration ``step`` (0-based); scalar loss."""
+    def train_loss(self, module: nn.Module, step: int) -> Tensor:
+        """Scalar training loss on the batch of iteration ``step`` (0-based).
+
+        The forward goes through ``module``: the trainer's wrapper of :attr:`model`
+        (DistributedDataParallel under torchrun, which averages the gradients), never
+        ``self.model`` itself.
+        """
 
     @abstractmethod
     def evaluate(self) -> dict[str, float]:
-        """Validation metrics, always including ``loss``; leaves the model in train mode."""
+        """The declared validation :attr:`metrics` of :attr:`model`.
+
+        The trainer calls it with the model in eval mode and autograd off.
+        """
 
     def lr_multiplier(self, epoch: int) -> float:
         """The recipe's hand-set decay at ``epoch`` (YellowFin receives it as lr_factor)."""
@@ -103,4 +103,4 @@ class Task(ABC):
         del state
 
 
-__all__ = ["DictConfig", "Task", "TaskContext"]
+__all__ = ["DictConfig", "Direction", "Task", "TaskContext"]

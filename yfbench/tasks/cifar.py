@@ -19,12 +19,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 
 from yfbench.data.cifar import CifarData, load_cifar10, load_cifar100, random_crop_flip, standardize
 from yfbench.errors import UserError
 from yfbench.models.resnet import CifarResNet, units_for_depth
-from yfbench.tasks.base import Task, TaskContext, keyed_generator
+from yfbench.seeding import isolated, keyed_generator
+from yfbench.tasks.base import Task, TaskContext
 from yfbench.tasks.checks import flag, integer, number
 
 # Streams of random draws, kept apart so no two ever share a seed.
@@ -40,7 +41,8 @@ def _subset(images: Tensor, labels: Tensor, size: int | None) -> tuple[Tensor, T
 
 
 class CifarTask(Task):
-    eval_metric = "accuracy"
+    metrics = {"loss": "min", "accuracy": "max"}
+    target_metric = "accuracy"
 
     def __init__(
         self,
@@ -67,8 +69,7 @@ class CifarTask(Task):
         self.steps_per_epoch = len(self.train_labels) // batch_size
         self.weight_decay = weight_decay
         self.eval_batch_size = eval_batch_size
-        memory_format = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        self.model = model.to(ctx.device, memory_format=memory_format)
+        self.model = model
         self._epoch_order: tuple[int, Tensor] | None = None
 
     def _inputs(self, images: Tensor) -> Tensor:
@@ -102,15 +103,13 @@ class CifarTask(Task):
         share = self.rank_share
         return self._inputs(images[share]), self.train_labels[index][share]
 
-    def train_loss(self, step: int) -> Tensor:
+    def train_loss(self, module: nn.Module, step: int) -> Tensor:
         inputs, labels = self.batch(step)
-        loss = F.cross_entropy(self.train_module(inputs), labels)
+        loss = F.cross_entropy(module(inputs), labels)
         squared = torch.stack([w.pow(2).sum() for w in self.model.decay_parameters()]).sum()
         return loss + 0.5 * self.weight_decay * squared
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for start in range(0, len(self.test_labels), self.eval_batch_size):
@@ -120,7 +119,6 @@ class CifarTask(Task):
             )
             total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(dim=1) == labels).sum()
-        self.model.train()
         count = len(self.test_labels)
         return {"loss": total_loss.item() / count, "accuracy": correct.item() / count}
 
@@ -166,8 +164,7 @@ def _check_filters(filters: object, bottleneck: bool) -> None:
 
 def _model(cfg: DictConfig, num_classes: int, seed: int) -> CifarResNet:
     """The configured ResNet, initialised from ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with isolated(seed):
         return CifarResNet(
             num_classes,
             _units(cfg, cfg.bottleneck),

@@ -16,7 +16,8 @@ from torch.nn import functional as F
 from yfbench.data.text import BpttBatches, load_ptb, load_tinyshakespeare
 from yfbench.errors import UserError
 from yfbench.models.lstm import Hidden, LSTMLanguageModel
-from yfbench.tasks.base import Task, TaskContext, keyed_generator
+from yfbench.seeding import keyed_generator, seed_global
+from yfbench.tasks.base import Task, TaskContext
 from yfbench.tasks.checks import flag, integer, number
 
 # Random stream of the per-epoch rotation (CIFAR's streams are 0-2).
@@ -38,7 +39,8 @@ class LanguageModelTask(Task):
     carries only their state), so the ranks together see exactly one process's batch.
     """
 
-    eval_metric = "perplexity"
+    metrics = {"loss": "min", "perplexity": "min"}
+    target_metric = "perplexity"
     # oneDNN has no fp16 LSTM on CPU.
     cpu_precisions = ("fp32", "bf16")
 
@@ -49,8 +51,10 @@ class LanguageModelTask(Task):
         valid_ids: Tensor,
         cfg: DictConfig,
         ctx: TaskContext,
+        data_source: str,
     ) -> None:
-        self.model = model.to(ctx.device)
+        self.model = model
+        self.data_source = data_source
         self.rank_rows = ctx.share(cfg.batch_size)
         self.train_batches = BpttBatches(train_ids, cfg.batch_size, cfg.unroll, ctx.device)
         self.valid_batches = BpttBatches(valid_ids, cfg.batch_size, cfg.unroll, ctx.device)
@@ -78,25 +82,22 @@ class LanguageModelTask(Task):
             self._epoch_rows = (epoch, self.train_batches.rows(offset)[self.rank_rows])
         return self._epoch_rows[1]
 
-    def train_loss(self, step: int) -> Tensor:
+    def train_loss(self, module: nn.Module, step: int) -> Tensor:
         epoch, window = divmod(step, self.steps_per_epoch)
         if window == 0 or self.hidden is None:
             self.hidden = self.model.init_hidden(self.rank_rows.stop - self.rank_rows.start)
         batch = self.train_batches.window(window, self._rows(epoch))
-        loss, self.hidden = self._loss(self.train_module, *batch, self.hidden)
+        loss, self.hidden = self._loss(module, *batch, self.hidden)
         return loss
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean cross-entropy over the whole validation stream, with its own carried state."""
-        self.model.eval()
         hidden = self.model.init_hidden(self.valid_batches.batch_size)
         rows = self.valid_batches.rows()
         total = torch.zeros((), device=self.device)
         for window in range(len(self.valid_batches)):
             loss, hidden = self._loss(self.model, *self.valid_batches.window(window, rows), hidden)
             total += loss
-        self.model.train()
         mean = total.item() / len(self.valid_batches)
         return {"loss": mean, "perplexity": float(torch.tensor(mean).exp())}
 
@@ -156,13 +157,15 @@ def build_tinyshakespeare(cfg: DictConfig, ctx: TaskContext) -> LanguageModelTas
         "task.data.train_fraction", cfg.data.train_fraction, 0, 1, open_low=True, open_high=True
     )
     vocab, ids = load_tinyshakespeare(ctx.data_dir, fraction)
-    torch.manual_seed(ctx.seed)
-    return LanguageModelTask(build_lstm(len(vocab), cfg), ids["train"], ids["valid"], cfg, ctx)
+    seed_global(ctx.seed)
+    model = build_lstm(len(vocab), cfg)
+    return LanguageModelTask(model, ids["train"], ids["valid"], cfg, ctx, "tinyshakespeare")
 
 
 def build_ptb(cfg: DictConfig, ctx: TaskContext) -> LanguageModelTask:
     check_settings(cfg)
     max_vocab = integer("task.data.max_vocab", cfg.data.max_vocab, 1, nullable=True)
     vocab, ids = load_ptb(ctx.data_dir, max_vocab)
-    torch.manual_seed(ctx.seed)
-    return LanguageModelTask(build_lstm(len(vocab), cfg), ids["train"], ids["valid"], cfg, ctx)
+    seed_global(ctx.seed)
+    model = build_lstm(len(vocab), cfg)
+    return LanguageModelTask(model, ids["train"], ids["valid"], cfg, ctx, "ptb")

@@ -9,11 +9,23 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from yfbench.errors import UserError
+from yfbench.seeding import numbered_generator
 from yfbench.tasks.base import Task, TaskContext
 from yfbench.tasks.checks import integer, number
 
 # float32 curvature, optimum, iterate, its gradient and one step's noise.
 _BYTES_PER_COORDINATE = 5 * 4
+
+
+class _Point(nn.Module):
+    """The quadratic's iterate x as a module: its forward returns x (so DDP could wrap it)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.x = nn.Parameter(torch.zeros(dim))
+
+    def forward(self) -> Tensor:
+        return self.x
 
 
 class NoisyQuadratic(Task):
@@ -24,7 +36,9 @@ class NoisyQuadratic(Task):
     It has no batch to share out, so it runs in one process only.
     """
 
-    eval_metric = "loss"
+    metrics = {"loss": "min", "dist_to_opt": "min"}
+    target_metric = "loss"
+    data_source = "synthetic"
 
     def __init__(self, dim: int, condition_number: float, noise_std: float, ctx: TaskContext):
         integer("task.dim", dim, 1)
@@ -39,29 +53,28 @@ class NoisyQuadratic(Task):
         self.seed, self.device = ctx.seed, ctx.device
         self.steps_per_epoch = 1
         self.noise_std = noise_std
-        self.model = nn.Module()
         try:
-            init = torch.Generator().manual_seed(ctx.seed)
+            init = numbered_generator(ctx.seed)
             self.curvature = torch.logspace(-math.log10(condition_number), 0, dim).to(ctx.device)
             self.optimum = torch.randn(dim, generator=init).to(ctx.device)
-            self.model.x = nn.Parameter(torch.zeros(dim, device=ctx.device))
+            self.model = _Point(dim)
         except RuntimeError as error:  # allocation failure: CPU RuntimeError, CUDA OutOfMemoryError
             raise _too_large(dim, ctx.device, "the allocation failed") from error
 
-    def _exact_loss(self) -> Tensor:
-        return 0.5 * (self.curvature * (self.model.x - self.optimum) ** 2).sum()
+    def _exact_loss(self, x: Tensor) -> Tensor:
+        return 0.5 * (self.curvature * (x - self.optimum) ** 2).sum()
 
-    def train_loss(self, step: int) -> Tensor:
-        noise = torch.randn(
-            self.model.x.shape,
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + step),
-        ).to(self.device)
-        return self._exact_loss() + self.noise_std * (noise * self.model.x).sum()
+    def train_loss(self, module: nn.Module, step: int) -> Tensor:
+        x = module()
+        noise = torch.randn(x.shape, generator=numbered_generator(self.seed * 1_000_003 + step)).to(
+            self.device
+        )
+        return self._exact_loss(x) + self.noise_std * (noise * x).sum()
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        distance = torch.linalg.vector_norm(self.model.x - self.optimum)
-        return {"loss": self._exact_loss().item(), "dist_to_opt": distance.item()}
+        x = self.model()
+        distance = torch.linalg.vector_norm(x - self.optimum)
+        return {"loss": self._exact_loss(x).item(), "dist_to_opt": distance.item()}
 
 
 def _check_fits(dim: int, device: torch.device) -> None:

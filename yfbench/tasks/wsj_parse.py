@@ -20,6 +20,7 @@ from yfbench.data.text import EOS
 from yfbench.data.treebank import Tree, TreeVocabulary, normalize, read_sample, read_wsj_sections
 from yfbench.errors import UserError
 from yfbench.parsing import BracketScore, bracket_score, rerank
+from yfbench.seeding import seed_global
 from yfbench.tasks.base import TaskContext
 from yfbench.tasks.language_model import LanguageModelTask, build_lstm, check_settings
 
@@ -37,12 +38,13 @@ class WsjParseTask(LanguageModelTask):
         dev: list[Tree],
         cfg: DictConfig,
         ctx: TaskContext,
+        data_source: str,
     ) -> None:
         self.vocab = vocab
         train_ids, dev_ids = (
             torch.tensor([i for t in trees for i in vocab.encode(t)]) for trees in (train, dev)
         )
-        super().__init__(build_lstm(len(vocab), cfg), train_ids, dev_ids, cfg, ctx)
+        super().__init__(build_lstm(len(vocab), cfg), train_ids, dev_ids, cfg, ctx, data_source)
 
     @torch.no_grad()
     def log_probs(self, trees: list[Tree]) -> list[float]:
@@ -86,13 +88,15 @@ def _is_section(value: object) -> bool:
 def build(cfg: DictConfig, ctx: TaskContext) -> WsjParseTask:
     check_settings(cfg)
     if cfg.data.wsj_dir is None:
+        source = "wsj_sample"
         documents = read_sample(ctx.data_dir)
         train = [t for doc in documents[:SAMPLE_TRAIN_END] for t in doc]
         dev = [t for doc in documents[SAMPLE_TRAIN_END:SAMPLE_DEV_END] for t in doc]
     else:
         _check_sections(cfg.data)
+        source = "wsj"
         train = read_wsj_sections(cfg.data.wsj_dir, cfg.data.train_sections)
         dev = read_wsj_sections(cfg.data.wsj_dir, cfg.data.dev_sections)
     vocab = TreeVocabulary(train, cfg.data.min_count)
-    torch.manual_seed(ctx.seed)
-    return WsjParseTask(vocab, train, dev, cfg, ctx)
+    seed_global(ctx.seed)
+    return WsjParseTask(vocab, train, dev, cfg, ctx, source)

@@ -9,22 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from yfbench.errors import UserError
-
-
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: non-finite floats become strings ("nan", "inf"), recursively."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+from yfbench.run_contract import CHECKPOINT_FILE, METRICS_FILE, json_safe
 
 
 @dataclass(frozen=True)
@@ -47,7 +38,7 @@ class JsonlSink:
         position = resume_from or MetricsPosition()
         if resume_from is not None:
             verify_prefix(self.path, resume_from)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "ab")  # closed in close()
         os.truncate(self.path, position.bytes)  # drop records newer than the checkpoint
         self._file.seek(position.bytes)
         self._records = position.records
@@ -78,23 +69,23 @@ class JsonlSink:
 def verify_prefix(path: Path, position: MetricsPosition) -> None:
     """Refuse to resume unless ``path`` starts with exactly the checkpointed records."""
     fix = (
-        "restore the run's own metrics.jsonl, or delete checkpoint.pt and metrics.jsonl to "
+        f"restore the run's own {METRICS_FILE}, or delete {CHECKPOINT_FILE} and {METRICS_FILE} to "
         "restart the run from step 0"
     )
     if not path.is_file():
         raise UserError(
-            f"{path} is missing but checkpoint.pt holds {position.records} records of it: "
+            f"{path} is missing but {CHECKPOINT_FILE} holds {position.records} records of it: "
             f"resuming would lose them; {fix}"
         )
     size = path.stat().st_size
     if size < position.bytes:
         raise UserError(
-            f"{path} has {size} bytes but checkpoint.pt was saved after {position.bytes}: the "
+            f"{path} has {size} bytes but {CHECKPOINT_FILE} was saved after {position.bytes}: the "
             f"file was cut; {fix}"
         )
     if _hash_of(path, position.bytes).hexdigest() != position.sha256:
         raise UserError(
-            f"the first {position.records} records of {path} are not the ones checkpoint.pt "
+            f"the first {position.records} records of {path} are not the ones {CHECKPOINT_FILE} "
             f"was saved with (edited, or another run's file); {fix}"
         )
 

@@ -1,56 +1,73 @@
-"""Build any optimizer of the suite from its config node; the hooks the trainer probes.
+"""The optimizer seam: build any optimizer from its config node; the hooks the trainer probes.
 
-Adding an optimizer is a config file (``conf/optimizer/<name>.yaml``: ``name`` plus the
-constructor's keyword arguments) and one entry in :data:`OPTIMIZERS`. The trainer knows
-optimizers only through these optional hooks, probed with ``getattr``:
+Optimizers are registered lazily as ``"module:attr"`` entries in :data:`OPTIMIZERS`
+(imported on use, as tasks are), so one optimizer never pays for another's imports and
+another module can add its own entries. Adding an optimizer is a config file
+(``conf/optimizer/<name>.yaml``: ``name`` plus the constructor's keyword arguments) and
+one entry here. The trainer knows an optimizer only through ``torch.optim.Optimizer``
+and these optional hooks, probed with ``getattr``:
 
 - ``schedule_key`` (class attribute, default ``"lr"``): the param-group key a hand-set
   decay scales (YellowFin tunes its lr, so its schedule acts on ``lr_factor``);
 - ``stat_tensors()``: 0-d device tensors describing the step just taken (YellowFin's
   lr, momentum and statistics), read without a host sync;
-- ``train()`` / ``eval()``: called around evaluation and checkpoints (optimizers that
-  evaluate at an averaged point, like Schedule-Free, swap parameters there);
+- ``train()`` / ``eval()``: the trainer calls ``train()`` before the first step of every
+  session (fresh or resumed: Schedule-Free's optimizers start in eval mode and refuse to
+  step), and ``eval()`` around evaluation and checkpoints, restoring ``train()`` even on
+  error (:mod:`yfbench.engine.modes`; optimizers that evaluate at an averaged point swap
+  parameters there);
 - a ``loss`` keyword of ``step``: the trainer then passes the step's loss.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 from yfbench.errors import UserError
-from yfbench.optim.closed_loop import ClosedLoopYellowFin
-from yfbench.optim.yellowfin import YellowFin
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "yellowfin": YellowFin,
-    "yellowfin_closed_loop": ClosedLoopYellowFin,
-    "adam": partial(torch.optim.Adam, foreach=True),
-    "momentum_sgd": partial(torch.optim.SGD, foreach=True),
-    "sgd": partial(torch.optim.SGD, momentum=0.0, foreach=True),
+# optimizer name -> "module:attr" of its class (or factory), imported on first use.
+OPTIMIZERS: dict[str, str] = {
+    "yellowfin": "yfbench.optim.yellowfin:YellowFin",
+    "yellowfin_closed_loop": "yfbench.optim.closed_loop:ClosedLoopYellowFin",
+    "adam": "torch.optim:Adam",
+    "momentum_sgd": "torch.optim:SGD",
+    "sgd": "torch.optim:SGD",
+}
+# Constructor arguments an entry gets unless its config sets them (the config wins).
+CONSTRUCTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": {"foreach": True},
+    "momentum_sgd": {"foreach": True},
+    "sgd": {"momentum": 0.0, "foreach": True},
 }
 # Hyperparameters that are probabilities or decay rates, wherever an optimizer has them.
 UNIT_INTERVAL_KEYS = ("momentum", "dampening", "beta")
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The class (or factory) registered as ``name``, imported now."""
+    if name not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    module_name, _, attr = OPTIMIZERS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def build_optimizer(params: Iterable[Tensor], cfg: dict[str, Any]) -> Optimizer:
     """``cfg`` is the ``optimizer`` config node: ``name`` plus constructor arguments."""
     kwargs = dict(cfg)
     name = kwargs.pop("name")
-    if name not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    constructor = optimizer_class(name)
     _check_values(name, kwargs)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     try:
-        return OPTIMIZERS[name](params, **kwargs)
+        return constructor(params, **{**CONSTRUCTOR_DEFAULTS.get(name, {}), **kwargs})
     except (TypeError, ValueError) as error:
         raise UserError(f"bad optimizer settings for {name!r}: {error}") from error
 
@@ -100,10 +117,3 @@ def applied_hyperparameters(optimizer: Optimizer) -> dict[str, float]:
 def takes_loss(optimizer: Optimizer) -> bool:
     """Whether ``step`` accepts the step's loss (loss-aware optimizers)."""
     return "loss" in inspect.signature(optimizer.step).parameters
-
-
-def set_mode(optimizer: Optimizer, mode: str) -> None:
-    """Call the optimizer's ``train()`` or ``eval()`` when it has one."""
-    switch = getattr(optimizer, mode, None)
-    if callable(switch):
-        switch()

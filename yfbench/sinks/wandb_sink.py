@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from yfbench.run_contract import METRICS_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -47,8 +49,8 @@ class WandbSink:
                 reinit="finish_previous",
                 settings=wandb.Settings(init_timeout=init_timeout),
             )
-        except Exception as error:  # noqa: BLE001 - W&B must never kill a run
-            log.warning("W&B unavailable, logging to metrics.jsonl only: %s", error)
+        except Exception as error:  # W&B must never kill a run
+            log.warning("W&B unavailable, logging to %s only: %s", METRICS_FILE, error)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, run_dir: Path) -> WandbSink:
@@ -79,7 +81,7 @@ class WandbSink:
         values = {f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}
         try:
             self._run.log(values, step=record["step"])
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             log.warning("W&B logging failed, continuing with JSONL only: %s", error)
             self._run = None
 
@@ -87,6 +89,6 @@ class WandbSink:
         if self._run is not None:
             try:
                 self._run.finish(exit_code=exit_code)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 log.warning("W&B finish failed: %s", error)
             self._run = None
