@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
-from yfbench.engine import checkpoint, environment
+from yfbench.engine import checkpoint, environment, provenance
 from yfbench.engine.device import autocast, check_precision
 from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
 from yfbench.engine.divergence import (
@@ -45,8 +45,10 @@ from yfbench.engine.divergence import (
 from yfbench.engine.run_dir import RunDirectory, RunRecord, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
+from yfbench.engine.threads import set_threads
 from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
+from yfbench.fingerprint import file_fingerprint
 from yfbench.logging import JsonlSink, WandbSink
 from yfbench.logging.jsonl import MetricsPosition
 from yfbench.optim.registry import (
@@ -160,6 +162,7 @@ class Trainer:
         self.ranks = ranks
         self.state = RunState()
         self.parts: Parts | None = None
+        self.provenance: dict[str, Any] | None = None  # threads, device, data, code segments
         self.sink: JsonlSink | None = None
         self.wandb: WandbSink | None = None
         self.records = TrainRecords()
@@ -246,6 +249,8 @@ class Trainer:
             #    rank holds the same ones); a checkpoint gathers every rank's own state
             if (stop or periodic or last) and not finite_parameters(parts.task.model):
                 raise Diverged(state.step, "the parameters became non-finite")
+            if last and not stop:
+                parts.watch.check_end(state.step)
             if stop or periodic:
                 self._save(parts)
             if stop:
@@ -259,8 +264,7 @@ class Trainer:
         """Device, task, model, optimizer, scaler and simulators, in that order."""
         cfg, trainer = self.cfg, self.trainer
         device = self.ranks.device(trainer.device)
-        if trainer.threads:
-            torch.set_num_threads(trainer.threads)
+        set_threads(trainer.threads)
         # Process-wide, so set either way: a run's numerics follow its own config.
         if not torch.set_flush_denormal(trainer.flush_denormal) and trainer.flush_denormal:
             log.warning("trainer.flush_denormal: this CPU cannot flush subnormals; ignored")
@@ -306,9 +310,13 @@ class Trainer:
         path = self.directory.checkpoint_path
         # SYNC POINT (several processes): rank 0 reads and checks it, every rank restores it.
         found = self.ranks.broadcast(self._read_checkpoint() if self.ranks.is_main else None)
+        session = provenance.Provenance.of(parts.device, getattr(parts.task, "data_source", None))
         if found is None:
+            self.provenance = provenance.start(session)
             return None
         payload, position = found
+        step = int(payload["run_state"]["step"])
+        self.provenance = provenance.resume(payload.get("provenance"), session, step, path)
         payload = checkpoint.for_rank(payload, path, self.ranks.rank, self.ranks.world_size)
         try:
             parts.load_state_dict(payload)
@@ -390,7 +398,11 @@ class Trainer:
     def _save(self, parts: Parts) -> None:
         set_mode(parts.optimizer, "eval")
         run_state = {**self.state.checkpoint(), "wall_time_s": self._wall_time()}
-        payload = {**parts.state_dict(), "run_state": run_state}
+        payload = {
+            **parts.state_dict(),
+            "run_state": run_state,
+            "provenance": provenance.up_to(self.provenance, self.state.step),
+        }
         # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
         every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
         if self.ranks.is_main:
@@ -456,6 +468,11 @@ class Trainer:
             "data_source": getattr(parts.task, "data_source", None) if parts else None,
             "device": environment.describe_device(parts.device) if parts else None,
             "git": environment.git_state(),
+            "provenance": provenance.up_to(self.provenance, self.state.step)
+            if self.provenance
+            else None,
+            # What the analysis verifies metrics.jsonl against (records, last step, sha256).
+            "metrics": file_fingerprint(self.directory.metrics_path) if self.sink else None,
             "versions": environment.versions(),
             "command": environment.command_line(),
         }
@@ -475,12 +492,12 @@ class Trainer:
     def _warn_paper_scale_on_cpu(self) -> None:
         trainer = self.trainer
         log.warning(
-            "scale=paper on a CPU: %d iterations of the paper's model will take hours to "
-            "days; the estimate follows after %d steps",
+            "scale=paper on a CPU: %d iterations of the paper's model; how long they take "
+            "follows after %d steps",
             trainer.max_steps,
             ESTIMATE_AFTER_STEPS,
         )
-        if not trainer.checkpoint_every:
+        if not trainer.checkpoint_every and trainer.max_steps > 1000:
             trainer.checkpoint_every = 1000
             log.warning("checkpointing every 1000 steps, so the run can be resumed")
 
@@ -495,6 +512,12 @@ class Trainer:
         self._estimated = True
         rate = self._session_steps / (time.perf_counter() - self._session_start)
         remaining = (self.trainer.max_steps - self.state.step) / rate
+        minutes = remaining / 60
+        duration = f"{minutes:.0f} minutes" if minutes < 90 else f"{minutes / 60:.1f} hours"
         log.warning(
-            "at %.1f it/s this run needs about %.1f more hours on this CPU", rate, remaining / 3600
+            "at %.1f it/s this run needs about %s more on this CPU (%d of %d steps left)",
+            rate,
+            duration,
+            self.trainer.max_steps - self.state.step,
+            self.trainer.max_steps,
         )
