@@ -87,9 +87,7 @@ def test_a_resume_on_another_device_or_data_is_refused(tmp_path, key, saved, fix
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_a_resume_across_a_code_change_is_refused_unless_asked_then_recorded(
-    tmp_path, monkeypatch
-):
+def test_a_resume_across_a_code_change_is_refused_unless_asked_then_recorded(tmp_path, monkeypatch):
     cfg = _interrupted(tmp_path)
     old = provenance.code_hash()
     monkeypatch.setattr(provenance, "code_hash", lambda: "f" * 64)  # the code was edited
