@@ -24,6 +24,7 @@ def replaced(path: Path) -> Iterator[BinaryIO]:
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, _mode(path))  # mkstemp's 0600 would make outputs private
     except OSError as error:
         raise _naming(error, path) from error
     try:
@@ -47,6 +48,16 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def _mode(path: Path) -> int:
+    """The destination's permissions if it exists, else what a new file gets (umask)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _naming(error: OSError, path: Path) -> OSError:
