@@ -30,6 +30,9 @@ log = logging.getLogger("yfbench")
 def main(cfg: DictConfig) -> None:
     """Train one run; in a multirun, a failed run is recorded and the sweep goes on."""
     logging.captureWarnings(True)  # library warnings (a rebuilt cache, say) reach the run's log
+    # A log file that cannot be written (a full disk) must not print logging's tracebacks
+    # around the run's own message; the console handlers still show every line.
+    logging.raiseExceptions = False
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
