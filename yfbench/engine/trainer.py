@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.optim import Optimizer
 from tqdm import tqdm
 
+from yfbench import sweep_signals
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint, environment, provenance
@@ -188,6 +189,8 @@ class Trainer:
             # The clock starts after set-up: data, model and logger start-up are not training.
             for sig in STOP_SIGNALS:
                 handlers[sig] = signal.signal(sig, self._on_signal)
+            if sweep_signals.stopped():  # the sweep was stopped while this run was set up
+                self._stop_signal = "SIGTERM"
             self._earlier_sessions_s = self.state.wall_time_s
             self._session_start = time.perf_counter()
             self._bar = self._progress_bar()
