@@ -245,7 +245,8 @@ def test_a_checkpoint_that_cannot_be_written_leaves_no_temporary_file(tmp_path, 
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith("checkpoint.pt.tmp"):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name  # checkpoint.pt.<random>.tmp
+        if name.startswith("checkpoint.pt.") and name.endswith(".tmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
