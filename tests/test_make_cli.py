@@ -140,3 +140,11 @@ def test_a_full_disk_under_the_log_file_prints_no_logging_traceback(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Logging error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sweep_status_file_on_a_full_disk_is_one_logged_line(monkeypatch, caplog):
+    from yfbench.hydra_callbacks import STATUS_ENV, report_to_sweep
+
+    monkeypatch.setenv(STATUS_ENV, "/dev/full")  # every write fails with ENOSPC
+    report_to_sweep(Path("runs/x"), "completed", None)  # no traceback: one line
+    assert "cannot record this run's outcome in /dev/full" in caplog.text

@@ -41,7 +41,11 @@ class RunCallbacks(Callback):
         _writable_or_exit(sweep_dir, "hydra.sweep.dir")
         _refuse_duplicate_values(config)
         status_file = sweep_dir / f".sweep-status-{os.getpid()}-{time.time_ns()}.jsonl"
-        status_file.write_text("")
+        try:
+            status_file.write_text("")
+        except OSError as error:
+            print(f"yfbench: error: cannot write {status_file} ({error.strerror})", file=sys.stderr)
+            sys.exit(2)
         os.environ[STATUS_ENV] = str(status_file.resolve())
         os.environ[COMMAND_ENV] = command_line()
         sweep_signals.install(sweep_dir)
@@ -67,8 +71,11 @@ def report_to_sweep(run_dir: Path, status: str, error: str | None) -> None:
     if not path:
         return
     line = json.dumps({"run_dir": str(run_dir), "status": status, "error": error}) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:  # one short append per job
-        handle.write(line)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:  # one short append per job
+            handle.write(line)
+    except OSError as error:  # a full disk: the run's own files say how it ended
+        log.error("cannot record this run's outcome in %s (%s)", path, error.strerror)
 
 
 def _print_sweep_summary(outcomes: list[dict[str, Any]]) -> None:
