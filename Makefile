@@ -10,7 +10,21 @@ SEEDS ?= 2,3
 # Runs side by side (Hydra's joblib launcher), each with THREADS torch threads: by default
 # the machine's cores shared among the jobs, so jobs x threads <= cores.
 JOBS ?= 1
+# Values that land in recipes are checked first: digits (and commas for SEEDS) only.
+comma := ,
+strip_digits = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
+digits_only = $(and $(filter 1,$(words $(1))),$(if $(subst $(comma),,$(call strip_digits,$(1))),,ok))
+is_count = $(and $(call digits_only,$(1)),$(if $(findstring $(comma),$(1)),,ok),$(filter-out 0,$(1)),ok)
+ifneq ($(call is_count,$(JOBS)),ok)
+$(error JOBS must be a positive integer (runs side by side), got '$(JOBS)')
+endif
+ifneq ($(call digits_only,$(SEEDS)),ok)
+$(error SEEDS must be comma-separated seeds like 2,3, got '$(SEEDS)')
+endif
 THREADS ?= $(shell n=$$(nproc); t=$$((n / $(JOBS))); echo $$(( t > 0 ? t : 1 )))
+ifneq ($(call is_count,$(THREADS)),ok)
+$(error THREADS must be a positive integer, got '$(THREADS)')
+endif
 LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 # Offline copies of the real datasets sit beside the repository; override to use your own.
 export YFBENCH_DATA_DIR ?= $(abspath ../shared/data)
@@ -63,8 +77,10 @@ ifeq ($(GRID),full)
 	$(call SWEEP,$(2),$(3))
 else
 	$(call SWEEP,$(2),$(3)) seed=1
-	$(call SWEEP,$(2),$(3)) seed=$(SEEDS) \
-		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/runs/$(3)/$(SCALE))
+	points=$$$$($(PY) -m yfbench.analysis tuned results/runs/$(3)/$(SCALE)) && [ -n "$$$$points" ] \
+		|| { echo "reproduce-$(1): no tuned grid point under results/runs/$(3)/$(SCALE) (see the \
+		error above); the second stage needs one" >&2; exit 1; }; \
+		$(call SWEEP,$(2),$(3)) 'seed=$(SEEDS)' "grid_point=$$$$points"
 endif
 	$(PY) scripts/compress_runs.py results/runs/$(3)/$(SCALE)
 	$(PY) -m yfbench.analysis speedup results/runs/$(3)/$(SCALE) --baseline adam \

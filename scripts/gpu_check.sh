@@ -16,9 +16,15 @@ export YFBENCH_DATA_DIR=${YFBENCH_DATA_DIR:-$(cd .. && pwd)/shared/data} WANDB_M
 gpu=$($PY -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_'))" 2>/dev/null) || {
   echo "gpu_check: no CUDA device (torch.cuda.get_device_name failed)" >&2; exit 2; }
 status=0
+# Each step runs in this shell (never as part of a pipeline, whose subshell would lose
+# the status), so any failing step makes the script exit 1.
 step() { echo; echo "== $*"; "$@" || { status=1; echo "gpu_check: FAILED: $*" >&2; }; }
+cuda_tests() {
+  timeout 150 $PY -m pytest -q -m cuda -p no:cacheprovider 2>&1 | tee "$PERF/cuda_${gpu}_tests.txt"
+  return "${PIPESTATUS[0]}"
+}
 
-step timeout 150 $PY -m pytest -q -m cuda -p no:cacheprovider 2>&1 | tee "$PERF/cuda_${gpu}_tests.txt"
+step cuda_tests
 step timeout 150 $PY scripts/bench_optimizer.py --device cuda --repeats 50 \
   --out "$PERF/optimizer_cuda_${gpu}.md"
 step timeout 300 $PY scripts/bench_training.py --device cuda --scale paper --steps 150 \

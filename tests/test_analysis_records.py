@@ -13,6 +13,7 @@ import pytest
 
 from yfbench.analysis.runs import load_runs, runs_table, setting_labels
 from yfbench.analysis.speedup import speedup_table
+from yfbench.engine.run_dir import config_hash
 from yfbench.errors import DataError
 
 WINDOW = 5
@@ -31,7 +32,7 @@ def write_run(
     packed: bool = False,
 ) -> Path:
     """A run directory as the trainer writes it; ``packed`` gzips metrics as committed."""
-    trainer = {"max_steps": 100, "log_every": 1, **(trainer or {})}
+    trainer = {"max_steps": max(100, len(losses)), "log_every": 1, **(trainer or {})}
     stale = f"-stale{trainer['staleness']}" if "staleness" in trainer else ""
     name = f"lr{optimizer.get('lr')}{stale}-seed{seed}"
     run_dir = root / task / "mini" / optimizer["name"] / name
@@ -44,7 +45,7 @@ def write_run(
         "trainer": trainer,
     }
     record = {
-        "config_hash": "0" * 64,
+        "config_hash": config_hash(config),
         "config": config,
         "analysis": {"window": window},
         "overrides": [f"seed={seed}"],

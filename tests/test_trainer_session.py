@@ -6,10 +6,11 @@ import os
 import signal
 
 import pytest
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from tests.helpers import compose_config, records, summary
 from yfbench.config import semantic_config
+from yfbench.engine.progress import LongRunOnCpu
 from yfbench.engine.trainer import run
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import build as build_quadratic
@@ -38,15 +39,23 @@ def test_a_signal_during_set_up_is_recorded_as_interrupted(tmp_path, quadratic_c
     assert records(tmp_path) == []
 
 
-def test_a_long_run_on_a_cpu_is_warned_about_checkpointed_and_estimated(tmp_path, caplog):
+def test_a_long_run_on_a_cpu_is_warned_about_and_estimated_in_its_own_length(tmp_path, caplog):
     cfg = compose_config(
         ["task=noisy_quadratic", "task.dim=50", "trainer.max_steps=30", "trainer.long_run=true"]
     )
     assert cfg.trainer.checkpoint_every == 0
     assert run(cfg, tmp_path)["status"] == "completed"
     assert "a long run (trainer.long_run" in caplog.text
+    # 30 steps: no checkpoints forced on it, and the estimate is in minutes, not "hours".
+    assert "checkpointing every" not in caplog.text
+    assert "minutes more on this CPU (0 of 30 steps left)" in caplog.text
+
+
+def test_a_long_run_of_more_than_1000_steps_is_checkpointed(caplog):
+    trainer = OmegaConf.create({"checkpoint_every": 0})
+    LongRunOnCpu(max_steps=21150).warn(trainer)
+    assert trainer.checkpoint_every == 1000
     assert "checkpointing every 1000 steps" in caplog.text
-    assert "more hours on this CPU" in caplog.text  # the estimate, after 20 timed steps
 
 
 @pytest.mark.parametrize(("scale", "long_run"), [("cpu", False), ("paper", True)])

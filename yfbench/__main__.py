@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import yfbench.config  # noqa: F401 - registers the config tree's resolver
+from yfbench import sweep_signals
 from yfbench.engine.distributed import Ranks, log_file_for_main_only
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
@@ -30,6 +31,9 @@ log = logging.getLogger("yfbench")
 def main(cfg: DictConfig) -> None:
     """Train one run; in a multirun, a failed run is recorded and the sweep goes on."""
     logging.captureWarnings(True)  # library warnings (a rebuilt cache, say) reach the run's log
+    # A log file that cannot be written (a full disk) must not print logging's tracebacks
+    # around the run's own message; the console handlers still show every line.
+    logging.raiseExceptions = False
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -37,6 +41,10 @@ def main(cfg: DictConfig) -> None:
     choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
     ranks = Ranks.from_environment()
     log_file_for_main_only(ranks)
+    if multirun and sweep_signals.stopped():
+        report_to_sweep(run_dir, "interrupted", "the sweep was stopped before this run started")
+        return
+    sweep_signals.start_job()
     if multirun and ranks.distributed:
         log.error("error: torchrun trains one run; start one torchrun per run, without -m")
         sys.exit(2)
@@ -59,6 +67,8 @@ def main(cfg: DictConfig) -> None:
     log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
     if status == "diverged":
         log.info("%s", summary["error"])
+    if status == "interrupted" and multirun and sweep_signals.in_worker():
+        return  # the sweep's main process stops the sweep (yfbench/sweep_signals.py)
     if status == "interrupted" or (not multirun and EXIT_CODES[status]):
         sys.exit(EXIT_CODES[status])  # a signal stops the whole sweep, not just this run
 

@@ -38,6 +38,8 @@ NON_SEMANTIC_KEYS = (
 # so those runs keep their identity (and resume) under the new config tree.
 OMITTED_AT_DEFAULT = {"trainer.flush_denormal": False}
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Seeds key 64-bit generators with the step mixed in; 32 bits keep every derived seed in range.
+MAX_SEED = 2**32 - 1
 
 
 def smoothing_window(max_steps: int, paper_max_steps: int) -> int:
@@ -75,6 +77,8 @@ def validate(cfg: DictConfig) -> None:
     ):
         _require_int(f"trainer.{key}", trainer[key], minimum)
     _require_int("seed", cfg.seed, 0)
+    if cfg.seed > MAX_SEED:
+        raise UserError(f"seed must be an integer between 0 and {MAX_SEED}, got {cfg.seed}")
     if trainer.threads is not None:
         _require_int("trainer.threads", trainer.threads, 1)
     if trainer.precision not in PRECISIONS:

@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from yfbench import sweep_signals
 from yfbench.engine.environment import COMMAND_ENV, command_line
 from yfbench.engine.run_dir import ensure_writable
 from yfbench.errors import UserError
@@ -36,19 +39,28 @@ class RunCallbacks(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         _writable_or_exit(sweep_dir, "hydra.sweep.dir")
+        _refuse_duplicate_values(config)
         status_file = sweep_dir / f".sweep-status-{os.getpid()}-{time.time_ns()}.jsonl"
-        status_file.write_text("")
+        try:
+            status_file.write_text("")
+        except OSError as error:
+            print(f"yfbench: error: cannot write {status_file} ({error.strerror})", file=sys.stderr)
+            sys.exit(2)
         os.environ[STATUS_ENV] = str(status_file.resolve())
         os.environ[COMMAND_ENV] = command_line()
+        sweep_signals.install(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(COMMAND_ENV, None)
+        stopped = sweep_signals.finish()
         status_file = Path(os.environ.pop(STATUS_ENV, ""))
         if not status_file.is_file():
             return
         outcomes = [json.loads(line) for line in status_file.read_text().splitlines() if line]
         status_file.unlink()
         _print_sweep_summary(outcomes)
+        if stopped:
+            sys.exit(130)  # as a single run stopped by a signal
         if any(o["status"] not in ("completed", "diverged") for o in outcomes):
             sys.exit(1)
 
@@ -59,8 +71,11 @@ def report_to_sweep(run_dir: Path, status: str, error: str | None) -> None:
     if not path:
         return
     line = json.dumps({"run_dir": str(run_dir), "status": status, "error": error}) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:  # one short append per job
-        handle.write(line)
+    try:
+        with open(path, "a", encoding="utf-8") as handle:  # one short append per job
+            handle.write(line)
+    except OSError as error:  # a full disk: the run's own files say how it ended
+        log.error("cannot record this run's outcome in %s (%s)", path, error.strerror)
 
 
 def _print_sweep_summary(outcomes: list[dict[str, Any]]) -> None:
@@ -72,6 +87,30 @@ def _print_sweep_summary(outcomes: list[dict[str, Any]]) -> None:
     for outcome in outcomes:
         if outcome["status"] not in ("completed", "diverged"):
             print(f"[yfbench]   {outcome['status']}: {outcome['run_dir']}: {outcome['error']}")
+
+
+def _refuse_duplicate_values(config: DictConfig) -> None:
+    """One message and exit 2 for a sweep that lists a value twice (``lr=0.001,1e-3``):
+    both would be one run directory, reported as two runs."""
+    texts = list(config.hydra.overrides.task)
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    texts += [f"{key}={value}" for key, value in params.items()]
+    for override in OverridesParser.create().parse_overrides(texts):
+        value = override.value() if override.is_sweep_override() else None
+        if not isinstance(value, ChoiceSweep):
+            continue
+        seen: dict[tuple[str, Any], Any] = {}
+        for item in value.list:
+            key = (type(item).__name__, item if isinstance(item, int | float | str) else repr(item))
+            if key in seen:
+                print(
+                    f"yfbench: error: the sweep lists {override.get_key_element()}={item!r} "
+                    f"twice ({override.input_line}); each value names one run directory, so "
+                    "list each value once",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
+            seen[key] = item
 
 
 def _writable_or_exit(path: Path, key: str) -> None:

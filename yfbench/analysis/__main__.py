@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from yfbench import atomic
 from yfbench.errors import UserError
 
 
@@ -129,8 +130,8 @@ def run_speedup(args: argparse.Namespace) -> None:
             _stem_path(args.out, "_curve.csv"): seeds_frame(comparisons),
         }
         for path, table in outputs.items():
-            table.to_csv(path, index=False)
-        args.out.with_suffix(".md").write_text(text)
+            atomic.write_text(path, table.to_csv(index=False))
+        atomic.write_text(args.out.with_suffix(".md"), text)
         print("wrote " + ", ".join(str(p) for p in [*outputs, args.out.with_suffix(".md")]))
 
 
@@ -155,8 +156,8 @@ def run_seeds(args: argparse.Namespace) -> None:
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-        args.out.with_suffix(".md").write_text(text)
+        atomic.write_text(args.out, table.to_csv(index=False))
+        atomic.write_text(args.out.with_suffix(".md"), text)
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
@@ -210,9 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="[%(name)s] %(levelname)s: %(message)s")
     try:
         COMMANDS[args.command](args)
-    except (UserError, OSError) as error:
-        # OSError: an output path that cannot be written (its message names the path).
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an output that cannot be written: the old file is kept
+        print(
+            f"error: cannot write {error.filename} ({error.strerror}); the previous file, if "
+            "any, is unchanged: free some space or pick a writable --out and rerun",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -28,6 +28,7 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
+from yfbench import atomic
 from yfbench.analysis.runs import DEFAULT_SETTING
 from yfbench.analysis.speedup import (
     CONVENTIONS,
@@ -73,9 +74,13 @@ def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
     """Write ``stem``.png and ``stem``.svg and close the figure."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
-    fig.savefig(paths[0], dpi=200, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    try:
+        with atomic.replaced(paths[0]) as handle:
+            fig.savefig(handle, format="png", dpi=200, bbox_inches="tight")
+        with atomic.replaced(paths[1]) as handle:
+            fig.savefig(handle, format="svg", bbox_inches="tight", metadata={"Date": None})
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from yfbench import atomic
 from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
 from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, seed_correlations
@@ -110,7 +111,7 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
         lines += ["## Runs", "", markdown_table(_run_counts(runs))]
     lines += _synthetic_section(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines).rstrip() + "\n")
+    atomic.write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
 
 

@@ -25,7 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from yfbench.analysis.verify import verify_run
 from yfbench.errors import DataError, UserError
+from yfbench.fingerprint import fingerprint
 from yfbench.run_contract import (
     METRICS_FILE,
     METRICS_GZ_FILE,
@@ -79,16 +81,38 @@ class LoadedRun:
 
 
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Every directory at or below ``paths`` that holds a ``run_config.json``."""
-    found: set[Path] = set()
+    """Every directory at or below ``paths`` that holds a ``run_config.json``.
+
+    Symlinked directories are followed (each real directory once, so a link loop ends and
+    a run reached by two paths counts once, under the first path found in sorted order).
+    """
+    found: dict[Path, Path] = {}
     for raw in paths:
         root = Path(raw)
         if not root.exists():
             raise UserError(f"run directory {root} does not exist; pass the folder of your runs")
-        found.update(p.parent for p in root.rglob(RUN_CONFIG_FILE))
-        if (root / RUN_CONFIG_FILE).is_file():
-            found.add(root)
-    return sorted(found)
+        for directory in _walk(root, set()):
+            if (directory / RUN_CONFIG_FILE).is_file():
+                found.setdefault(directory.resolve(), directory)
+    return sorted(found.values())
+
+
+def _walk(directory: Path, seen: set[Path]) -> Iterator[Path]:
+    """``directory`` and every directory below it, symlinks followed, each real one once."""
+    real = directory.resolve()
+    if real in seen or not directory.is_dir():
+        return
+    seen.add(real)
+    yield directory
+    try:
+        children = sorted(directory.iterdir())
+    except OSError as error:
+        raise UserError(
+            f"cannot list {directory} ({error.strerror}); check its permissions"
+        ) from error
+    for child in children:
+        if child.is_dir():
+            yield from _walk(child, seen)
 
 
 def hparams_key(optimizer_node: dict[str, Any]) -> str:
@@ -98,9 +122,11 @@ def hparams_key(optimizer_node: dict[str, Any]) -> str:
 
 
 def format_value(value: Any) -> str:
-    """Short, stable text of a config value (floats as %g, lists bracketed)."""
+    """Short, stable text of a config value (lists bracketed): floats as %g where that is
+    exact, else in full, so two values differing in any digit never share a text."""
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
@@ -132,6 +158,8 @@ def read_run(run_dir: Path) -> LoadedRun:
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DataError(f"{path}: config.seed must be an integer, got {seed!r}; re-run the run")
     summary = _read_summary(run_dir)
+    metrics = _read_metrics(run_dir)
+    verify_run(run_dir, record, summary, metrics[0], metrics[1])
     info = {
         "run_dir": str(run_dir),
         "task": _node(config, "task", path)["name"],
@@ -159,7 +187,7 @@ def read_run(run_dir: Path) -> LoadedRun:
     }
     info.update({HPARAM_PREFIX + k: v for k, v in optimizer.items() if k != "name"})
     setting = flatten({k: v for k, v in config.items() if k not in NOT_SETTING})
-    return LoadedRun(info, setting, _read_metrics(run_dir))
+    return LoadedRun(info, setting, metrics[0])
 
 
 def setting_labels(settings: list[dict[str, str]]) -> list[str]:
@@ -254,24 +282,31 @@ def metrics_path(run_dir: Path) -> Path | None:
     return next((p for p in (plain, packed) if p.is_file()), None)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _content(path: Path) -> bytes:
+    """The uncompressed bytes of a metrics file (every member of a .gz)."""
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            yield from handle
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+        data = path.read_bytes()
+        return gzip.decompress(data) if path.suffix == ".gz" else data
+    except (OSError, EOFError) as error:
         raise DataError(
             f"cannot read {path} ({error}); the file is damaged: restore it from git "
             "or re-run the run"
         ) from error
 
 
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Records of the metrics file; a truncated last line (a run killed mid-write) is skipped."""
+def _read_metrics(
+    run_dir: Path,
+) -> tuple[list[dict[str, Any]], tuple[Path, dict[str, Any]] | None]:
+    """Records of the metrics file, and the file with its fingerprint (None if there is no
+    file); a truncated last line (a run killed mid-write) is skipped."""
     path = metrics_path(run_dir)
     if path is None:
-        return []
-    lines = [line for line in _lines(path) if line.strip()]
+        return [], None
+    data = _content(path)
+    try:
+        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({error}); the file is damaged") from error
     records = []
     for number, line in enumerate(lines, start=1):
         try:
@@ -290,4 +325,4 @@ def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
                 "'step'); re-run the run"
             )
         records.append({k: from_json_safe(v) for k, v in record.items()})
-    return records
+    return records, (path, fingerprint(data))

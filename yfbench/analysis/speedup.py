@@ -43,6 +43,7 @@ first at T_baseline(f). Rung 100% is the headline target above.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from yfbench.analysis.runs import HPARAM_PREFIX, format_value
 from yfbench.errors import UserError
 from yfbench.run_contract import RUN_CONFIG_FILE
 
+log = logging.getLogger("yfbench.analysis")
 COMPLETED = "completed"
 DIVERGED = "diverged"
 # Column suffix -> display name of the two conventions, paper convention first.
@@ -343,20 +345,37 @@ def compare_all(
     ladder: Iterable[float] = DEFAULT_LADDER,
 ) -> list[Comparison]:
     """Every optimizer against tuned ``baseline``, plus each extra (method, baseline) pair
-    present, in every (task, scale, setting) of ``frame``."""
+    present, in every (task, scale, setting) of ``frame``.
+
+    A setting that cannot be compared (e.g. an asynchronous setting with only Adam runs)
+    is skipped with a warning that says why; only when no setting can be compared is
+    that an error.
+    """
     rungs = check_ladder(ladder)
-    comparisons = []
+    comparisons, problems = [], []
     for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
         where = f"{task}/{scale} ({setting})"
         size = resolve_window(group, window)
         points = grid_points(group, size)
-        optimizers = _check_group(where, group, points, baseline, size)
+        try:
+            optimizers = _check_group(where, group, points, baseline, size)
+        except NotComparable as error:
+            problems.append(error)
+            continue
         wanted = [(m, baseline) for m in optimizers if m != baseline]
         wanted += [p for p in pairs if p not in wanted and set(p) <= set(optimizers)]
         identity = {"task": task, "scale": scale, "setting": setting, "window": size}
         for method, base in wanted:
             comparisons.append(_compare(identity, points, method, base, rungs))
+    if problems and not comparisons:
+        raise UserError("; ".join(str(problem) for problem in problems))
+    for problem in problems:
+        log.warning("skipped: %s", problem)
     return comparisons
+
+
+class NotComparable(UserError):
+    """A setting whose runs hold no speedup (no baseline, only the baseline, too short)."""
 
 
 def _check_group(
@@ -365,18 +384,18 @@ def _check_group(
     """The group's optimizers, or a UserError that says why no speedup can be computed."""
     if not any(np.isfinite(p.score) for p in points):
         longest = int(group["step"].max()) if group["step"].notna().any() else 0
-        raise UserError(
+        raise NotComparable(
             f"{where}: no run reaches the smoothing window ({window} iterations; "
             f"longest run logged {longest}); pass a smaller --window"
         )
     optimizers = sorted({p.optimizer for p in points})
     if baseline not in optimizers:
-        raise UserError(
+        raise NotComparable(
             f"{where}: no {baseline!r} runs to compare against; found "
             f"{', '.join(optimizers)}; choose one with --baseline"
         )
     if optimizers == [baseline]:
-        raise UserError(
+        raise NotComparable(
             f"{where}: only {baseline!r} runs (e.g. {group['run_dir'].iloc[0]}); a speedup "
             "needs at least one other optimizer's runs in the same task, scale and setting"
         )

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from yfbench import atomic
 from yfbench.analysis.plots import PALETTE, STYLE, save_figure
 from yfbench.optim import YellowFin
 
@@ -285,5 +286,5 @@ def run_all(out_dir: Path) -> list[Path]:
         "momentum_ablation_final_distance": {k: float(v[-1]) for k, v in ablation.items()},
     }
     path = out_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_text(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return written + [path]

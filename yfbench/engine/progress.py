@@ -39,14 +39,14 @@ class LongRunOnCpu:
         self._estimated = False
 
     def warn(self, trainer: Any) -> None:
-        """Say it takes hours; turn checkpoints on (every 1000 steps) when they are off."""
+        """Say how long it is; turn checkpoints on (every 1000 steps) when they are off."""
         log.warning(
-            "a long run (trainer.long_run, e.g. scale=paper) on a CPU: %d iterations of the "
-            "paper's model will take hours to days; the estimate follows after %d steps",
+            "a long run (trainer.long_run, e.g. scale=paper) on a CPU: %d iterations; how "
+            "long they take follows after %d steps",
             self.max_steps,
             self.after_steps,
         )
-        if not trainer.checkpoint_every:
+        if not trainer.checkpoint_every and self.max_steps > 1000:
             trainer.checkpoint_every = 1000
             log.warning("checkpointing every 1000 steps, so the run can be resumed")
 
@@ -57,6 +57,12 @@ class LongRunOnCpu:
         self._estimated = True
         rate = session_steps / session_s
         remaining = (self.max_steps - step) / rate
+        minutes = remaining / 60
+        duration = f"{minutes:.0f} minutes" if minutes < 90 else f"{minutes / 60:.1f} hours"
         log.warning(
-            "at %.1f it/s this run needs about %.1f more hours on this CPU", rate, remaining / 3600
+            "at %.1f it/s this run needs about %s more on this CPU (%d of %d steps left)",
+            rate,
+            duration,
+            self.max_steps - step,
+            self.max_steps,
         )

@@ -14,6 +14,8 @@ import fcntl
 import json
 import logging
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -22,12 +24,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from yfbench import atomic
 from yfbench.config import semantic_config
 from yfbench.errors import UserError
 from yfbench.run_contract import (
     CHECKPOINT_FILE,
     FINISHED,
     METRICS_FILE,
+    METRICS_GZ_FILE,
     RUN_CONFIG_FILE,
     SUMMARY_FILE,
     RunIdentity,
@@ -37,6 +41,10 @@ from yfbench.run_contract import (
 )
 
 log = logging.getLogger(__name__)
+
+# Files of the run contract: found without a run_config.json, they are another tool's or
+# another run's, and a run started there would overwrite them.
+CONTRACT_FILES = (SUMMARY_FILE, CHECKPOINT_FILE, METRICS_FILE, METRICS_GZ_FILE)
 
 
 def identity_of(
@@ -49,22 +57,16 @@ def identity_of(
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a temporary file beside ``path``, fsync, rename: a crash never leaves half a file.
+    """Write a new temporary file beside ``path``, fsync, rename (:mod:`yfbench.atomic`): a
+    crash never leaves half a file, and a planted ``*.tmp`` symlink is never followed.
 
     A failed write (disk full, say) removes its temporary file and raises a UserError
     that names the file.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic.write_bytes(Path(path), data)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise write_error(path, error) from error
+        raise write_error(Path(path), error) from error
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -96,7 +98,7 @@ class RunDirectory:
     def claimed(self) -> Iterator[RunDirectory]:
         """Writable (checked before anything is written) and locked against other processes."""
         ensure_writable(self.path)
-        with open(self.path / ".lock", "w") as lock:
+        with _lock_file(self.path / ".lock") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
@@ -132,6 +134,7 @@ class RunDirectory:
         checkpoint or a finished run; otherwise (nothing worth keeping) the new record
         replaces the old one, so a corrected command can reuse the directory.
         """
+        self.refuse_foreign_files()
         if not self.holds_a_run():
             write_json_atomic(self.identity_path, asdict(identity))
             return
@@ -152,6 +155,18 @@ class RunDirectory:
                 "directory."
             )
 
+    def refuse_foreign_files(self) -> None:
+        """Run-contract files with no ``run_config.json`` belong to something else: refuse."""
+        if self.identity_path.is_file():
+            return
+        found = [name for name in CONTRACT_FILES if os.path.lexists(self.path / name)]
+        if found:
+            raise UserError(
+                f"{self.path} holds {', '.join(found)} but no {RUN_CONFIG_FILE}: they are not this "
+                "run's, and a run there would overwrite them. Use another hydra.run.dir=... "
+                "(or hydra.sweep.dir=...), or move those files away"
+            )
+
     # ---------------------------------------------------------------- outcome
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)
@@ -159,8 +174,12 @@ class RunDirectory:
     def record_failure(self, error: str, identity: RunIdentity | None) -> None:
         """A failed run before training: recorded only where nothing would be overwritten."""
         try:
-            if self.holds_a_run() or self.summary_path.exists():
+            if self.holds_a_run() or os.path.lexists(self.summary_path):
                 return
+            if not self.identity_path.is_file() and any(
+                os.path.lexists(self.path / name) for name in CONTRACT_FILES
+            ):
+                return  # another run's or tool's files: add nothing beside them
             if identity is not None:
                 write_json_atomic(self.identity_path, asdict(identity))
             self.write_summary({"status": "failed", "steps": 0, "error": error})
@@ -172,14 +191,32 @@ def ensure_writable(path: Path) -> None:
     """Create ``path`` if needed and prove it writable, or raise one UserError."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test-", dir=path)  # O_EXCL: nothing followed
+        os.close(fd)
+        os.unlink(probe)
     except OSError as error:
         raise UserError(
             f"cannot write to the run directory {path} ({error.strerror or error}); pick a "
             "writable one with hydra.run.dir=... (or hydra.sweep.dir=... with -m)"
         ) from error
+
+
+@contextmanager
+def _lock_file(path: Path) -> Iterator[int]:
+    """The lock file's descriptor, opened without following a symlink or truncating."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        raise UserError(
+            f"cannot open the lock file {path} ({error.strerror or error}): it must be a plain "
+            "file (a symlink there is never followed); remove it and rerun"
+        ) from error
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{path} is not a plain file; remove it and rerun")
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -29,9 +30,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 
+from yfbench import sweep_signals
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
-from yfbench.engine import checkpoint, environment
+from yfbench.engine import checkpoint, environment, provenance
 from yfbench.engine.clock import WallClock
 from yfbench.engine.device import autocast, check_precision
 from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
@@ -53,8 +55,10 @@ from yfbench.engine.progress import LongRunOnCpu, ProgressBar
 from yfbench.engine.run_dir import RunDirectory, identity_of, write_error
 from yfbench.engine.run_state import RunState
 from yfbench.engine.staleness import StaleGradients
+from yfbench.engine.threads import set_threads
 from yfbench.engine.train_records import TrainRecords
 from yfbench.errors import UserError
+from yfbench.fingerprint import file_fingerprint
 from yfbench.run_contract import RunIdentity
 from yfbench.seeding import seed_global
 from yfbench.sinks import MetricsPosition, Sinks
@@ -161,6 +165,7 @@ class Trainer:
         self.state = RunState()
         self.parts: Parts | None = None
         self.sinks: Sinks | None = None  # rank 0's, once the run is resumed or started
+        self.provenance: dict[str, Any] | None = None  # threads, device, data, code segments
         self.records = TrainRecords()
         self.clock = WallClock()
         self.bar: ProgressBar | None = None
@@ -171,8 +176,14 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         # A stop signal during set-up (reading data can take minutes) is acted on as soon
         # as set-up ends, so the run is recorded as interrupted (several processes act on
-        # it together, at the loop's first flush).
-        handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        # it together, at the loop's first flush). Only the main thread may install
+        # handlers: a run started from another thread is stopped by its caller.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        handlers = (
+            {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+            if in_main_thread
+            else {}
+        )
         try:
             # ---- 1. set-up: device, task (data + model), optimizer and its hooks --------
             self.parts = parts = self._build()
@@ -184,6 +195,8 @@ class Trainer:
             if self.ranks.is_main:
                 directory = self.directory
                 self.sinks = Sinks.open(self.cfg, directory.path, directory.metrics_path, position)
+            if sweep_signals.stopped():  # the sweep was stopped while this run was set up
+                self._stop_signal = self._stop_signal or "SIGTERM"
             if self._stop_signal and not self.ranks.distributed:
                 self._interrupt(self._stop_signal, "during set-up")
             else:
@@ -249,6 +262,8 @@ class Trainer:
             #    rank holds the same ones); a checkpoint gathers every rank's own state
             if (stop or periodic or last) and not finite_parameters(parts.task.model):
                 raise Diverged(state.step, "the parameters became non-finite")
+            if last and not stop:
+                parts.watch.check_end(state.step)
             if stop or periodic:
                 self._save(parts)
             if stop:
@@ -261,8 +276,7 @@ class Trainer:
         """Device, task, model, optimizer, scaler and simulators, in that order."""
         cfg, trainer = self.cfg, self.trainer
         device = self.ranks.device(trainer.device)
-        if trainer.threads:
-            torch.set_num_threads(trainer.threads)
+        set_threads(trainer.threads)
         # Process-wide, so set either way: a run's numerics follow its own config.
         if not torch.set_flush_denormal(trainer.flush_denormal) and trainer.flush_denormal:
             log.warning("trainer.flush_denormal: this CPU cannot flush subnormals; ignored")
@@ -312,9 +326,13 @@ class Trainer:
         path = self.directory.checkpoint_path
         # SYNC POINT (several processes): rank 0 reads and checks it, every rank restores it.
         found = self.ranks.broadcast(self._read_checkpoint() if self.ranks.is_main else None)
+        session = provenance.Provenance.of(parts.device, parts.task.data_source)
         if found is None:
+            self.provenance = provenance.start(session)
             return None
         payload, position = found
+        step = int(payload["run_state"]["step"])
+        self.provenance = provenance.resume(payload.get("provenance"), session, step, path)
         payload = checkpoint.for_rank(payload, path, self.ranks.rank, self.ranks.world_size)
         try:
             parts.load_state_dict(payload)
@@ -397,7 +415,11 @@ class Trainer:
         # The optimizer's evaluation point is what is saved; the payload holds live tensors,
         # so it is written before the optimizer goes back to train mode.
         with eval_mode(parts.task.model, parts.optimizer):
-            payload = {**parts.state_dict(), "run_state": run_state}
+            payload = {
+                **parts.state_dict(),
+                "run_state": run_state,
+                "provenance": provenance.up_to(self.provenance, self.state.step),
+            }
             # SYNC POINT (several processes): every rank's own state, gathered on rank 0.
             every_rank = self.ranks.gather({key: payload[key] for key in checkpoint.PER_RANK})
             if self.ranks.is_main:
@@ -462,6 +484,11 @@ class Trainer:
             "target_metric": parts.task.target_metric if parts else None,
             "device": environment.describe_device(parts.device) if parts else None,
             "git": environment.git_state(),
+            "provenance": provenance.up_to(self.provenance, self.state.step)
+            if self.provenance
+            else None,
+            # What the analysis verifies metrics.jsonl against (records, last step, sha256).
+            "metrics_file": file_fingerprint(self.directory.metrics_path) if self.sinks else None,
             "versions": environment.versions(),
             "command": environment.command_line(),
         }

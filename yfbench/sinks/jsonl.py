@@ -8,8 +8,10 @@ prefix before it cuts the records written after the checkpoint.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,8 @@ class JsonlSink:
         position = resume_from or MetricsPosition()
         if resume_from is not None:
             verify_prefix(self.path, resume_from)
-        self._file = open(self.path, "ab")  # closed in close()
-        os.truncate(self.path, position.bytes)  # drop records newer than the checkpoint
+        self._file = _open_plain(self.path)
+        self._file.truncate(position.bytes)  # drop records newer than the checkpoint
         self._file.seek(position.bytes)
         self._records = position.records
         self._hash = _hash_of(self.path, position.bytes) if resume_from else hashlib.sha256()
@@ -64,6 +66,19 @@ class JsonlSink:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _open_plain(path: Path) -> io.BufferedWriter:
+    """``path`` for writing, never through a symlink and only if it is a plain file."""
+    fix = "it must be the run's own plain file: move it away and rerun"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        raise UserError(f"cannot open {path} for writing ({error.strerror}); {fix}") from error
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path} is not a plain file; {fix}")
+    return open(fd, "wb")  # closed in JsonlSink.close()
 
 
 def verify_prefix(path: Path, position: MetricsPosition) -> None:
