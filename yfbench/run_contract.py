@@ -83,8 +83,8 @@ def read_json_object(path: Path, fix: str) -> dict[str, Any]:
         value = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(
-            f"cannot read {path} ({error}); it may be truncated (a run killed while writing "
-            f"it) or edited: {fix}"
+            f"cannot read {path} ({error}): it was cut or edited (a run killed while writing "
+            f"it leaves it truncated); {fix}"
         ) from error
     if not isinstance(value, dict):
         raise DataError(f"{path} is not a JSON object (it was edited); {fix}")
