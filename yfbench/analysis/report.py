@@ -15,55 +15,60 @@ from typing import Any
 
 import pandas as pd
 
+from yfbench.analysis import best_baseline, clipping, fixed_budget, hyperparams, validation
+from yfbench.analysis.bundle import BASELINE, Bundle, build
+from yfbench.analysis.differences import differences_section
+from yfbench.analysis.findings import findings, write_findings
 from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
-from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, seed_correlations
-from yfbench.analysis.speedup import (
-    GROUP_KEYS,
-    HEADLINE,
-    MIN_SEEDS_FOR_RANGE,
-    Comparison,
-    compare_all,
-    summary_frame,
-)
+from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, NULL_LEVEL, seed_correlations
+from yfbench.analysis.speedup import GROUP_KEYS, MIN_SEEDS_FOR_RANGE, NOT_MEANINGFUL
 from yfbench.analysis.tables import (
     DASH,
     bound_text,
     display_curve,
     markdown_table,
+    reverse_text,
     runs_note,
     speedup_cell,
     times,
 )
-from yfbench.errors import UserError
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
-BASELINE = "adam"
-EXTRA_PAIRS = [("yellowfin", "momentum_sgd")]
 # How the suite's optimizers are written in sentences; others keep their config name.
 NAMES = {"adam": "Adam", "yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "sgd": "SGD"}
 
 DEFINITION = f"""\
 **How speedups are measured.** The training loss is smoothed with a uniform moving
 average of W iterations (W is the runs' `analysis.window`, shown per table). Tuned = the
-grid point with the lowest seed-mean of each seed's minimum smoothed loss over the seeds
-every grid point has (seed 1 under the two-stage protocol), among grid points whose runs
-all completed. Tuned method and tuned baseline are paired by seed
-number; per seed, the target L* is the baseline's lowest smoothed loss, T_baseline the
-first iteration it reaches L* and T_method the first iteration the method does. Two
-conventions, both shown:
+grid point with the lowest seed-mean of each seed's minimum smoothed loss over the
+*tuning seeds* (the seeds every grid point has: seed 1 under the two-stage protocol),
+among grid points whose runs all completed. Every reported number uses only *evaluation
+seeds*, the seeds both tuned points ran minus the tuning seeds, for every optimizer,
+YellowFin included, paired by seed ("2 evaluation seeds (2,3)" in the tables), so no
+baseline profits from a winner's curse that untuned YellowFin cannot have. A scale with
+no evaluation seed yet shows its tuning-seed numbers labelled *provisional*. Per seed,
+the target L* is the baseline's lowest smoothed loss, T_baseline the first iteration it
+reaches L* and T_method the first iteration the method does. Two conventions:
 
 - **paper convention**, used for every number next to a paper number: the authors'
   plotting code, `argmin(adam_s) / argmax(method_s < min(adam_s))` on indices into the
-  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`;
+  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`; a
+  value whose T − W is below {NOT_MEANINGFUL}·W divides by a sliver of the window and is
+  marked *not meaningful*;
 - **T/T**: T_baseline/T_method in iterations, reached at `<=`.
 
 A cell is the median over the seeds that reached L*, with "k/n reached"; a range (min–max
 over those seeds) only when at least {MIN_SEEDS_FOR_RANGE} reached. A seed that did not
-reach L* within its run is a bound, never a zero, and stays out of the median: its
-speedup is below the ratio with T_end, its last logged iteration, in place of T_method
-("< 0.94x"). Diverged and failed runs are counted per row. The speedup curve repeats
-this for easier targets: the baseline's best smoothed loss by 25/50/75/100% of its run.
+reach L* is never a zero: it has a bound (its speedup is below the ratio with T_end, its
+last iteration, in place of T_method: "< 0.94x") and a number, the **reverse measure**:
+the iterations the baseline needs to first reach the method's own lowest smoothed loss
+over the iterations the method needed to reach it ("reverse 0.67x": the baseline gets
+there in 0.67 of the method's iterations). The speedup curve repeats this for easier
+targets: the baseline's best smoothed loss by 25/50/75/100% of its run. Beside each
+speedup, the **fixed-budget** table gives the paired (same seed) difference of smoothed
+training loss, method minus baseline, at 25/50/75/100% of the run: the mean over seeds
+with a 95% Student t interval (wide with 2–3 seeds; an interval holding 0 is a tie).
 """
 
 
@@ -75,37 +80,30 @@ def name(optimizer: str) -> str:
     return NAMES.get(optimizer, optimizer)
 
 
-def our_comparisons(
-    frame: pd.DataFrame, window: int | None = None
-) -> tuple[list[Comparison], list[str]]:
-    """Comparisons of every (task, scale, setting) that can be computed; a problem line for
-    each other."""
-    comparisons, problems = [], []
-    for _, group in frame.groupby(GROUP_KEYS, sort=True):
-        try:
-            comparisons += compare_all(group, BASELINE, EXTRA_PAIRS, window)
-        except UserError as error:  # its message names the task, scale and setting
-            problems.append(str(error))
-    return comparisons, problems
-
-
-def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
-    """Write the paper-vs-ours Markdown page to ``out`` and return its path."""
+def write_report(
+    runs_dir: Path, out: Path, window: int | None = None, readme: Path | None = None
+) -> Path:
+    """Write the paper-vs-ours Markdown page to ``out`` (and, with ``readme``, the
+    findings block of that file) and return the page's path."""
     out = Path(out)
     paper = paper_numbers()
     has_runs = Path(runs_dir).is_dir() and bool(find_run_dirs([runs_dir]))
     frame = load_runs([runs_dir]) if has_runs else pd.DataFrame()
-    comparisons, problems = our_comparisons(frame, window) if has_runs else ([], [])
-    curve = summary_frame(comparisons)
-    ours = curve[curve["fraction"] == HEADLINE] if not curve.empty else curve
+    bundle = build(frame, window) if has_runs else Bundle()
+    seeds = seed_correlations(frame).dropna(subset=["r_median"]) if has_runs else pd.DataFrame()
     runs = runs_table(frame) if has_runs else pd.DataFrame()
+    command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
+    found = findings(bundle, paper, seeds)
     lines = [
         "# Results: the paper vs yfbench",
         "",
-        f"Generated by `python -m yfbench.analysis report --runs {runs_dir} --out {out}` "
-        "from the run directories; do not edit by hand. The paper's numbers come from "
-        f"`yfbench/analysis/paper_numbers.json` ({paper['source']}); the paper's speedup: "
-        f"{paper['definition']}.",
+        f"Generated by `{command}` from the run directories; do not edit by hand. The "
+        "paper's numbers come from `yfbench/analysis/paper_numbers.json` "
+        f"({paper['source']}); the paper's speedup: {paper['definition']}.",
+        "",
+        "## What we found",
+        "",
+        *(found or ["No runs found yet."]),
         "",
         DEFINITION,
         "Headline claims of the paper:",
@@ -115,25 +113,33 @@ def write_report(runs_dir: Path, out: Path, window: int | None = None) -> Path:
         f"- {h['claim']}: {h['value']}x. Source: {h['source']}; confidence: {h['confidence']}."
         for h in paper["headline"]
     ]
-    lines += ["", "## Speedup over tuned Adam", ""]
+    lines += [""] + _momentum_section(bundle)
+    lines += ["## Speedup over tuned Adam", ""]
     if not has_runs:
         lines += [f"No runs found under `{runs_dir}` yet; only the paper's numbers are shown.", ""]
+    ours = bundle.headline
     vs_adam = ours[ours["baseline"] == BASELINE] if not ours.empty else ours
     lines += [markdown_table(_comparison_rows(paper, vs_adam, runs, out))]
     if not vs_adam.empty:
         lines += ["In words (paper convention):", ""]
         lines += [f"- {sentence(row, paper)}" for _, row in vs_adam.iterrows()] + [""]
-    lines += _extra_pairs_section(ours)
-    lines += _curve_section(curve)
+    lines += _budget_section(bundle, BASELINE) + _curve_section(bundle.curve)
+    lines += _best_adam_section(bundle) + _validation_section(bundle)
+    lines += _hyperparams_section(bundle, out) + _clipping_section(bundle)
     if has_runs:
-        lines += _protocol_section(frame) + _differences_section(runs) + _seeds_section(frame)
-    if problems:
-        lines += ["## Not computed", ""] + [f"- {p}" for p in problems] + [""]
+        lines += differences_section(runs, frame, paper)
+        lines += _protocol_section(frame) + _seeds_section(seeds)
+    if bundle.problems:
+        lines += ["## Not computed", ""] + [f"- {p}" for p in bundle.problems] + [""]
     if not runs.empty:
         lines += ["## Runs", "", markdown_table(_run_counts(runs))]
     lines += _synthetic_section(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n")
+    if readme is not None:
+        link = os.path.relpath(out, Path(readme).parent)
+        details = f"Details and every table: [{link}]({link})."
+        write_findings(Path(readme), [*found, "", details], command)
     return out
 
 
@@ -203,9 +209,13 @@ def sentence(row: pd.Series, paper: dict[str, Any]) -> str:
     target = f"tuned {name(row['baseline'])}'s lowest smoothed training loss"
     if n == 0:
         return f"{where}: no seed of {method} pairs with one of the baseline ({row['note']})."
+    where += f", {row['seeds_used']}"
     median, bound = row["speedup_paper"], row["bound_paper"]
     if k == 0:
-        text = f"{method} does not reach {target} in {n}/{n} seeds (speedup {bound_text(bound)})."
+        reverse = reverse_text(row, "paper")
+        text = f"{method} does not reach {target} in {n}/{n} seeds (speedup {bound_text(bound)}"
+        text += f"; {reverse}: {name(row['baseline'])} reaches {method}'s own best loss in "
+        text += f"{times(row['reverse_paper'])} of {method}'s iterations)." if reverse else ")."
     elif k == n:
         pace = "faster" if median > 1 else "slower" if median < 1 else "as fast"
         text = (
@@ -214,9 +224,10 @@ def sentence(row: pd.Series, paper: dict[str, Any]) -> str:
         )
     else:
         others = "the other seed" if n - k == 1 else f"the other {n - k} seeds"
+        reverse = reverse_text(row, "paper")
         text = (
             f"{method} reaches {target} in {k}/{n} seeds, median speedup {times(median)} "
-            f"over those; {others}: {bound_text(bound)}."
+            f"over those; {others}: {bound_text(bound)}" + (f", {reverse}." if reverse else ".")
         )
     return (
         f"{where}: {text}{_versus_paper(row, _paper_value(paper, row['task'], row['optimizer']))}"
@@ -238,7 +249,9 @@ def _versus_paper(row: pd.Series, value: dict[str, Any] | None) -> str:
     return text + "."
 
 
-def _extra_pairs_section(ours: pd.DataFrame) -> list[str]:
+def _momentum_section(bundle: Bundle) -> list[str]:
+    """YellowFin (and any other method) against tuned momentum SGD: speedup, fixed budget."""
+    ours = bundle.headline
     if ours.empty:
         return []
     extra = ours[ours["baseline"] != BASELINE]
@@ -250,18 +263,53 @@ def _extra_pairs_section(ours: pd.DataFrame) -> list[str]:
                 row["scale"],
                 row["setting"],
                 str(row["window"]),
-                row["best_hparams"],
                 row["baseline_hparams"],
+                row["seeds_used"],
                 speedup_cell(row, "paper"),
                 speedup_cell(row, "tt"),
             ]
             for _, row in table.iterrows()
         ]
-        headers = ["task", "scale", "setting", "window", "hyperparameters"]
-        headers += ["baseline hyperparameters", "paper convention", "T/T"]
-        lines += [f"## {name(method)} over tuned {name(base)}", ""]
+        headers = ["task", "scale", "setting", "window", f"{name(base)} hyperparameters"]
+        headers += ["seeds", "paper convention", "T/T"]
+        lines += [f"## {name(method)} against tuned {name(base)}", ""]
         lines += [markdown_table(pd.DataFrame(rows, columns=headers))]
+        lines += fixed_budget.section(
+            bundle.fixed_budget[bundle.fixed_budget["optimizer"] == method]
+            if not bundle.fixed_budget.empty
+            else bundle.fixed_budget,
+            f"Fixed budget: {name(method)} minus tuned {name(base)}",
+            [base],
+        )
     return lines
+
+
+def _budget_section(bundle: Bundle, baseline: str) -> list[str]:
+    return fixed_budget.section(
+        bundle.fixed_budget, f"Fixed budget: each method minus tuned {name(baseline)}", [baseline]
+    )
+
+
+def _best_adam_section(bundle: Bundle) -> list[str]:
+    return best_baseline.section(bundle.best_baseline)
+
+
+def _validation_section(bundle: Bundle) -> list[str]:
+    return validation.section(bundle.validation)
+
+
+def _clipping_section(bundle: Bundle) -> list[str]:
+    return clipping.section(bundle.clipping)
+
+
+def _hyperparams_section(bundle: Bundle, out: Path) -> list[str]:
+    figures = []
+    for _, key in bundle.hyperparams[GROUP_KEYS].drop_duplicates().iterrows():
+        stem = figure_stem(key["task"], key["scale"], key["setting"])
+        png = out.parent / key["task"] / key["scale"] / f"{stem}_effective_step.png"
+        if png.is_file():
+            figures.append(f"[{stem}]({os.path.relpath(png, out.parent)})")
+    return hyperparams.section(bundle.hyperparams, figures)
 
 
 def _curve_section(curve: pd.DataFrame) -> list[str]:
@@ -311,59 +359,46 @@ def _protocol_section(frame: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def _seeds_section(frame: pd.DataFrame) -> list[str]:
-    """One row per task, scale and setting: the spread of its grid points' median r."""
-    # Runs shorter than the detrending window have no residuals, hence no r.
-    table = seed_correlations(frame).dropna(subset=["r_median"])
+def _seeds_section(table: pd.DataFrame) -> list[str]:
+    """One row per grid point with two or more seeds: r, the circular-shift null and r
+    without the steps around epoch starts."""
     if table.empty:
         return []
     rows = [
         [
-            *key,
-            len(group),
-            f"{group['r_median'].median():+.2f}",
-            f"{group['r_median'].min():+.2f} to {group['r_median'].max():+.2f}",
-            f"±{group['band'].max():.2f}",
+            row["task"],
+            row["scale"],
+            row["setting"],
+            row["optimizer"],
+            row["seeds"],
+            f"{row['r_median']:+.3f}",
+            f"{row['null_low']:+.3f} to {row['null_high']:+.3f}",
+            "beyond" if row["beyond_null"] else "inside",
+            f"{row['r_no_epoch_starts']:+.3f}",
+            f"{int(row['steps_per_epoch'])}" if pd.notna(row["steps_per_epoch"]) else DASH,
         ]
-        for key, group in table.groupby(GROUP_KEYS, sort=True)
+        for _, row in table.iterrows()
     ]
-    headers = [*GROUP_KEYS, "grid points", "median r", "range", "±2/√steps"]
+    headers = ["task", "scale", "setting", "optimizer (tuned point)", "seeds", "median r"]
+    headers += [f"null ({NULL_LEVEL:.0%})", "r vs null", "r without epoch starts", "epoch"]
     return [
         "## Seed independence",
         "",
         "Pearson r between seeds of the per-step training loss minus its centred moving "
         f"average ({DETREND_WINDOW} steps), leaving out the first {EARLY_FRACTION:.0%} of each "
-        "run (the fast early fall, whose common shape is not shared noise): median over "
-        "seed pairs per grid point with two or more seeds, then median and range over "
-        "those grid points (per grid point: "
-        "`python -m yfbench.analysis seeds RUN_DIRS`). Independent seeds give r near 0, "
-        "within about ±2/√steps; r near 1 means the seeds see the same noise (e.g. the same "
-        "batches in the same order), so their spread understates run-to-run variation.",
+        "run (the fast early fall): median over seed pairs, per grid point with two or more "
+        "seeds (`python -m yfbench.analysis seeds RUN_DIRS`). The band for independent seeds "
+        "is a circular-shift null: the same median r with one seed's residuals shifted "
+        "against the other's by 200 offsets (each longer than the detrending window), which "
+        "keeps each series' autocorrelation and breaks any step-locked relation; the central "
+        f"{NULL_LEVEL:.0%} of those values is the band. The language models reset their LSTM "
+        "state at every epoch start, at the same steps in every seed: the loss jumps there "
+        "in every seed, which raises r without any shared data. The last column leaves out "
+        "the steps within half a detrending window of an epoch start: where r falls back "
+        "inside the band, the excess came from the resets, not from shared batches.",
         "",
         markdown_table(pd.DataFrame(rows, columns=headers)),
-        _seeds_verdict(table),
-        "",
     ]
-
-
-def _seeds_verdict(table: pd.DataFrame) -> str:
-    """Which tasks' seeds share noise, as counts of grid points beyond the rough band."""
-    beyond = table["r_median"].abs() > table["band"]
-    if not beyond.any():
-        return (
-            "No grid point's seeds correlate beyond ±2/√steps: the seeds behave as "
-            "independent replicates."
-        )
-    counts = [
-        f"{task} {int(flags.sum())}/{len(flags)}"
-        for task, flags in beyond.groupby(table["task"], sort=True)
-        if flags.any()
-    ]
-    return (
-        "Grid points whose seeds correlate beyond ±2/√steps: " + ", ".join(counts) + ". "
-        "Their seeds share part of their noise and count as fewer independent replicates "
-        "than their number."
-    )
 
 
 def _plot_links(root: Path, task: str, scale: str, setting: str) -> str:
@@ -386,37 +421,6 @@ def _commits(group: pd.DataFrame) -> str:
         dirty = " (dirty)" if runs["git_dirty"].fillna(False).astype(bool).any() else ""
         commits.append(f"{str(commit)[:7]}{dirty}")
     return ", ".join(commits) or DASH
-
-
-def _differences_section(runs: pd.DataFrame) -> list[str]:
-    """What makes our runs differ from the paper's, read from the runs' own records."""
-    lines = []
-    for (task, scale), group in runs.groupby(["task", "scale"], sort=True):
-        steps = group["max_steps"].dropna().unique()
-        paper_steps = group["paper_max_steps"].dropna().unique()
-        windows = group["window"].dropna().unique()
-        if len(steps) != 1 or len(paper_steps) != 1:
-            continue
-        share = float(steps[0]) / float(paper_steps[0])
-        text = (
-            f"- {task} ({scale}): runs of {int(steps[0]):,} iterations, {share:.0%} of the "
-            f"paper's {int(paper_steps[0]):,}"
-        )
-        if len(windows) == 1:
-            text += f"; smoothing window {int(windows[0])} (the paper's: 500)"
-        sources = sorted({str(d) for d in group["data_source"].dropna()})
-        if sources:
-            text += f"; data: {', '.join(sources)}"
-        lines.append(text + ".")
-    if not lines:
-        return []
-    intro = (
-        "Why our numbers may differ from the paper's: a shorter run puts the target (tuned "
-        "Adam's best smoothed loss) earlier in training, where the speedup curve shows "
-        "whether a method gains or loses, and smaller models, vocabularies or data copies "
-        "change the problem (conf/task_scale/ says what each scale changes)."
-    )
-    return ["## Our runs against the paper's", "", intro, "", *lines, ""]
 
 
 def _run_counts(runs: pd.DataFrame) -> pd.DataFrame:

@@ -25,11 +25,24 @@ where the method's smoothed loss reaches L*, in two conventions:
 
 A seed whose method never reaches L* is a bound, never a zero: its speedup is below the
 ratio with T_end, the method run's last logged iteration, in place of T_method (no
-bound, i.e. infinity, in the paper convention when T_end <= W).
+bound, i.e. infinity, in the paper convention when T_end <= W). It also gets a number,
+the *reverse measure*: with L_m the method's own lowest smoothed loss, first reached at
+T_m*, and T_b' the baseline's first iteration at L_m (same convention), the ratio
+T_b'/T_m* (paper: (T_b' - W)/(T_m* - W)): how much faster the baseline reaches the
+best the method ever did ("0.67x" rather than only "< 0.91x").
+
+A paper-convention value is *not meaningful* when its denominator T - W is below
+``NOT_MEANINGFUL`` x W: the ratio then divides by a sliver of the window (WSJ's "30.16x"
+at the 25% rung had T - W = 8 iterations for W = 50).
 
 Aggregate, per convention: the median over the seeds that reached the target, with
-"k/n reached"; a range (min-max over the reaching seeds) only when k >= 3; and the
-largest bound of the seeds that did not reach it (every such seed is below it).
+"k/n reached"; a range (min-max over the reaching seeds) only when k >= 3; the
+largest bound of the seeds that did not reach it (every such seed is below it) and the
+median reverse measure of those seeds.
+
+Seeds. Only evaluation seeds are timed (:mod:`yfbench.analysis.protocol`): the seeds
+both tuned points ran minus the tuning seeds that chose them; with none, the tuning
+seeds, labelled provisional.
 
 Speedup curve. The single end-of-run target is censored by the run length, so each
 comparison is also timed on a ladder of targets: rung f (default 25/50/75/100%) is the
@@ -46,6 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.protocol import SeedPlan, evaluation_plan, tuning_seeds
 from yfbench.analysis.runs import HPARAM_PREFIX, format_value
 from yfbench.errors import UserError
 
@@ -60,6 +74,9 @@ MIN_SEEDS_FOR_RANGE = 3
 # Slack for fraction * last_step, so that e.g. 0.29 * 100 still admits iteration 29.
 CUT_SLACK = 1e-9
 GROUP_KEYS = ["task", "scale", "setting"]
+# A paper-convention ratio whose denominator T - W is below this share of W divides by a
+# sliver of the smoothing window: it is shown, marked not meaningful.
+NOT_MEANINGFUL = 0.5
 
 
 def smooth(steps: np.ndarray, losses: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +148,10 @@ def time_seed(base: Curve, method: Curve, fraction: float, window: int) -> dict[
         "T_baseline": t_base,
         "T_end": method.last_step,
     }
+    own_best = method.best()
     for convention in CONVENTIONS:
-        t_method = method.first_reach(target, strict=convention == "paper")
+        strict = convention == "paper"
+        t_method = method.first_reach(target, strict=strict)
         reached = t_method is not None
         row[f"T_method_{convention}"] = t_method if reached else math.nan
         row[f"speedup_{convention}"] = (
@@ -141,6 +160,14 @@ def time_seed(base: Curve, method: Curve, fraction: float, window: int) -> dict[
         row[f"bound_{convention}"] = (
             math.nan if reached else ratio(convention, t_base, method.last_step, window)
         )
+        reverse = math.nan
+        if not reached and own_best is not None:
+            t_base_reverse = base.first_reach(own_best[1], strict=strict)
+            if t_base_reverse is not None:
+                reverse = ratio(convention, t_base_reverse, own_best[0], window)
+        row[f"reverse_{convention}"] = reverse
+        denominator = (t_method if reached else own_best[0] if own_best else math.nan) - window
+        row[f"not_meaningful_{convention}"] = strict and denominator < NOT_MEANINGFUL * window
     return row
 
 
@@ -161,6 +188,10 @@ def aggregate(rows: Sequence[dict[str, float]]) -> dict[str, float]:
         out[f"low_{c}"] = min(values) if ranged else math.nan
         out[f"high_{c}"] = max(values) if ranged else math.nan
         out[f"bound_{c}"] = max(bounds) if bounds else math.nan
+        reverse = [r.get(f"reverse_{c}", math.nan) for r in rows if math.isnan(r[f"speedup_{c}"])]
+        reverse = [v for v in reverse if not math.isnan(v)]
+        out[f"reverse_{c}"] = float(np.median(reverse)) if reverse else math.nan
+        out[f"not_meaningful_{c}"] = sum(bool(r.get(f"not_meaningful_{c}")) for r in rows)
     return out
 
 
@@ -236,8 +267,9 @@ def _present(value: object) -> bool:
 def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, str]:
     """The optimizer's grid point with the lowest score, and a note on how it was chosen.
 
-    Scores use the seeds every candidate has: under the two-stage protocol (every grid
-    point with seed 1, then more seeds at the tuned points) the choice stays the one
+    Scores use the tuning seeds (:func:`~yfbench.analysis.protocol.tuning_seeds`): under
+    the two-stage protocol (every grid point with seed 1, then more seeds at the tuned
+    points) the choice stays the one
     seed 1 made, instead of pitting a 3-seed mean against single seeds. A grid point with
     a diverged, failed or unfinished run is a candidate only when no grid point of that
     optimizer completed all its seeds. Ties: the first in ``points``.
@@ -250,7 +282,9 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     candidates = completed or own
     if not candidates:
         return None, "no run has a smoothed loss (all failed, or shorter than the window)"
-    common = set.intersection(*(set(p.curves) for p in candidates))
+    # The group's tuning seeds (every grid point of every optimizer has them), else the
+    # seeds this optimizer's candidates share.
+    common = set(tuning_seeds(points)) or set.intersection(*(set(p.curves) for p in candidates))
     if common and any(set(p.curves) != common for p in candidates):
         chosen = ", ".join(str(s) for s in sorted(common))
         note = "; ".join(
@@ -304,6 +338,9 @@ class Comparison:
     info: dict[str, object]
     rows: list[dict[str, object]]
     ladder: tuple[float, ...]
+    method_point: GridPoint | None = None
+    base_point: GridPoint | None = None
+    plan: SeedPlan | None = None
 
 
 def compare_all(
@@ -379,25 +416,30 @@ def _compare(
         "failed": sum(s not in (COMPLETED, DIVERGED) for s in statuses),
     }
     rows: list[dict[str, object]] = []
+    plan = None
     if best_method is not None and best_base is not None:
-        rows, pair_notes = _time_pairs(best_method, best_base, int(identity["window"]), ladder)
+        plan = evaluation_plan(best_method, best_base, tuning_seeds(points))
+        rows, pair_notes = _time_pairs(
+            best_method, best_base, int(identity["window"]), ladder, plan
+        )
         notes += pair_notes
+    info["seeds_used"] = plan.label if plan else ""
+    info["provisional"] = bool(plan and plan.provisional)
     info["note"] = "; ".join(n for n in notes if n)
-    return Comparison(info, rows, ladder)
+    return Comparison(info, rows, ladder, best_method, best_base, plan)
 
 
 def _time_pairs(
-    method: GridPoint, base: GridPoint, window: int, ladder: tuple[float, ...]
+    method: GridPoint, base: GridPoint, window: int, ladder: tuple[float, ...], plan: SeedPlan
 ) -> tuple[list[dict[str, object]], list[str]]:
-    """Timings of every seed both tuned points ran, at every rung, and notes on the rest."""
-    common = sorted(set(method.curves) & set(base.curves))
+    """Timings of the plan's seeds at every rung, and notes on unpaired seeds."""
     notes = []
     for point, other in ((base, method), (method, base)):
-        alone = sorted(set(point.curves) - set(other.curves))
+        alone = sorted(set(point.curves) - set(other.curves) - set(plan.tuning))
         if alone:
             notes.append(f"{point.optimizer} seeds {_seeds(alone)} unpaired")
     rows = []
-    for seed in common:
+    for seed in plan.used:
         for fraction in ladder:
             timing = time_seed(base.curves[seed], method.curves[seed], fraction, window)
             if timing is None:
@@ -421,7 +463,7 @@ def _seeds(seeds: list[int]) -> str:
 
 def seeds_frame(comparisons: Sequence[Comparison], fraction: float | None = None) -> pd.DataFrame:
     """One row per seed pair (and rung, or only rung ``fraction``) of every comparison."""
-    keys = ["task", "scale", "setting", "window", "optimizer", "hparams", "baseline"]
+    keys = ["task", "scale", "setting", "window", "optimizer", "hparams", "baseline", "seeds_used"]
     rows = [
         {**{k: c.info[k] for k in keys}, **row}
         for c in comparisons
