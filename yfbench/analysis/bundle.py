@@ -75,7 +75,7 @@ def build(
             continue
         bundle.comparisons += _comparisons(group, size, baseline, pairs, bundle.problems)
         grids[key] = points
-        chosen = {p.optimizer: tuned(points, p.optimizer)[0] for p in points}
+        chosen = {name: tuned(points, name)[0] for name in sorted({p.optimizer for p in points})}
         chosen = {name: point for name, point in chosen.items() if point is not None}
         validation += validation_rows(group, points, chosen)
         hyper += hyperparams_rows(group, points, chosen, size)

@@ -115,7 +115,8 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
         others = group.drop(losses.index)
         if not others.empty:
             lines.append(
-                f"YellowFin against tuned momentum SGD elsewhere at the {scale} scale: "
+                f"YellowFin against tuned momentum SGD{' elsewhere' if not losses.empty else ''}"
+                f" at the {scale} scale{provisional}: "
                 + "; ".join(_row_line(bundle, paper, r) for _, r in others.iterrows())
                 + "."
             )

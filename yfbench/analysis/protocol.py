@@ -39,11 +39,9 @@ class SeedPlan:
         """``3 evaluation seeds (2,3,4)`` or ``provisional: tuning seed 1 only``."""
         if not self.used:
             return "no common seeds"
-        seeds = seed_list(self.used)
+        seeds, noun = seed_list(self.used), "seed" if len(self.used) == 1 else "seeds"
         if self.provisional:
-            noun = "seed" if len(self.used) == 1 else "seeds"
             return f"provisional: tuning {noun} {seeds} only (no evaluation seed yet)"
-        noun = "seed" if len(self.used) == 1 else "seeds"
         return f"{len(self.used)} evaluation {noun} ({seeds})"
 
 
