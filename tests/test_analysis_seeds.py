@@ -79,3 +79,56 @@ def test_the_early_fall_shared_by_every_seed_is_not_counted_as_shared_noise(tmp_
     row = seed_correlations(load_runs([tmp_path]), window=3).iloc[0]
     assert row["steps"] == 180  # steps 20..199 (step 200 has no centred window)
     assert abs(row["r_median"]) < row["band"]
+
+
+def noise_frame(curves: dict[int, np.ndarray], epoch: int) -> pd.DataFrame:
+    """A loaded-frame slice: one grid point, train losses per seed, and valid records that
+    say the epoch length (step / epoch)."""
+    rows = []
+    for seed, losses in curves.items():
+        run = f"run-{seed}"
+        base = {"run_dir": run, "task": "toy", "scale": "mini", "setting": "default"}
+        base |= {"optimizer": "adam", "hparams": "lr=0.1", "seed": seed}
+        rows += [{**base, "split": "train", "step": t, "loss": v} for t, v in enumerate(losses, 1)]
+        rows.append({**base, "split": "valid", "step": epoch, "epoch": 1.0, "loss": 0.0})
+    return pd.DataFrame(rows)
+
+
+def ar1(seed: int, steps: int, phi: float = 0.8) -> np.ndarray:
+    """Autocorrelated noise: the residuals of a detrended loss are like this."""
+    shocks = np.random.default_rng(seed).normal(0.0, 1.0, steps)
+    out = np.zeros(steps)
+    for t in range(1, steps):
+        out[t] = phi * out[t - 1] + shocks[t]
+    return out
+
+
+STEPS_NULL, EPOCH = 3000, 300
+
+
+def test_independent_autocorrelated_seeds_fall_inside_the_circular_shift_null():
+    curves = {s: 5.0 + ar1(s, STEPS_NULL) for s in (1, 2, 3)}
+    row = seed_correlations(noise_frame(curves, EPOCH), window=11).iloc[0]
+    assert row["null_low"] < 0 < row["null_high"]
+    assert not row["beyond_null"]
+    # The shift null is wider than the i.i.d. rule's +-2/sqrt(n) would be for the median.
+    assert row["steps_per_epoch"] == EPOCH
+
+
+def test_shared_noise_is_beyond_the_null():
+    shared = ar1(99, STEPS_NULL)
+    curves = {s: 5.0 + shared + 0.3 * ar1(s, STEPS_NULL) for s in (1, 2, 3)}
+    row = seed_correlations(noise_frame(curves, EPOCH), window=11).iloc[0]
+    assert row["r_median"] > 0.8 and row["beyond_null"]
+    assert row["r_no_epoch_starts"] > 0.8  # not an epoch-start effect
+
+
+def test_shared_epoch_start_jumps_raise_r_and_leaving_them_out_removes_it():
+    # Every seed's loss jumps by 3 for the first 5 steps of each epoch (the LSTM state
+    # reset), at the same steps in every seed; otherwise independent noise.
+    steps = np.arange(1, STEPS_NULL + 1)
+    jump = np.where((steps - 1) % EPOCH < 5, 3.0, 0.0)
+    curves = {s: 5.0 + jump + ar1(s, STEPS_NULL) for s in (1, 2, 3)}
+    row = seed_correlations(noise_frame(curves, EPOCH), window=11).iloc[0]
+    assert row["beyond_null"] and row["r_median"] > row["null_high"]
+    assert row["null_low"] <= row["r_no_epoch_starts"] <= row["null_high"]

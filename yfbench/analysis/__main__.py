@@ -1,4 +1,5 @@
-"""Command line: ``python -m yfbench.analysis {speedup,plot,seeds,synthetic,report} ...``.
+"""Command line: ``python -m yfbench.analysis {speedup,plot,seeds,tuned,tables,synthetic,
+report} ...``.
 
 Bad input (missing or damaged run files, mixed windows, no baseline) ends with exit
 status 2 and one line that names the file and what to do, never a traceback.
@@ -90,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runs(tuned)
 
+    tables = commands.add_parser(
+        "tables",
+        help="fixed-budget, best-Adam-per-target, validation, YellowFin hyperparameter and "
+        "clip-binding tables (CSV + Markdown)",
+    )
+    _add_runs(tables)
+    tables.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder: writes fixed_budget, best_adam, validation, hyperparams and clipping "
+        ".csv/.md",
+    )
+
     synthetic = commands.add_parser("synthetic", help="the paper's analysis figures (CPU)")
     synthetic.add_argument("--out", type=Path, default=Path("results/synthetic"))
 
@@ -97,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--runs", type=Path, default=Path("results/runs"))
     report.add_argument("--out", type=Path, default=Path("results/README.md"))
     report.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
+    report.add_argument(
+        "--readme",
+        type=Path,
+        help="also write the findings between <!-- findings:start --> and "
+        "<!-- findings:end --> in this file (e.g. README.md)",
+    )
     return parser
 
 
@@ -183,6 +204,17 @@ def run_tuned(args: argparse.Namespace) -> None:
     print(",".join(dict.fromkeys(names)))
 
 
+def run_tables(args: argparse.Namespace) -> None:
+    from yfbench.analysis.bundle import build, write_tables
+    from yfbench.analysis.runs import load_runs
+
+    bundle = build(load_runs(args.run_dirs), args.window)
+    for problem in bundle.problems:
+        print(f"not computed: {problem}", file=sys.stderr)
+    for path in write_tables(bundle, args.out):
+        print(f"wrote {path}")
+
+
 def run_synthetic(args: argparse.Namespace) -> None:
     from yfbench.analysis.synthetic import run_all
 
@@ -193,7 +225,9 @@ def run_synthetic(args: argparse.Namespace) -> None:
 def run_report(args: argparse.Namespace) -> None:
     from yfbench.analysis.report import write_report
 
-    print(f"wrote {write_report(args.runs, args.out, args.window)}")
+    print(f"wrote {write_report(args.runs, args.out, args.window, args.readme)}")
+    if args.readme:
+        print(f"wrote the findings block of {args.readme}")
 
 
 COMMANDS = {
@@ -201,6 +235,7 @@ COMMANDS = {
     "plot": run_plot,
     "seeds": run_seeds,
     "tuned": run_tuned,
+    "tables": run_tables,
     "synthetic": run_synthetic,
     "report": run_report,
 }

@@ -107,11 +107,14 @@ def plot_runs(
     ladder: Iterable[float] = DEFAULT_LADDER,
 ) -> list[Path]:
     """All figures for every (task, scale, setting) in ``frame``; returns the written files."""
+    from yfbench.analysis.hyperparams import plot_effective_step
+
     written: list[Path] = []
     with plt.rc_context(STYLE):
         for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
             size = resolve_window(group, window)
-            best = _tuned_points(group, size)
+            points = grid_points(group, size)
+            best = _tuned_points(group, points)
             base = Path(out_dir) / figure_stem(task, scale, setting)
             title = f"{task} ({scale})" + ("" if setting == DEFAULT_SETTING else f", {setting}")
             written += plot_train_loss(best, size, title, Path(f"{base}_train_loss"))
@@ -120,6 +123,9 @@ def plot_runs(
                 if _has_yellowfin_stats(group, point):
                     stem = Path(f"{base}_{point.optimizer}_hyperparams")
                     written += plot_yellowfin(group, point, title, stem)
+            chosen = {p.optimizer: p for p in best}
+            stem = Path(f"{base}_effective_step")
+            written += plot_effective_step(group, points, chosen, size, title, stem)
             try:
                 comparisons = compare_all(group, baseline, (), size, ladder)
             except UserError as error:
@@ -129,8 +135,7 @@ def plot_runs(
     return written
 
 
-def _tuned_points(group: pd.DataFrame, window: int) -> list[GridPoint]:
-    points = grid_points(group, window)
+def _tuned_points(group: pd.DataFrame, points: list[GridPoint]) -> list[GridPoint]:
     chosen = []
     for name in sorted({p.optimizer for p in points}):
         point, note = tuned(points, name)
@@ -158,7 +163,7 @@ def _seed_band(series: dict[int, pd.Series]) -> pd.DataFrame:
     return _thin(pd.DataFrame(band))
 
 
-def _set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
+def set_log_if_positive(ax: plt.Axes, values: list[np.ndarray]) -> None:
     """Log scale unless a value is <= 0 (e.g. a noisy objective), which log would hide."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     if finite.size and finite.min() > 0:
@@ -185,7 +190,7 @@ def plot_train_loss(points: list[GridPoint], window: int, title: str, stem: Path
         ax.plot(band.index, band["mean"], label=_label(point), **style)
         ax.fill_between(band.index, band["low"], band["high"], color=style["color"], alpha=0.2)
         plotted.append(band.to_numpy().ravel())
-    _set_log_if_positive(ax, plotted)
+    set_log_if_positive(ax, plotted)
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"training loss (moving average, {window} it.)")
     ax.set_title(f"{title}: tuned optimizers")
@@ -255,7 +260,7 @@ def plot_yellowfin(group: pd.DataFrame, point: GridPoint, title: str, stem: Path
     axes[2].plot([], [], color="grey", linestyle="-", label="h_max")
     axes[2].plot([], [], color="grey", linestyle="--", label="h_min")
     for ax, columns in ((axes[0], ["lr"]), (axes[2], ["h_min", "h_max"])):
-        _set_log_if_positive(ax, [train[c].to_numpy(dtype=float) for c in columns])
+        set_log_if_positive(ax, [train[c].to_numpy(dtype=float) for c in columns])
     axes[1].set_ylim(0.0, 1.0)
     axes[2].set_xlabel("iteration")
     axes[0].set_title(f"{title}: {point.optimizer} tuned hyperparameters")

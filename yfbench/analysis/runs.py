@@ -64,10 +64,12 @@ RUN_COLUMNS = [
     "max_steps",
     "paper_max_steps",
     "error",
+    "grad_clip_norm",
     "config_hash",
     "git_commit",
     "git_dirty",
     "torch",
+    "flat_config",
 ]
 
 
@@ -180,10 +182,14 @@ def read_run(run_dir: Path) -> LoadedRun:
         "max_steps": (config.get("trainer") or {}).get("max_steps"),
         "paper_max_steps": _node(config, "task", path).get("paper_max_steps"),
         "error": summary.get("error"),
+        "grad_clip_norm": _node(config, "task", path).get("grad_clip_norm"),
         "config_hash": record.get("config_hash"),
         "git_commit": (summary.get("git") or {}).get("commit"),
         "git_dirty": (summary.get("git") or {}).get("dirty"),
         "torch": (summary.get("versions") or {}).get("torch"),
+        # The whole resolved config, flat ("task.model.num_layers" -> "2"), for the report's
+        # list of differences from the paper's setup.
+        "flat_config": flatten(config),
     }
     info.update({HPARAM_PREFIX + k: v for k, v in optimizer.items() if k != "name"})
     setting = flatten({k: v for k, v in config.items() if k not in NOT_SETTING})

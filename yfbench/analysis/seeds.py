@@ -15,6 +15,22 @@ shape of that fall (every seed's curve bends at about the same step), not shared
 correlates the residuals (on Tiny Shakespeare at the CPU scale it lifted r from about
 +0.04 to +0.12). Reported per grid point with >= 2 seeds: the median over seed pairs,
 and the range.
+
+The null. Residuals are autocorrelated (the moving average leaves slow wiggles), so
++-2/sqrt(n) is too narrow a band for "independent". The band used is a circular-shift
+null: shift one seed's residuals against the other's by ``NULL_SHIFTS`` offsets spread
+over (w, n - w) for w the detrending window (so the shift exceeds the autocorrelation
+length), take the statistic (the median r over pairs) for each shift, and keep the
+central ``NULL_LEVEL`` of those values. A shift keeps each series' autocorrelation and
+breaks any step-locked relation, so r beyond this band means the seeds share something
+tied to the step number.
+
+Epoch starts. The language models reset their LSTM state to zeros at every epoch start,
+at the same steps for every seed (the epoch length does not depend on the seed). The
+loss jumps there in every seed, and those shared jumps raise r (they are step-locked,
+so the null does not contain them) without any shared data. ``r_no_epoch_starts`` is
+the same statistic with the steps within half a detrending window of an epoch start
+left out; where it falls back inside the band, the excess r came from the resets.
 """
 
 from __future__ import annotations
@@ -33,6 +49,9 @@ DETREND_WINDOW = 101
 EARLY_FRACTION = 0.1
 # Fewer common steps than this give no correlation worth printing.
 MIN_STEPS = 10
+# Circular shifts in the null distribution, and the share of it kept as the band.
+NULL_SHIFTS = 200
+NULL_LEVEL = 0.95
 COLUMNS = [
     "task",
     "scale",
@@ -46,6 +65,11 @@ COLUMNS = [
     "r_min",
     "r_max",
     "band",
+    "null_low",
+    "null_high",
+    "beyond_null",
+    "steps_per_epoch",
+    "r_no_epoch_starts",
     "detrend_window",
 ]
 
@@ -61,12 +85,8 @@ def detrend(losses: pd.Series, window: int = DETREND_WINDOW) -> pd.Series:
 
 def correlation(a: pd.Series, b: pd.Series) -> tuple[float, int]:
     """Pearson r of two residual series over their common finite steps, and that count."""
-    both = pd.concat([a, b], axis=1, join="inner").replace([np.inf, -np.inf], np.nan).dropna()
-    n = len(both)
-    x, y = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
-    if n < MIN_STEPS or x.std() == 0 or y.std() == 0:
-        return math.nan, n
-    return float(np.corrcoef(x, y)[0, 1]), n
+    x, y = aligned_pair(a, b)
+    return _pearson(x.to_numpy(), y.to_numpy()), len(x)
 
 
 def seed_correlations(frame: pd.DataFrame, window: int = DETREND_WINDOW) -> pd.DataFrame:
@@ -81,12 +101,78 @@ def seed_correlations(frame: pd.DataFrame, window: int = DETREND_WINDOW) -> pd.D
         }
         if len(residuals) < 2:
             continue
-        pairs = [
-            correlation(residuals[a], residuals[b])
-            for a, b in itertools.combinations(sorted(residuals), 2)
-        ]
-        rows.append(_row(key, sorted(residuals), pairs, window))
+        combos = list(itertools.combinations(sorted(residuals), 2))
+        aligned = [aligned_pair(residuals[a], residuals[b]) for a, b in combos]
+        pairs = [correlation(residuals[a], residuals[b]) for a, b in combos]
+        row = _row(key, sorted(residuals), pairs, window)
+        row["null_low"], row["null_high"] = shift_null(aligned, window)
+        row["beyond_null"] = not row["null_low"] <= row["r_median"] <= row["null_high"]
+        epoch = steps_per_epoch(frame[frame["run_dir"].isin(point["run_dir"].unique())])
+        row["steps_per_epoch"] = epoch
+        row["r_no_epoch_starts"] = _median_r(
+            [_away_from_epoch_starts(x, y, epoch, window) for x, y in aligned]
+        )
+        rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def aligned_pair(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Two residual series on their common finite steps."""
+    both = pd.concat([a, b], axis=1, join="inner").replace([np.inf, -np.inf], np.nan).dropna()
+    return both.iloc[:, 0], both.iloc[:, 1]
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < MIN_STEPS or x.std() == 0 or y.std() == 0:
+        return math.nan
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _median_r(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    values = [r for r in (_pearson(x, y) for x, y in pairs) if not math.isnan(r)]
+    return float(np.median(values)) if values else math.nan
+
+
+def shift_null(aligned: list[tuple[pd.Series, pd.Series]], window: int) -> tuple[float, float]:
+    """The central ``NULL_LEVEL`` of the median r over pairs when the second series of
+    every pair is circularly shifted by the same share of its length (shares spread so
+    that every shift lies in (window, n - window)); NaNs when a pair is too short."""
+    lengths = [len(x) for x, _ in aligned]
+    if not lengths or min(lengths) <= 2 * window + MIN_STEPS:
+        return math.nan, math.nan
+    low = max(window / n for n in lengths)
+    shares = np.linspace(low, 1 - low, NULL_SHIFTS)
+    null = []
+    for share in shares:
+        shifted = [(x.to_numpy(), np.roll(y.to_numpy(), round(share * len(y)))) for x, y in aligned]
+        null.append(_median_r(shifted))
+    tail = (1 - NULL_LEVEL) / 2
+    values = np.array([v for v in null if not math.isnan(v)])
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def steps_per_epoch(runs: pd.DataFrame) -> int | None:
+    """The epoch length the runs log on their validation records (step / epoch)."""
+    if "epoch" not in runs:
+        return None
+    valid = runs[(runs["split"] == "valid") & (runs["epoch"] > 0)]
+    if valid.empty:
+        return None
+    lengths = (valid["step"] / valid["epoch"]).round().astype(int).unique()
+    return int(lengths[0]) if len(lengths) == 1 else None
+
+
+def _away_from_epoch_starts(
+    x: pd.Series, y: pd.Series, epoch: int | None, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` without the steps within half a window of an epoch start."""
+    if not epoch:
+        return x.to_numpy(), y.to_numpy()
+    phase = (x.index.to_numpy() - 1) % epoch
+    keep = np.minimum(phase, epoch - phase) > window // 2
+    return x.to_numpy()[keep], y.to_numpy()[keep]
 
 
 def _check_one_run_per_seed(point: pd.DataFrame) -> None:

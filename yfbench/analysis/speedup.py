@@ -29,11 +29,24 @@ where the method's smoothed loss reaches L*, in two conventions:
 
 A seed whose method never reaches L* is a bound, never a zero: its speedup is below the
 ratio with T_end, the method run's last logged iteration, in place of T_method (no
-bound, i.e. infinity, in the paper convention when T_end <= W).
+bound, i.e. infinity, in the paper convention when T_end <= W). It also gets a number,
+the *reverse measure*: with L_m the method's own lowest smoothed loss, first reached at
+T_m*, and T_b' the baseline's first iteration at L_m (same convention), the ratio
+T_b'/T_m* (paper: (T_b' - W)/(T_m* - W)): how much faster the baseline reaches the
+best the method ever did ("0.67x" rather than only "< 0.91x").
+
+A paper-convention value is *not meaningful* when its denominator T - W is below
+``NOT_MEANINGFUL`` x W: the ratio then divides by a sliver of the window (WSJ's "30.16x"
+at the 25% rung had T - W = 8 iterations for W = 50).
 
 Aggregate, per convention: the median over the seeds that reached the target, with
-"k/n reached"; a range (min-max over the reaching seeds) only when k >= 3; and the
-largest bound of the seeds that did not reach it (every such seed is below it).
+"k/n reached"; a range (min-max over the reaching seeds) only when k >= 3; the
+largest bound of the seeds that did not reach it (every such seed is below it) and the
+median reverse measure of those seeds.
+
+Seeds. Only evaluation seeds are timed (:mod:`yfbench.analysis.protocol`): the seeds
+both tuned points ran minus the tuning seeds that chose them; with none, the tuning
+seeds, labelled provisional.
 
 Speedup curve. The single end-of-run target is censored by the run length, so each
 comparison is also timed on a ladder of targets: rung f (default 25/50/75/100%) is the
@@ -51,6 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.protocol import SeedPlan, evaluation_plan, tuning_seeds
 from yfbench.analysis.runs import HPARAM_PREFIX, format_value
 from yfbench.errors import UserError
 from yfbench.run_contract import RUN_CONFIG_FILE
@@ -67,29 +81,42 @@ MIN_SEEDS_FOR_RANGE = 3
 # Slack for fraction * last_step, so that e.g. 0.29 * 100 still admits iteration 29.
 CUT_SLACK = 1e-9
 GROUP_KEYS = ["task", "scale", "setting"]
+# A paper-convention ratio whose denominator T - W is below this share of W divides by a
+# sliver of the smoothing window: it is shown, marked not meaningful.
+NOT_MEANINGFUL = 0.5
 # The definition of a speedup, for readers: the one text the report prints and the READMEs
 # point to.
 DEFINITION = f"""\
 **How speedups are measured.** The training loss is smoothed with a uniform moving
 average of W iterations (W is the runs' `analysis.window`, shown per table). Tuned = the
-grid point with the lowest seed-mean of each seed's minimum smoothed loss over the seeds
-every grid point has (seed 1 under the two-stage protocol), among grid points whose runs
-all completed. Tuned method and tuned baseline are paired by seed
-number; per seed, the target L* is the baseline's lowest smoothed loss, T_baseline the
-first iteration it reaches L* and T_method the first iteration the method does. Two
-conventions, both shown:
+grid point with the lowest seed-mean of each seed's minimum smoothed loss over the
+*tuning seeds* (the seeds every grid point has: seed 1 under the two-stage protocol),
+among grid points whose runs all completed. Every reported number uses only *evaluation
+seeds*, the seeds both tuned points ran minus the tuning seeds, for every optimizer,
+YellowFin included, paired by seed ("2 evaluation seeds (2,3)" in the tables), so no
+baseline profits from a winner's curse that untuned YellowFin cannot have. A scale with
+no evaluation seed yet shows its tuning-seed numbers labelled *provisional*. Per seed,
+the target L* is the baseline's lowest smoothed loss, T_baseline the first iteration it
+reaches L* and T_method the first iteration the method does. Two conventions:
 
 - **paper convention**, used for every number next to a paper number: the authors'
   plotting code, `argmin(adam_s) / argmax(method_s < min(adam_s))` on indices into the
-  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`;
+  'valid' smoothed series, i.e. (T_baseline − W)/(T_method − W) with a strict `<`; a
+  value whose T − W is below {NOT_MEANINGFUL}·W divides by a sliver of the window and is
+  marked *not meaningful*;
 - **T/T**: T_baseline/T_method in iterations, reached at `<=`.
 
 A cell is the median over the seeds that reached L*, with "k/n reached"; a range (min–max
 over those seeds) only when at least {MIN_SEEDS_FOR_RANGE} reached. A seed that did not
-reach L* within its run is a bound, never a zero, and stays out of the median: its
-speedup is below the ratio with T_end, its last logged iteration, in place of T_method
-("< 0.94x"). Diverged and failed runs are counted per row. The speedup curve repeats
-this for easier targets: the baseline's best smoothed loss by 25/50/75/100% of its run.
+reach L* is never a zero: it has a bound (its speedup is below the ratio with T_end, its
+last iteration, in place of T_method: "< 0.94x") and a number, the **reverse measure**:
+the iterations the baseline needs to first reach the method's own lowest smoothed loss
+over the iterations the method needed to reach it ("reverse 0.67x": the baseline gets
+there in 0.67 of the method's iterations). The speedup curve repeats this for easier
+targets: the baseline's best smoothed loss by 25/50/75/100% of its run. Beside each
+speedup, the **fixed-budget** table gives the paired (same seed) difference of smoothed
+training loss, method minus baseline, at 25/50/75/100% of the run: the mean over seeds
+with a 95% Student t interval (wide with 2–3 seeds; an interval holding 0 is a tie).
 """
 
 
@@ -162,8 +189,10 @@ def time_seed(base: Curve, method: Curve, fraction: float, window: int) -> dict[
         "T_baseline": t_base,
         "T_end": method.last_step,
     }
+    own_best = method.best()
     for convention in CONVENTIONS:
-        t_method = method.first_reach(target, strict=convention == "paper")
+        strict = convention == "paper"
+        t_method = method.first_reach(target, strict=strict)
         reached = t_method is not None
         row[f"T_method_{convention}"] = t_method if reached else math.nan
         row[f"speedup_{convention}"] = (
@@ -172,6 +201,14 @@ def time_seed(base: Curve, method: Curve, fraction: float, window: int) -> dict[
         row[f"bound_{convention}"] = (
             math.nan if reached else ratio(convention, t_base, method.last_step, window)
         )
+        reverse = math.nan
+        if not reached and own_best is not None:
+            t_base_reverse = base.first_reach(own_best[1], strict=strict)
+            if t_base_reverse is not None:
+                reverse = ratio(convention, t_base_reverse, own_best[0], window)
+        row[f"reverse_{convention}"] = reverse
+        denominator = (t_method if reached else own_best[0] if own_best else math.nan) - window
+        row[f"not_meaningful_{convention}"] = strict and denominator < NOT_MEANINGFUL * window
     return row
 
 
@@ -192,6 +229,10 @@ def aggregate(rows: Sequence[dict[str, float]]) -> dict[str, float]:
         out[f"low_{c}"] = min(values) if ranged else math.nan
         out[f"high_{c}"] = max(values) if ranged else math.nan
         out[f"bound_{c}"] = max(bounds) if bounds else math.nan
+        reverse = [r.get(f"reverse_{c}", math.nan) for r in rows if math.isnan(r[f"speedup_{c}"])]
+        reverse = [v for v in reverse if not math.isnan(v)]
+        out[f"reverse_{c}"] = float(np.median(reverse)) if reverse else math.nan
+        out[f"not_meaningful_{c}"] = sum(bool(r.get(f"not_meaningful_{c}")) for r in rows)
     return out
 
 
@@ -267,8 +308,9 @@ def _present(value: object) -> bool:
 def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, str]:
     """The optimizer's grid point with the lowest score, and a note on how it was chosen.
 
-    Scores use the seeds every candidate has: under the two-stage protocol (every grid
-    point with seed 1, then more seeds at the tuned points) the choice stays the one
+    Scores use the tuning seeds (:func:`~yfbench.analysis.protocol.tuning_seeds`): under
+    the two-stage protocol (every grid point with seed 1, then more seeds at the tuned
+    points) the choice stays the one
     seed 1 made, instead of pitting a 3-seed mean against single seeds. A grid point with
     a diverged, failed or unfinished run is a candidate only when no grid point of that
     optimizer completed all its seeds. Ties: the first in ``points``.
@@ -281,7 +323,9 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     candidates = completed or own
     if not candidates:
         return None, "no run has a smoothed loss (all failed, or shorter than the window)"
-    common = set.intersection(*(set(p.curves) for p in candidates))
+    # The group's tuning seeds (every grid point of every optimizer has them), else the
+    # seeds this optimizer's candidates share.
+    common = set(tuning_seeds(points)) or set.intersection(*(set(p.curves) for p in candidates))
     if common and any(set(p.curves) != common for p in candidates):
         chosen = ", ".join(str(s) for s in sorted(common))
         note = "; ".join(
@@ -335,6 +379,9 @@ class Comparison:
     info: dict[str, object]
     rows: list[dict[str, object]]
     ladder: tuple[float, ...]
+    method_point: GridPoint | None = None
+    base_point: GridPoint | None = None
+    plan: SeedPlan | None = None
 
 
 def compare_all(
@@ -427,25 +474,30 @@ def _compare(
         "failed": sum(s not in (COMPLETED, DIVERGED) for s in statuses),
     }
     rows: list[dict[str, object]] = []
+    plan = None
     if best_method is not None and best_base is not None:
-        rows, pair_notes = _time_pairs(best_method, best_base, int(identity["window"]), ladder)
+        plan = evaluation_plan(best_method, best_base, tuning_seeds(points))
+        rows, pair_notes = _time_pairs(
+            best_method, best_base, int(identity["window"]), ladder, plan
+        )
         notes += pair_notes
+    info["seeds_used"] = plan.label if plan else ""
+    info["provisional"] = bool(plan and plan.provisional)
     info["note"] = "; ".join(n for n in notes if n)
-    return Comparison(info, rows, ladder)
+    return Comparison(info, rows, ladder, best_method, best_base, plan)
 
 
 def _time_pairs(
-    method: GridPoint, base: GridPoint, window: int, ladder: tuple[float, ...]
+    method: GridPoint, base: GridPoint, window: int, ladder: tuple[float, ...], plan: SeedPlan
 ) -> tuple[list[dict[str, object]], list[str]]:
-    """Timings of every seed both tuned points ran, at every rung, and notes on the rest."""
-    common = sorted(set(method.curves) & set(base.curves))
+    """Timings of the plan's seeds at every rung, and notes on unpaired seeds."""
     notes = []
     for point, other in ((base, method), (method, base)):
-        alone = sorted(set(point.curves) - set(other.curves))
+        alone = sorted(set(point.curves) - set(other.curves) - set(plan.tuning))
         if alone:
             notes.append(f"{point.optimizer} seeds {_seeds(alone)} unpaired")
     rows = []
-    for seed in common:
+    for seed in plan.used:
         for fraction in ladder:
             timing = time_seed(base.curves[seed], method.curves[seed], fraction, window)
             if timing is None:
@@ -469,7 +521,7 @@ def _seeds(seeds: list[int]) -> str:
 
 def seeds_frame(comparisons: Sequence[Comparison], fraction: float | None = None) -> pd.DataFrame:
     """One row per seed pair (and rung, or only rung ``fraction``) of every comparison."""
-    keys = ["task", "scale", "setting", "window", "optimizer", "hparams", "baseline"]
+    keys = ["task", "scale", "setting", "window", "optimizer", "hparams", "baseline", "seeds_used"]
     rows = [
         {**{k: c.info[k] for k in keys}, **row}
         for c in comparisons

@@ -2,7 +2,7 @@
 
 A speedup cell says what was observed: the median over the seeds that reached the
 target with "k/n reached", a range only with >= 3 reaching seeds, and for seeds that did
-not reach it a bound ("< 0.94x"), never a zero.
+not reach it a bound ("< 0.94x") and the reverse measure ("reverse 0.67x"), never a zero.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from yfbench.analysis.speedup import CONVENTIONS
+from yfbench.analysis.speedup import CONVENTIONS, NOT_MEANINGFUL
 
 DASH = "—"
 
@@ -25,6 +25,7 @@ SPEEDUP_COLUMNS = {
     "baseline": "vs",
     "best_hparams": "best hyperparameters",
     "baseline_hparams": "baseline hyperparameters",
+    "seeds_used": "seeds",
     "T_baseline": "T_baseline (median)",
     "speedup_paper": "speedup (paper convention)",
     "speedup_tt": "speedup (T/T)",
@@ -56,21 +57,40 @@ def bound_text(bound: float) -> str:
     return "no bound" if math.isinf(bound) else f"< {times(bound)}"
 
 
+def reverse_text(row: pd.Series, convention: str) -> str:
+    """``reverse 0.67x`` (the median reverse measure of the seeds that did not reach)."""
+    value = row.get(f"reverse_{convention}", math.nan)
+    return "" if _missing(value) else f"reverse {times(value)}"
+
+
+def not_meaningful_text(row: pd.Series, convention: str) -> str:
+    """``; not meaningful in 1/3 seeds (T − W < 0.5W)`` for paper-convention cells."""
+    flagged = int(row.get(f"not_meaningful_{convention}", 0) or 0)
+    if not flagged:
+        return ""
+    return f"; not meaningful in {flagged}/{int(row['seeds'])} seeds (T − W < {NOT_MEANINGFUL}W)"
+
+
 def speedup_cell(row: pd.Series, convention: str) -> str:
     """One aggregate speedup as text, e.g. ``1.95x (3/3 reached, range 1.80x–2.10x)``,
-    ``1.20x (2/3 reached; the other < 0.90x)`` or ``< 0.94x (0/3 reached)``."""
+    ``1.20x (2/3 reached; the other < 0.90x, reverse 0.85x)`` or, where no seed reached
+    the target, the reverse measure first: ``reverse 0.67x (0/3 reached; < 0.94x)``."""
     n, k = int(row["seeds"]), int(row[f"reached_{convention}"])
-    bound = row[f"bound_{convention}"]
+    bound, reverse = row[f"bound_{convention}"], reverse_text(row, convention)
+    flag = not_meaningful_text(row, convention)
     if n == 0:
         return DASH
+    if k == 0 and reverse:
+        return f"{reverse} (0/{n} reached; {bound_text(bound)}{flag})"
     if k == 0:
-        return f"{bound_text(bound)} (0/{n} reached)"
+        return f"{bound_text(bound)} (0/{n} reached{flag})"
     text = f"{times(row[f'speedup_{convention}'])} ({k}/{n} reached"
     if not _missing(row[f"low_{convention}"]):
         text += f", range {times(row[f'low_{convention}'])}–{times(row[f'high_{convention}'])}"
     if k < n:
         text += f"; {'the other' if n - k == 1 else 'the others'} {bound_text(bound)}"
-    return text + ")"
+        text += f", {reverse}" if reverse else ""
+    return text + flag + ")"
 
 
 def runs_note(row: pd.Series) -> str:
@@ -92,7 +112,7 @@ def display_speedups(table: pd.DataFrame) -> pd.DataFrame:
 
 def display_curve(summary: pd.DataFrame) -> pd.DataFrame:
     """The speedup curve: one row per comparison and convention, one column per rung."""
-    keys = ["task", "scale", "setting", "window", "optimizer", "baseline"]
+    keys = ["task", "scale", "setting", "window", "optimizer", "baseline", "seeds_used"]
     rungs = sorted(summary["fraction"].unique())
     rows = []
     for identity, group in summary.groupby(keys, sort=True):
@@ -100,7 +120,7 @@ def display_curve(summary: pd.DataFrame) -> pd.DataFrame:
         for convention, name in CONVENTIONS.items():
             cells = [speedup_cell(by_rung.loc[f], convention) for f in rungs]
             rows.append([*identity, name, *cells])
-    headers = [*keys[:-1], "vs", "convention", *(f"{f:.0%}" for f in rungs)]
+    headers = [*keys[:-2], "vs", "seeds", "convention", *(f"{f:.0%}" for f in rungs)]
     return pd.DataFrame(rows, columns=headers)
 
 

@@ -1,0 +1,251 @@
+"""The report's measures on constructed curves with known answers: evaluation seeds, the
+reverse measure, the not-meaningful mark, fixed-budget intervals, the best baseline per
+target, clip binding and the findings block."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.test_analysis_speedup import records
+from yfbench.analysis.best_baseline import best_baseline_table
+from yfbench.analysis.bundle import build
+from yfbench.analysis.clipping import binding_share
+from yfbench.analysis.differences import decay_at_end
+from yfbench.analysis.findings import END, START, write_findings
+from yfbench.analysis.fixed_budget import (
+    fixed_budget_table,
+    student_t_cdf,
+    student_t_quantile,
+    t_interval,
+)
+from yfbench.analysis.protocol import evaluation_plan, tuning_seeds
+from yfbench.analysis.speedup import compare_all, grid_points, seeds_frame, summary_frame
+from yfbench.analysis.tables import speedup_cell
+from yfbench.errors import UserError
+
+LINE = [10.0 - t for t in range(1, 10)] + [1.5]  # 9, 8, ..., 1, then 1.5 (best 1 at t=9)
+
+
+def frame(*runs: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(runs, ignore_index=True)
+
+
+# --- tuning seeds and evaluation seeds -----------------------------------------------------
+
+
+def two_stage(method: dict[int, list[float]], adam_seed1_other: list[float]) -> pd.DataFrame:
+    """Adam lr=1 (seeds 1-3) and lr=2 (seed 1 only); method "m" with the given seeds."""
+    adam = [records("adam", 1.0, s, LINE, window=1) for s in (1, 2, 3)]
+    other = records("adam", 2.0, 1, adam_seed1_other, window=1)
+    runs = [records("m", 1.0, s, c, window=1) for s, c in method.items()]
+    return frame(*adam, other, *runs)
+
+
+def test_tuning_seeds_are_the_seeds_every_grid_point_has():
+    data = two_stage({1: LINE, 2: LINE, 3: LINE}, [9.0] * 10)
+    points = grid_points(data, 1)
+    assert tuning_seeds(points) == (1,)
+    by_lr = {p.hparams: p for p in points if p.optimizer == "adam"}
+    method = next(p for p in points if p.optimizer == "m")
+    plan = evaluation_plan(method, by_lr["lr=1.0"], tuning_seeds(points))
+    assert plan.used == (2, 3) and not plan.provisional
+    assert plan.label == "2 evaluation seeds (2,3)"
+
+
+def test_only_evaluation_seeds_are_timed_and_the_tuning_seed_never_is():
+    # Seed 1 of the method is much faster than seeds 2 and 3: it must not count.
+    fast = [5.0, 0.5] + [0.5] * 8  # below 1 at t=2: 9/2 = 4.5x
+    slow = [9.0, 8.0, 7.0, 6.0, 0.5] + [0.5] * 5  # below 1 at t=5: 9/5 = 1.8x
+    data = two_stage({1: fast, 2: slow, 3: slow}, [9.0] * 10)
+    seeds = seeds_frame(compare_all(data, "adam", ladder=(1.0,)))
+    assert seeds["seed"].tolist() == [2, 3]
+    assert seeds["speedup_tt"].tolist() == pytest.approx([1.8, 1.8])
+    row = summary_frame(compare_all(data, "adam", ladder=(1.0,))).iloc[0]
+    assert row["seeds_used"] == "2 evaluation seeds (2,3)" and not row["provisional"]
+
+
+def test_the_tuned_point_is_chosen_on_the_tuning_seed_alone():
+    # Adam lr=2 beats lr=1 on seed 1 (its only seed); lr=1 wins on seeds 2-3, which must
+    # not matter: tuned = lr=2. It has no evaluation seed, so the comparison is provisional.
+    data = two_stage({1: LINE, 2: LINE}, [0.5] * 10)
+    row = summary_frame(compare_all(data, "adam", ladder=(1.0,))).iloc[0]
+    assert row["baseline_hparams"] == "lr=2"
+    assert row["provisional"] and row["seeds_used"].startswith("provisional: tuning seed 1")
+    assert row["seeds"] == 1
+
+
+# --- reverse measure and the not-meaningful mark ---------------------------------------------
+
+
+def test_reverse_measure_is_the_baseline_time_to_the_methods_own_best():
+    # The method flattens at 3.0 from t=4 (its best, first at t=4) and never reaches Adam's
+    # best (1 at t=9). Adam first reaches 3.0 at t=7 (10 - 7 = 3): reverse T/T = 7/4;
+    # paper convention (W = 1, strict <): Adam first below 3.0 at t=8, (8-1)/(4-1).
+    method = [9.0, 6.0, 4.0, 3.0, 3.0, 3.5, 3.0, 3.2, 3.1, 3.3]
+    data = frame(records("adam", 1.0, 1, LINE, window=1), records("m", 1.0, 1, method, window=1))
+    row = summary_frame(compare_all(data, "adam", ladder=(1.0,))).iloc[0]
+    assert row["reached_tt"] == 0 and row["bound_tt"] == pytest.approx(0.9)
+    assert row["reverse_tt"] == pytest.approx(7 / 4)
+    assert row["reverse_paper"] == pytest.approx(7 / 3)
+    assert speedup_cell(row, "tt") == "reverse 1.75x (0/1 reached; < 0.90x)"
+
+
+def test_reverse_measure_below_one_when_the_baseline_gets_there_sooner():
+    # Adam falls fast (1.0 by t=3); the method reaches its best 2.0 only at t=10. Adam first
+    # reaches 2.0 at t=2: reverse T/T 2/10 = 0.2x.
+    adam = [3.0, 2.0, 1.0] + [1.0] * 7
+    method = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.5, 2.0]
+    data = frame(records("adam", 1.0, 1, adam, window=1), records("m", 1.0, 1, method, window=1))
+    row = summary_frame(compare_all(data, "adam", ladder=(1.0,))).iloc[0]
+    assert row["reverse_tt"] == pytest.approx(0.2)
+
+
+def test_paper_convention_marks_a_denominator_that_is_a_sliver_of_the_window():
+    # W = 4: smoothed values exist from t = 4. The method's smoothed loss is below Adam's best
+    # at t = 5, so T - W = 1 < 0.5 W: not meaningful; T/T is never marked.
+    adam = [10.0] * 6 + [4.0] * 14
+    method = [0.0] * 20
+    data = frame(records("adam", 1.0, 1, adam, window=4), records("m", 1.0, 1, method, window=4))
+    row = summary_frame(compare_all(data, "adam", ladder=(1.0,))).iloc[0]
+    assert row["not_meaningful_paper"] == 1 and row["not_meaningful_tt"] == 0
+    assert "not meaningful in 1/1 seeds" in speedup_cell(row, "paper")
+    assert "not meaningful" not in speedup_cell(row, "tt")
+
+
+# --- fixed budget ----------------------------------------------------------------------------
+
+
+def test_student_t_matches_closed_forms():
+    # df = 1 is Cauchy: quantile tan(pi (p - 1/2)); df = 2: (2p - 1) / sqrt(2 p (1 - p)).
+    assert student_t_quantile(0.975, 1) == pytest.approx(math.tan(math.pi * 0.475), rel=1e-6)
+    assert student_t_quantile(0.975, 2) == pytest.approx(0.95 / math.sqrt(2 * 0.975 * 0.025))
+    assert student_t_cdf(0.0, 5) == 0.5 and student_t_cdf(-1.0, 3) < 0.5
+
+
+def test_t_interval_of_three_differences():
+    low, high = t_interval([0.1, 0.2, 0.3])
+    half = student_t_quantile(0.975, 2) * 0.1 / math.sqrt(3)
+    assert (low, high) == pytest.approx((0.2 - half, 0.2 + half))
+    assert all(math.isnan(v) for v in t_interval([0.1]))
+
+
+def offset(curve: list[float], by: float) -> list[float]:
+    return [v + by for v in curve]
+
+
+@pytest.mark.parametrize(
+    ("shifts", "verdict"),
+    [
+        ((-0.1, -0.2, -0.3), "tie"),
+        ((-0.1, -0.11, -0.12), "method lower"),
+        ((0.5, 0.5), "baseline lower"),  # no spread: a zero-width interval at +0.5
+    ],
+)
+def test_fixed_budget_paired_difference_and_verdict(shifts, verdict):
+    # Seeds 2.. are evaluation seeds (seed 1 tunes). The method is Adam's curve shifted by
+    # a constant per seed, so every budget's paired difference is that constant.
+    seeds = range(2, 2 + len(shifts))
+    adam = [records("adam", 1.0, s, LINE, window=1) for s in (1, *seeds)]
+    adam.append(records("adam", 2.0, 1, [9.0] * 10, window=1))  # a grid point: seed 1 tunes
+    method = [records("m", 1.0, 1, LINE, window=1)]
+    method += [
+        records("m", 1.0, s, offset(LINE, d), window=1) for s, d in zip(seeds, shifts, strict=True)
+    ]
+    table = fixed_budget_table(compare_all(frame(*adam, *method), "adam"))
+    assert table["budget"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert table["mean"].tolist() == pytest.approx([np.mean(shifts)] * 4)
+    assert table["n"].tolist() == [len(shifts)] * 4
+    assert set(table["verdict"]) == {verdict}
+
+
+def test_fixed_budget_with_one_seed_has_no_interval():
+    data = frame(
+        records("adam", 1.0, 1, LINE, window=1), records("m", 1.0, 1, offset(LINE, -1), window=1)
+    )
+    table = fixed_budget_table(compare_all(data, "adam"))
+    assert set(table["verdict"]) == {"one seed: no interval"}
+    # 25% of 10 steps: the smoothed loss at t = 2 (9 - 1 = 8 for Adam, 7 for the method).
+    assert table.iloc[0]["step"] == 2 and table.iloc[0]["mean"] == pytest.approx(-1.0)
+
+
+# --- best baseline per target ----------------------------------------------------------------
+
+
+def test_best_adam_per_target_names_the_first_grid_point_to_reach_it():
+    # Tuned Adam (lr=1): LINE, best 1.0 at t=9; by 30% of its run (t <= 3) its best is 7
+    # (t=3). Adam lr=2 drops to 6.5 at t=2, then stays at 6.5 (never tuned): it reaches
+    # the 30% target (7) first, at t=2. The method reaches 7 at t=4 and 1.0 never.
+    fast = [8.0, 6.5] + [6.5] * 8
+    method = [9.0, 8.0, 7.5, 7.0] + [5.0] * 6
+    data = frame(
+        records("adam", 1.0, 1, LINE, window=1),
+        records("adam", 2.0, 1, fast, window=1),
+        records("m", 1.0, 1, method, window=1),
+    )
+    comparisons = compare_all(data, "adam", ladder=(0.3,))
+    grids = {("toy", "mini", "default"): grid_points(data, 1)}
+    table = best_baseline_table(comparisons, grids).set_index("fraction")
+    early, late = table.loc[0.3], table.loc[1.0]
+    assert early["tuned_hparams"] == "lr=1" and early["T_tuned"] == 3
+    assert early["best_hparams"] == "lr=2" and early["T_best"] == 2
+    assert early["T_method"] == 4
+    assert early["speedup_vs_tuned"] == pytest.approx(3 / 4)
+    assert early["speedup_vs_best"] == pytest.approx(2 / 4)
+    assert late["best_hparams"] == "lr=1" and math.isnan(late["T_method"])
+
+
+# --- clip binding ----------------------------------------------------------------------------
+
+
+def test_clip_binding_share_from_grad_norm_and_bracketed_from_yellowfin_norms():
+    direct = pd.DataFrame({"step": [1, 2, 3, 4], "grad_norm": [1.0, 6.0, 5.0, 7.0]})
+    assert binding_share(direct, 5.0) == (0.5, 0.5, "grad_norm")
+    # YellowFin: post-clip norms 5 (the task's clip bound), 1 (neither bound) and
+    # sqrt(100 h_max_prev) = 2 (its own clip bound; the task's may have): 1/3 to 2/3.
+    yf = pd.DataFrame(
+        {"step": [1, 2, 3], "grad_norm_sq": [25.0, 1.0, 4.0], "h_max": [0.5, 0.04, 0.1]}
+    )
+    low, high, source = binding_share(yf, 5.0)
+    assert (low, high) == pytest.approx((1 / 3, 2 / 3)) and "YellowFin" in source
+    assert math.isnan(binding_share(pd.DataFrame({"step": [1]}), 5.0)[0])
+
+
+def test_decay_that_never_engages_at_a_short_length():
+    assert decay_at_end(0.9, 14, 14) == 1.0  # WSJ at the CPU scale: 14.2 epochs
+    assert decay_at_end(0.97, 0, 49) == pytest.approx(0.97**49)
+
+
+# --- findings block --------------------------------------------------------------------------
+
+
+def test_findings_replace_only_the_marked_block(tmp_path: Path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n\n{START}\nold\n{END}\n\nrest\n")
+    write_findings(readme, ["- YellowFin loses"], "make figures")
+    text = readme.read_text()
+    assert text.startswith("# title\n\nintro\n\n") and text.endswith(f"{END}\n\nrest\n")
+    assert "- YellowFin loses" in text and "old" not in text
+    readme.write_text("no markers\n")
+    with pytest.raises(UserError, match="findings:start"):
+        write_findings(readme, ["x"], "make figures")
+
+
+def test_bundle_findings_lead_with_a_loss_to_momentum_sgd():
+    # Momentum SGD: LINE; YellowFin flattens at 3 (never reaches 1): it loses.
+    from yfbench.analysis.findings import findings
+    from yfbench.analysis.report import paper_numbers
+
+    flat = [9.0, 6.0, 4.0, 3.0] + [3.0] * 6
+    data = frame(
+        *[records("adam", 1.0, s, offset(LINE, 0.1), window=1) for s in (1, 2)],
+        *[records("momentum_sgd", 1.0, s, LINE, window=1) for s in (1, 2)],
+        *[records("yellowfin", 1.0, s, flat, window=1) for s in (1, 2)],
+    )
+    lines = findings(build(data), paper_numbers(), pd.DataFrame())
+    assert "hand-tuned momentum SGD beats untuned YellowFin on 1 of 1 tasks" in lines[0]
+    assert "reverse measure" in lines[0]

@@ -1,0 +1,242 @@
+"""'What we found': a short list of sentences generated from the report's tables, written
+at the top of results/README.md and between markers in the project README.md.
+
+Every number comes from the :class:`~yfbench.analysis.bundle.Bundle` the tables are
+printed from (paper convention, evaluation seeds). Where YellowFin loses, the first lines
+say so: against hand-tuned momentum SGD first, then against tuned Adam, then how far the
+largest speedup is from the paper's, whether YellowFin had settled, and what the seeds
+are worth.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from yfbench import atomic
+from yfbench.analysis.bundle import Bundle
+from yfbench.analysis.tables import speedup_cell, times
+from yfbench.errors import UserError
+
+START, END = "<!-- findings:start -->", "<!-- findings:end -->"
+METHOD = "yellowfin"
+# The fixed budget quoted beside a headline speedup: the end of the run.
+END_BUDGET = 1.0
+# A change of the effective step larger than this between 1/3 and the end is not settled.
+SETTLED = 0.1
+
+
+def _name(optimizer: str) -> str:
+    return {"yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "adam": "Adam"}.get(
+        optimizer, optimizer
+    )
+
+
+def _label(paper: dict[str, Any], task: str) -> str:
+    return paper["tasks"].get(task, {}).get("label", task)
+
+
+def outcome(row: pd.Series) -> str:
+    """``loses`` (no seed reached the target, or all did more slowly), ``wins`` (all
+    reached, median > 1), ``mixed`` (some seeds reached), ``none`` (no paired seed)."""
+    n, k = int(row["seeds"]), int(row["reached_paper"])
+    if n == 0:
+        return "none"
+    if k == 0 or (k == n and row["speedup_paper"] < 1):
+        return "loses"
+    if k == n:
+        return "wins"
+    return "mixed"
+
+
+def _budget(bundle: Bundle, row: pd.Series) -> pd.Series | None:
+    table = bundle.fixed_budget
+    if table.empty:
+        return None
+    keys = ["task", "scale", "setting", "optimizer", "baseline"]
+    match = table[(table[keys] == row[keys]).all(axis=1) & (table["budget"] == END_BUDGET)]
+    return match.iloc[0] if not match.empty else None
+
+
+def _budget_text(bundle: Bundle, row: pd.Series) -> str:
+    budget = _budget(bundle, row)
+    if budget is None or budget["n"] == 0:
+        return ""
+    text = (
+        f"end-of-run smoothed loss, {_name(row['optimizer'])} minus "
+        f"{_name(row['baseline'])}: {budget['mean']:+.3f}"
+    )
+    if not math.isnan(budget["low"]):
+        text += f" (95% t CI {budget['low']:+.3f} to {budget['high']:+.3f}: {budget['verdict']})"
+    return text
+
+
+def _where(paper: dict[str, Any], row: pd.Series) -> str:
+    setting = "" if row["setting"] == "default" else f", {row['setting']}"
+    return f"{_label(paper, row['task'])} ({row['scale']}{setting})"
+
+
+def _row_line(bundle: Bundle, paper: dict[str, Any], row: pd.Series) -> str:
+    detail = _budget_text(bundle, row)
+    text = f"{_where(paper, row)}: {speedup_cell(row, 'paper')}"
+    return text + (f"; {detail}" if detail else "") + f" [{row['seeds_used']}]"
+
+
+def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
+    """YellowFin against tuned momentum SGD, losses first."""
+    head = bundle.headline
+    if head.empty:
+        return []
+    rows = head[(head["optimizer"] == METHOD) & (head["baseline"] == "momentum_sgd")]
+    if rows.empty:
+        return []
+    lines = []
+    for scale, group in rows.groupby("scale", sort=True):
+        losses = group[[outcome(r) == "loses" for _, r in group.iterrows()]]
+        provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
+        if not losses.empty:
+            tasks = ", ".join(_label(paper, t) for t in losses["task"])
+            reverse = losses["reverse_paper"].dropna()
+            span = (
+                f"; momentum SGD reaches YellowFin's own best smoothed loss in "
+                f"{_span(reverse)} of the iterations YellowFin needed (reverse measure)"
+                if not reverse.empty
+                else ""
+            )
+            share = f"{len(losses)} of {len(group)} tasks"
+            lines.append(
+                f"**At the {scale} scale{provisional}, hand-tuned momentum SGD beats untuned "
+                f"YellowFin on {share}: {tasks}.** YellowFin does not reach tuned momentum "
+                f"SGD's lowest smoothed training loss{span}."
+            )
+        lines += [f"  - {_row_line(bundle, paper, r)}" for _, r in losses.iterrows()]
+        others = group.drop(losses.index)
+        if not others.empty:
+            lines.append(
+                f"YellowFin against tuned momentum SGD{' elsewhere' if not losses.empty else ''}"
+                f" at the {scale} scale{provisional}: "
+                + "; ".join(_row_line(bundle, paper, r) for _, r in others.iterrows())
+                + "."
+            )
+    return lines
+
+
+def versus_adam(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
+    """YellowFin against tuned Adam, per task, with the paper's number beside it."""
+    head = bundle.headline
+    rows = (
+        head[(head["optimizer"] == METHOD) & (head["baseline"] == "adam")]
+        if not head.empty
+        else head
+    )
+    if rows.empty:
+        return []
+    lines = ["YellowFin against tuned Adam (paper convention; the paper's number in brackets):"]
+    for _, row in rows.iterrows():
+        reported = paper["tasks"].get(row["task"], {}).get("speedup_over_adam", {}).get(METHOD)
+        theirs = f" [paper: {reported['value']}x]" if reported else ""
+        lines.append(f"  - {_row_line(bundle, paper, row)}{theirs}")
+    return lines
+
+
+def largest_speedup(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
+    """Our largest YellowFin speedup over tuned Adam beside the paper's headline."""
+    head = bundle.headline
+    rows = (
+        head[(head["optimizer"] == METHOD) & (head["baseline"] == "adam")]
+        if not head.empty
+        else head
+    )
+    claim = paper["headline"][0]
+    if rows.empty:
+        return []
+    reached = (
+        rows[rows["reached_paper"] == rows["seeds"]].dropna(subset=["speedup_paper"])
+        if not rows.empty
+        else rows
+    )
+    if reached.empty:
+        return [
+            "No YellowFin speedup over tuned Adam was measured in every seed; the paper: "
+            f"{claim['value']}x."
+        ]
+    best = reached.loc[reached["speedup_paper"].idxmax()]
+    provisional = " (provisional: tuning seeds only)" if best["provisional"] else ""
+    return [
+        f"Our largest YellowFin speedup over tuned Adam: **{times(best['speedup_paper'])}** "
+        f"({_where(paper, best)}, {best['seeds_used']}){provisional}, against the paper's "
+        f"**{claim['value']}x** ({claim['claim']})."
+    ]
+
+
+def settling(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
+    """How much YellowFin's effective step still moved between 1/3 of the run and its end."""
+    table = bundle.hyperparams
+    yf = table[table["optimizer"] == METHOD]
+    sgd = table[table["optimizer"] == "momentum_sgd"]
+    if yf.empty:
+        return []
+    parts = []
+    for _, r in yf.iterrows():
+        same = sgd[(sgd["task"] == r["task"]) & (sgd["scale"] == r["scale"])]
+        versus = f"; momentum SGD {same['effective_end'].iloc[0]:.2g}" if not same.empty else ""
+        parts.append(
+            f"{_label(paper, r['task'])} ({r['scale']}) {r['effective_1/3']:.2g} → "
+            f"{r['effective_end']:.2g} ({r['change']:+.0%}{versus})"
+        )
+    text = "YellowFin's effective step lr/(1−μ) from 1/3 of the run to its end: " + "; ".join(parts)
+    moving = yf[yf["change"].abs() > SETTLED]
+    if not moving.empty:
+        text += (
+            f". Where it moved by more than {SETTLED:.0%}, YellowFin had not settled by the "
+            "end of the run"
+        )
+    return [text + "."]
+
+
+def seeds_line(seeds: pd.DataFrame) -> list[str]:
+    """Whether the seeds are independent replicates, against the circular-shift null."""
+    if seeds.empty or "beyond_null" not in seeds:
+        return []
+    beyond = seeds[seeds["beyond_null"].astype(bool)]
+    if beyond.empty:
+        return ["Seeds: no grid point's seeds correlate beyond the circular-shift null."]
+    inside = beyond[
+        (beyond["r_no_epoch_starts"] >= beyond["null_low"])
+        & (beyond["r_no_epoch_starts"] <= beyond["null_high"])
+    ]
+    return [
+        f"Seeds: {len(beyond)} of {len(seeds)} grid points correlate beyond the "
+        f"circular-shift null; leaving out the steps around epoch starts (where every seed's "
+        f"LSTM state is reset at the same step) brings {len(inside)} of them back inside it."
+    ]
+
+
+def _span(values: pd.Series) -> str:
+    low, high = float(values.min()), float(values.max())
+    return times(low) if math.isclose(low, high, rel_tol=0.005) else f"{times(low)}–{times(high)}"
+
+
+def findings(bundle: Bundle, paper: dict[str, Any], seeds: pd.DataFrame) -> list[str]:
+    """The findings as Markdown bullet lines (sub-bullets indented)."""
+    lines = versus_momentum(bundle, paper) + versus_adam(bundle, paper)
+    lines += largest_speedup(bundle, paper) + settling(bundle, paper) + seeds_line(seeds)
+    return [line if line.startswith("  ") else f"- {line}" for line in lines]
+
+
+def write_findings(readme: Path, lines: list[str], source: str) -> Path:
+    """Replace the text between ``START`` and ``END`` in ``readme`` with ``lines``."""
+    text = readme.read_text()
+    if START not in text or END not in text or text.index(START) > text.index(END):
+        raise UserError(
+            f"{readme} has no '{START}' ... '{END}' block; add the two lines where the "
+            "findings should go (e.g. under a '## What we found' heading) and rerun"
+        )
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    body = [f"<!-- generated by {source}; do not edit by hand -->", "", *lines, ""]
+    atomic.write_text(readme, head + START + "\n" + "\n".join(body) + END + tail)
+    return readme

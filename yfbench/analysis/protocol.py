@@ -1,0 +1,75 @@
+"""Which seeds tune and which seeds report: no optimizer profits from tuning on the seeds
+it is evaluated on.
+
+Tuning seeds of a (task, scale, setting) are the seeds every grid point of every
+optimizer has (seed 1 under the two-stage protocol: every grid point with seed 1, then
+the tuned points with more seeds). The tuned point of each optimizer is chosen on them
+alone. Evaluation seeds of a comparison are the seeds both tuned points ran, minus the
+tuning seeds; every reported number (speedups, curves, fixed budgets, validation) uses
+only them, for every optimizer, YellowFin included, so comparisons stay paired by seed.
+
+Where no evaluation seed exists yet (a grid still running, or a full grid where every
+seed tuned), numbers fall back to the tuning seeds and are labelled *provisional*: they
+carry the winner's curse of the tuned baselines, which untuned YellowFin cannot have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Seeded(Protocol):
+    """Anything with per-seed curves (a grid point)."""
+
+    curves: Mapping[int, object]
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """The seeds a comparison reports on, and whether they are evaluation seeds."""
+
+    tuning: tuple[int, ...]
+    used: tuple[int, ...]
+    provisional: bool
+
+    @property
+    def label(self) -> str:
+        """``3 evaluation seeds (2,3,4)`` or ``provisional: tuning seed 1 only``."""
+        if not self.used:
+            return "no common seeds"
+        seeds, noun = seed_list(self.used), "seed" if len(self.used) == 1 else "seeds"
+        if self.provisional:
+            return f"provisional: tuning {noun} {seeds} only (no evaluation seed yet)"
+        return f"{len(self.used)} evaluation {noun} ({seeds})"
+
+
+def seed_list(seeds: Iterable[int]) -> str:
+    return ",".join(str(s) for s in sorted(seeds))
+
+
+def tuning_seeds(points: Iterable[Seeded]) -> tuple[int, ...]:
+    """The seeds every grid point has (empty when some grid point shares none)."""
+    sets = [set(p.curves) for p in points]
+    return tuple(sorted(set.intersection(*sets))) if sets else ()
+
+
+def evaluation_plan(method: Seeded, base: Seeded, tuning: Iterable[int]) -> SeedPlan:
+    """The seeds ``method`` and ``base`` both ran, minus ``tuning``; the common tuning
+    seeds (provisional) when that leaves none."""
+    tuning = tuple(sorted(tuning))
+    common = set(method.curves) & set(base.curves)
+    evaluation = tuple(sorted(common - set(tuning)))
+    if evaluation:
+        return SeedPlan(tuning, evaluation, provisional=False)
+    return SeedPlan(tuning, tuple(sorted(common)), provisional=True)
+
+
+def own_evaluation_seeds(point: Seeded, tuning: Iterable[int]) -> tuple[tuple[int, ...], bool]:
+    """One grid point's evaluation seeds (its seeds minus ``tuning``), or its tuning seeds
+    with ``provisional=True`` when it has no other."""
+    evaluation = tuple(sorted(set(point.curves) - set(tuning)))
+    if evaluation:
+        return evaluation, False
+    return tuple(sorted(point.curves)), True

@@ -1,0 +1,119 @@
+"""The validation table beside each speedup table: the final validation metric of every
+optimizer's tuned point, median and range over its evaluation seeds.
+
+The speedup compares training losses; the paper's tasks are judged on held-out metrics
+(test accuracy, validation perplexity, F1). The metric is the first of ``METRICS`` that
+the runs log (the same order as the validation plots); its direction says which end is
+better. Seeds: the tuned point's seeds minus the tuning seeds
+(:mod:`yfbench.analysis.protocol`), or the tuning seeds, labelled provisional.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from yfbench.analysis.protocol import own_evaluation_seeds, seed_list, tuning_seeds
+from yfbench.analysis.speedup import GridPoint
+from yfbench.analysis.tables import markdown_table
+
+# Metric -> True when higher is better; the first one a task logs is its metric.
+METRICS = {"accuracy": True, "perplexity": False, "f1": True, "loss": False}
+COLUMNS = [
+    "task",
+    "scale",
+    "setting",
+    "optimizer",
+    "hparams",
+    "metric",
+    "higher_is_better",
+    "seeds",
+    "provisional",
+    "step",
+    "median",
+    "low",
+    "high",
+    "values",
+]
+
+
+def task_metric(valid: pd.DataFrame) -> str | None:
+    return next((m for m in METRICS if m in valid and valid[m].notna().any()), None)
+
+
+def validation_rows(
+    group: pd.DataFrame, points: Sequence[GridPoint], tuned: dict[str, GridPoint]
+) -> list[dict]:
+    """One row per optimizer's tuned point (``tuned``: optimizer -> point) of one group."""
+    valid = group[group["split"] == "valid"]
+    metric = task_metric(valid)
+    if metric is None:
+        return []
+    tuning = tuning_seeds(points)
+    rows = []
+    for optimizer, point in sorted(tuned.items()):
+        seeds, provisional = own_evaluation_seeds(point, tuning)
+        finals = {}
+        for seed in seeds:
+            run = valid[(valid["run_dir"] == point.run_dirs[seed]) & valid[metric].notna()]
+            if not run.empty:
+                finals[seed] = run.sort_values("step").iloc[-1]
+        values = [float(r[metric]) for r in finals.values()]
+        first = group.iloc[0]
+        rows.append(
+            {
+                "task": first["task"],
+                "scale": first["scale"],
+                "setting": first["setting"],
+                "optimizer": optimizer,
+                "hparams": point.hparams,
+                "metric": metric,
+                "higher_is_better": METRICS[metric],
+                "seeds": seed_list(finals),
+                "provisional": provisional,
+                "step": int(max(r["step"] for r in finals.values())) if finals else math.nan,
+                "median": float(np.median(values)) if values else math.nan,
+                "low": min(values) if values else math.nan,
+                "high": max(values) if values else math.nan,
+                "values": " ".join(f"{v:.4g}" for v in values),
+            }
+        )
+    return rows
+
+
+def display_validation(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, row in table.iterrows():
+        better = "higher" if row["higher_is_better"] else "lower"
+        seeds = row["seeds"] + (" (provisional: tuning seeds)" if row["provisional"] else "")
+        spread = f"{row['low']:.4g}–{row['high']:.4g}" if row["low"] != row["high"] else "—"
+        rows.append(
+            [
+                row["task"],
+                row["scale"],
+                row["setting"],
+                row["optimizer"],
+                f"{row['metric']} ({better} is better)",
+                seeds,
+                f"{row['median']:.4g}",
+                spread,
+            ]
+        )
+    headers = ["task", "scale", "setting", "optimizer", "final validation metric", "seeds"]
+    return pd.DataFrame(rows, columns=headers + ["median", "range"])
+
+
+def section(table: pd.DataFrame) -> list[str]:
+    if table.empty:
+        return []
+    return [
+        "## Validation",
+        "",
+        "Final validation metric of each optimizer's tuned point: median and range over its "
+        "evaluation seeds (its seeds minus the tuning seeds).",
+        "",
+        markdown_table(display_validation(table)),
+    ]
