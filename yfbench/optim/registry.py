@@ -32,6 +32,11 @@ from yfbench.optim.yellowfin import YellowFin
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "yellowfin": YellowFin,
     "yellowfin_closed_loop": ClosedLoopYellowFin,
+    # Ablations of YellowFin under their own names, so that no analysis takes one for a
+    # grid point of YellowFin itself (their configs set the flags).
+    "yellowfin_open_loop": ClosedLoopYellowFin,
+    "yellowfin_rescaled_sgd": YellowFin,
+    "yellowfin_fixed_momentum": YellowFin,
     "adam": partial(torch.optim.Adam, foreach=True),
     "momentum_sgd": partial(torch.optim.SGD, foreach=True),
     "sgd": partial(torch.optim.SGD, momentum=0.0, foreach=True),
