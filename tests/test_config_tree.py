@@ -137,13 +137,15 @@ def test_every_trainer_and_logger_composes(compose_tree: Compose, override: str)
 
 @pytest.mark.parametrize("point", options("grid_point"))
 def test_every_grid_point_sets_its_optimizer_and_lr(compose_tree: Compose, point: str):
-    """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is."""
+    """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is;
+    ``<optimizer>_<variant>`` (an experiment's point, e.g. ``yellowfin_lrf3``) that optimizer."""
     plain = assert_tree_rules(compose_tree([f"grid_point={point}"]))
-    optimizer, _, lr = point.partition("_lr")
+    optimizer = max((o for o in options("optimizer") if point.startswith(o)), key=len)
+    rest = point[len(optimizer) :]
     assert plain["optimizer"]["name"] == optimizer
-    if lr:
-        assert plain["optimizer"]["lr"] == float(lr)
-    else:
+    if re.fullmatch(r"_lr[0-9.e-]+", rest):
+        assert plain["optimizer"]["lr"] == float(rest[3:])
+    elif not rest:
         assert (
             plain["optimizer"]
             == resolve_completely(compose_tree([f"optimizer={optimizer}"]))["optimizer"]
