@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.helpers import REPO_ROOT, run_cli
@@ -75,6 +76,7 @@ def resolve_completely(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(job):
         hydra = job.pop("hydra")
     plain = OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    HydraConfig.instance().set_config(cfg)  # as Hydra does: paths may read ${hydra:job...}
     for key in ("run.dir", "sweep.dir", "sweep.subdir"):
         path = OmegaConf.select(hydra, key, throw_on_missing=True)
         assert isinstance(path, str) and "None" not in path, (key, path)
