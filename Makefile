@@ -31,7 +31,8 @@ export YFBENCH_DATA_DIR ?= $(abspath ../shared/data)
 export WANDB_MODE ?= offline
 
 .PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
-        reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean
+        reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean \
+        claims asynchrony lr-robustness momentum-ablation clipping
 
 venv: $(VENV)/.installed
 
@@ -96,6 +97,89 @@ $(eval $(call reproduce,tinyshakespeare,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call reproduce,wsj,wsj,wsj_parse_lstm))
 
 reproduce-all: reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj
+
+# ---------------------------------------------------------------- the paper's other claims
+# Each experiment (conf/experiment/<experiment>_<name>.yaml) writes its runs under
+# results/<experiment>/runs/<task>/<scale>, outside results/runs so that no speedup report
+# takes an ablation or an extra lr for a grid point of its own, and its tables and figures
+# under results/<experiment>/<task>/<scale>/. Baselines that are runs of a speedup grid
+# (YellowFin, the tuned lrs) are read, or run, in results/runs/<task>/<scale> itself: the
+# same config is the same run, so a relaunch skips it. The experiments' runs must share
+# the baseline grid's trainer settings: the committed cpu grids ran without flushing
+# subnormals, the paper-scale Tiny Shakespeare grid with (FLUSH_DENORMAL follows SCALE).
+FLUSH_DENORMAL ?= $(if $(filter paper,$(SCALE)),true,false)
+EXPERIMENT = $(PY) -m yfbench -m experiment=$(1) scale=$(SCALE) trainer.threads=$(THREADS) \
+	trainer.checkpoint_every=500 trainer.flush_denormal=$(FLUSH_DENORMAL) $(LAUNCHER)
+CLAIM_RUNS = results/$(1)/runs/$(2)/$(SCALE)
+CLAIM_OUT = results/$(1)/$(2)/$(SCALE)
+
+# asynchrony-<name>: asynchronous Adam grid, open- and closed-loop YellowFin (two-stage),
+# synchronous YellowFin (in the speedup grid's directory, or $(4) for a task without one),
+# then the momentum-tracking and speedup tables and figures.
+define asynchrony
+asynchrony-$(1): venv
+	$(call EXPERIMENT,asynchrony_$(1)) seed=1 hydra.sweep.dir=$(call CLAIM_RUNS,asynchrony,$(2))
+	$(call EXPERIMENT,asynchrony_$(1)) seed=$(SEEDS) hydra.sweep.dir=$(call CLAIM_RUNS,asynchrony,$(2)) \
+		grid_point=$$$$($(PY) -m yfbench.analysis tuned $$(addprefix $(call CLAIM_RUNS,asynchrony,$(2))/,adam yellowfin_open_loop yellowfin_closed_loop))
+	$(call EXPERIMENT,asynchrony_$(1)) seed=1,2,3 grid_point=yellowfin trainer.staleness=0 \
+		hydra.sweep.dir=$(3)
+	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,asynchrony,$(2)) $(3)
+	$(PY) -m yfbench.analysis.asynchrony $(call CLAIM_RUNS,asynchrony,$(2)) $(3)/yellowfin \
+		--out $(call CLAIM_OUT,asynchrony,$(2))
+endef
+$(eval $(call asynchrony,noisy_quadratic,noisy_quadratic,results/asynchrony/runs/noisy_quadratic/$(SCALE)/sync))
+$(eval $(call asynchrony,cifar10,cifar10_resnet,results/runs/cifar10_resnet/$(SCALE)))
+$(eval $(call asynchrony,tinyshakespeare,tinyshakespeare_lstm,results/runs/tinyshakespeare_lstm/$(SCALE)))
+# The paper's own setting: make asynchrony-cifar100 SCALE=paper, on a GPU (CIFAR-100 downloads).
+$(eval $(call asynchrony,cifar100,cifar100_resnet,results/runs/cifar100_resnet/$(SCALE)))
+asynchrony: asynchrony-noisy_quadratic asynchrony-cifar10 asynchrony-tinyshakespeare
+
+# lr-robustness-<name> (cpu scale): the points the speedup grid lacks with seeds 1-3, the
+# grid's other points with seeds 2,3, then loss and validation metric vs lr multiplier.
+define lr_robustness
+lr-robustness-$(1): venv
+	$(call EXPERIMENT,lr_robustness_$(1)) hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2))
+	$(call EXPERIMENT,lr_robustness_$(1)) seed=2,3 hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2)) \
+		grid_point=$$$$($(PY) -m yfbench.analysis.lr_robustness missing results/runs/$(2)/$(SCALE) --seeds 2,3)
+	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,lr_robustness,$(2))
+	$(PY) -m yfbench.analysis.lr_robustness $(call CLAIM_RUNS,lr_robustness,$(2)) \
+		--tuned-from results/runs/$(2)/$(SCALE) --out $(call CLAIM_OUT,lr_robustness,$(2))
+endef
+$(eval $(call lr_robustness,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call lr_robustness,ptb,ptb_lstm))
+lr-robustness: lr-robustness-tinyshakespeare lr-robustness-ptb
+
+# momentum-ablation-<name>: rescaled SGD and fixed mu = 0, 0.9, seeds 1-3, against the
+# speedup grid's YellowFin (run there if missing); SCALE=paper for Tiny Shakespeare.
+define momentum_ablation
+momentum-ablation-$(1): venv
+	$(call EXPERIMENT,momentum_ablation_$(1)) hydra.sweep.dir=$(call CLAIM_RUNS,momentum_ablation,$(2))
+	$(call EXPERIMENT,$(1)_speedup) grid_point=yellowfin seed=1,2,3 \
+		hydra.sweep.dir=results/runs/$(2)/$(SCALE)
+	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,momentum_ablation,$(2)) results/runs/$(2)/$(SCALE)
+	$(PY) -m yfbench.analysis.momentum_ablation $(call CLAIM_RUNS,momentum_ablation,$(2)) \
+		results/runs/$(2)/$(SCALE)/yellowfin --out $(call CLAIM_OUT,momentum_ablation,$(2))
+endef
+$(eval $(call momentum_ablation,cifar10,cifar10_resnet))
+$(eval $(call momentum_ablation,ptb,ptb_lstm))
+$(eval $(call momentum_ablation,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call momentum_ablation,wsj,wsj_parse_lstm))
+momentum-ablation: momentum-ablation-cifar10 momentum-ablation-ptb momentum-ablation-tinyshakespeare \
+	momentum-ablation-wsj
+
+# clipping: momentum SGD over (lr, clip) with seed 1, then its hand-tuned point with seeds
+# 2,3; YellowFin with and without its adaptive clip (no global clip), seeds 1-3.
+clipping: venv
+	$(call EXPERIMENT,clipping_pixel_lstm) hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm)
+	$(call EXPERIMENT,clipping_pixel_lstm) seed=2,3 hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) \
+		$$($(PY) -m yfbench.analysis.adaptive_clipping tuned $(call CLAIM_RUNS,clipping,pixel_lstm))
+	$(call EXPERIMENT,clipping_pixel_lstm) seed=1,2,3 hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) \
+		grid_point=yellowfin,yellowfin_no_adaptive_clip task.grad_clip_norm=null
+	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,clipping,pixel_lstm)
+	$(PY) -m yfbench.analysis.adaptive_clipping $(call CLAIM_RUNS,clipping,pixel_lstm) \
+		--out $(call CLAIM_OUT,clipping,pixel_lstm)
+
+claims: asynchrony lr-robustness momentum-ablation clipping
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

@@ -128,7 +128,7 @@ def _momentum_bias(feedback_gain: float, seed: int, steps: int = 1200, window: i
     gaps = []
     for _, _, _, optimizer in _train(optimizer_fn, tau=15, steps=steps, seed=seed):
         stats = optimizer.stats()
-        gaps.append(stats["total_momentum"] - (stats["momentum"] - stats["momentum_correction"]))
+        gaps.append(stats["total_momentum"] - stats["target_momentum"])
     return sum(gaps[-window:]) / window
 
 
@@ -176,11 +176,15 @@ def test_stat_tensors_add_total_momentum_and_correction() -> None:
     optimizer_fn = lambda p: ClosedLoopYellowFin(p, staleness=1, feedback_gain=0.05)  # noqa: E731
     *_, optimizer = list(_train(optimizer_fn, tau=1, steps=8))[-1]
     tensors, stats = optimizer.stat_tensors(), optimizer.stats()
-    assert {"total_momentum", "momentum_correction"} <= set(tensors)
+    assert {"total_momentum", "target_momentum", "momentum_correction"} <= set(tensors)
     assert set(stats) == {*tensors, "step"}
-    for key in ("total_momentum", "momentum_correction", "momentum"):
+    for key in ("total_momentum", "target_momentum", "momentum_correction", "momentum"):
         assert stats[key] == tensors[key].item()
     assert stats["momentum_correction"] != 0.0
+    # The applied momentum is the target plus the correction before this step's update.
+    feedback = 0.05 * (stats["target_momentum"] - stats["total_momentum"])
+    applied = stats["target_momentum"] + stats["momentum_correction"] - feedback
+    assert stats["momentum"] == pytest.approx(applied, abs=1e-6)
 
 
 def test_fused_closed_loop_follows_the_eager_one() -> None:

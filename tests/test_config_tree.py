@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.helpers import REPO_ROOT, run_cli
@@ -73,6 +74,7 @@ def resolve_completely(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(job):
         hydra = job.pop("hydra")
     plain = OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    HydraConfig.instance().set_config(cfg)  # as Hydra does: paths may read ${hydra:job...}
     for key in ("run.dir", "sweep.dir", "sweep.subdir"):
         path = OmegaConf.select(hydra, key, throw_on_missing=True)
         assert isinstance(path, str) and "None" not in path, (key, path)
@@ -135,13 +137,15 @@ def test_every_trainer_and_logger_composes(compose_tree: Compose, override: str)
 
 @pytest.mark.parametrize("point", options("grid_point"))
 def test_every_grid_point_sets_its_optimizer_and_lr(compose_tree: Compose, point: str):
-    """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is."""
+    """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is;
+    ``<optimizer>_<variant>`` (an experiment's point, e.g. ``yellowfin_lrf3``) that optimizer."""
     plain = assert_tree_rules(compose_tree([f"grid_point={point}"]))
-    optimizer, _, lr = point.partition("_lr")
+    optimizer = max((o for o in options("optimizer") if point.startswith(o)), key=len)
+    rest = point[len(optimizer) :]
     assert plain["optimizer"]["name"] == optimizer
-    if lr:
-        assert plain["optimizer"]["lr"] == float(lr)
-    else:
+    if re.fullmatch(r"_lr[0-9.e-]+", rest):
+        assert plain["optimizer"]["lr"] == float(rest[3:])
+    elif not rest:
         assert (
             plain["optimizer"]
             == resolve_completely(compose_tree([f"optimizer={optimizer}"]))["optimizer"]

@@ -614,12 +614,13 @@ def test_stat_tensors_are_device_snapshots_that_stats_reads() -> None:
     for t in range(5):
         _step_with(opt, params, _quadratic_grads(params, t))
     tensors = opt.stat_tensors()
-    assert set(tensors) == {*STAT_KEYS, "grad_norm_sq", "skipped_steps"}
+    counters = ("skipped_steps", "protect_clips", "exploding_clips")
+    assert set(tensors) == {*STAT_KEYS, "grad_norm_sq", *counters}
     assert all(v.dtype == torch.float32 and v.dim() == 0 for v in tensors.values())
     stats = opt.stats()
     assert set(stats) == {*tensors, "step"}
     assert stats == {**{k: v.item() for k, v in tensors.items()}, "skipped_steps": 0, "step": 5}
-    assert isinstance(stats["step"], int) and isinstance(stats["skipped_steps"], int)
+    assert all(isinstance(stats[k], int) for k in ("step", *counters))
     snapshot = {k: v.clone() for k, v in tensors.items()}
     _step_with(opt, params, [torch.full(s, math.nan) for s in shapes])
     _step_with(opt, params, _quadratic_grads(params, 6))

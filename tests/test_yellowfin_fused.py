@@ -51,7 +51,8 @@ def _flat(params: list[Tensor]) -> Tensor:
 def assert_parity(what: str, eager: YellowFin, fused_opt: YellowFin) -> None:
     """Statistics and parameters of the two optimizers agree (see the module docstring)."""
     a, b = eager.stats(), fused_opt.stats()
-    assert (a["step"], a["skipped_steps"]) == (b["step"], b["skipped_steps"]), what
+    counters = ("step", "skipped_steps", "protect_clips", "exploding_clips")
+    assert [a[k] for k in counters] == [b[k] for k in counters], what
     state, beta = eager.state["yellowfin"], eager.config().beta
     steps = int(state["stat_steps"])
     # C = S/b - ||ḡ||²/b² is accurate to a few ulps of S/b; lr and mu inherit its error.
@@ -204,6 +205,7 @@ VARIANTS = {
     "no_zero_debias": dict(zero_debias=False),
     "linear_curvature": dict(h_log_smooth=False),
     "fixed_momentum": dict(tune_momentum=False, momentum=0.9),
+    "rescaled_sgd": dict(rescaled_sgd=True),
     "no_adaptive_clip": dict(adaptive_clip=False),
 }
 

@@ -36,7 +36,7 @@ NON_SEMANTIC_KEYS = (
 )
 # Keys added after runs were committed: recorded only when they differ from this default,
 # so those runs keep their identity (and resume) under the new config tree.
-OMITTED_AT_DEFAULT = {"trainer.flush_denormal": False}
+OMITTED_AT_DEFAULT = {"trainer.flush_denormal": False, "optimizer.lr_factor": 1.0}
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Seeds key 64-bit generators with the step mixed in; 32 bits keep every derived seed in range.
 MAX_SEED = 2**32 - 1

@@ -105,6 +105,7 @@ def write_report(
     if not runs.empty:
         lines += ["## Runs", "", markdown_table(_run_counts(runs))]
     lines += _synthetic_section(out.parent)
+    lines += _claims_section(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, "\n".join(lines).rstrip() + "\n")
     if readme is not None:
@@ -438,3 +439,29 @@ def _synthetic_section(root: Path) -> list[str]:
             "```",
         ]
     return lines + [""]
+
+
+# The paper's other claims: experiment folder -> what it measures (experiments/README.md).
+CLAIM_EXPERIMENTS = {
+    "asynchrony": "asynchronous training: closed-loop YellowFin, total momentum vs target",
+    "lr_robustness": "robustness to a misspecified learning rate",
+    "clipping": "adaptive clipping on a model with exploding gradients",
+    "momentum_ablation": "momentum ablation: rescaled SGD and fixed momentum",
+}
+
+
+def _claims_section(root: Path) -> list[str]:
+    """Links to the claim experiments' tables and figures found under ``root``."""
+    lines = []
+    for experiment, what in CLAIM_EXPERIMENTS.items():
+        tables = sorted((root / experiment).glob(f"*/*/{experiment}.md"))
+        for table in tables:
+            pngs = sorted(table.parent.glob("*.png"))
+            links = [f"[table]({os.path.relpath(table, root)})"]
+            links += [f"[{p.stem}]({os.path.relpath(p, root)})" for p in pngs]
+            where = table.parent.relative_to(root / experiment)
+            lines.append(f"- {what} ({where}): " + ", ".join(links))
+    if not lines:
+        return []
+    intro = "Made by the `make` targets in experiments/README.md; not all are run yet."
+    return ["## The paper's other claims", "", intro, "", *lines, ""]

@@ -36,6 +36,11 @@ from yfbench.errors import UserError
 OPTIMIZERS: dict[str, str] = {
     "yellowfin": "yfbench.optim.yellowfin:YellowFin",
     "yellowfin_closed_loop": "yfbench.optim.closed_loop:ClosedLoopYellowFin",
+    # Ablations of YellowFin under their own names, so that no analysis takes one for a
+    # grid point of YellowFin itself (their configs set the flags).
+    "yellowfin_open_loop": "yfbench.optim.closed_loop:ClosedLoopYellowFin",
+    "yellowfin_rescaled_sgd": "yfbench.optim.yellowfin:YellowFin",
+    "yellowfin_fixed_momentum": "yfbench.optim.yellowfin:YellowFin",
     "adam": "torch.optim:Adam",
     "momentum_sgd": "torch.optim:SGD",
     "sgd": "torch.optim:SGD",

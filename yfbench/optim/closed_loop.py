@@ -2,8 +2,23 @@
 
 Asynchrony adds momentum of its own, so the momentum the model actually moves with (the
 "total momentum" mu_T) exceeds the momentum the optimizer applies. The paper measures it
-as the median over coordinates of (x_t - x_{t-1} + alpha g) / (x_{t-1} - x_{t-2}) and
-integrates the error against YellowFin's target: mu <- mu + gamma (mu* - mu_T).
+as the median over coordinates of (x_t - x_{t-1} + alpha g) / (x_{t-1} - x_{t-2}).
+
+What the code does (per step, after YellowFin's own step):
+
+- feed-forward: the applied momentum is YellowFin's target mu* (this step's tuned value)
+  plus a correction c, so it follows mu* at once when mu* moves;
+- integral: c <- c + gamma (mu* - mu_T), so c accumulates the measured error and drives
+  mu_T to mu*; a step whose measurement is NaN (no usable coordinate) leaves c alone;
+- clamp (anti-windup): c is bounded so that mu* + c stays in [-0.999, 0.999], where
+  heavy ball is stable; a saturated loop stops integrating further.
+
+The paper's Algorithm 5 is a pure integrator instead: the applied momentum itself starts
+at 0 and moves only by mu <- mu + gamma (mu* - mu_T), with no feed-forward term and no
+clamp. Both have the same fixed point (mu_T = mu*); with the feed-forward term the loop
+only has to learn the asynchrony-induced offset, not mu* itself, so it settles sooner and
+tracks a drifting target. ``feedback_gain=0`` gives open-loop YellowFin (mu = mu*) that
+still measures mu_T.
 
 Which step the gradient is paired with matters. A step's own applied gradient gives back
 exactly the applied momentum, whatever the staleness: the heavy-ball update is an identity
@@ -53,9 +68,13 @@ def measure_total_momentum(
 class ClosedLoopYellowFin(YellowFin):
     """YellowFin whose momentum is corrected until the measured total momentum meets its target.
 
+    Applied momentum = target mu* + correction, the correction integrating
+    gamma (mu* - mu_T) and clamped so the sum stays in [-0.999, 0.999] (module docstring).
     ``staleness`` must equal the delay of the gradients the optimizer receives (the
     trainer's ``staleness``); ``feedback_gain`` is gamma (0 gives open-loop YellowFin
-    that still measures mu_T). Other arguments are YellowFin's.
+    that still measures mu_T). Other arguments are YellowFin's. ``stat_tensors()`` adds
+    ``total_momentum`` (mu_T, NaN until measurable), ``target_momentum`` (mu*) and
+    ``momentum_correction`` (after this step's update).
     """
 
     def __init__(
@@ -71,6 +90,11 @@ class ClosedLoopYellowFin(YellowFin):
             )
         if not isinstance(staleness, int) or staleness < 0:
             raise ValueError(f"ClosedLoopYellowFin: staleness must be an int >= 0, got {staleness}")
+        if kwargs.get("rescaled_sgd"):
+            raise ValueError(
+                "ClosedLoopYellowFin: rescaled_sgd=True applies no momentum, so there is none "
+                "to correct; use YellowFin(rescaled_sgd=True)"
+            )
         super().__init__(params, **kwargs)
         self.feedback_gain = feedback_gain
         self.staleness = staleness
@@ -86,6 +110,7 @@ class ClosedLoopYellowFin(YellowFin):
             state["param_history"] = history
             state["lr_history"] = torch.zeros(self.staleness + 1, device=device)
             state["total_momentum"] = torch.full((), math.nan, device=device)
+            state["target_momentum"] = torch.zeros((), device=device)
         return state
 
     @torch.no_grad()
@@ -104,6 +129,7 @@ class ClosedLoopYellowFin(YellowFin):
             torch.isfinite(total), bounded, state["momentum_correction"]
         )
         state["total_momentum"] = total
+        state["target_momentum"] = target
         return loss
 
     def _measure(self, state: dict[str, Any]) -> Tensor:
@@ -129,10 +155,11 @@ class ClosedLoopYellowFin(YellowFin):
         return total
 
     def _stat_sources(self, state: dict[str, Any]) -> dict[str, Tensor]:
-        """YellowFin's, plus the measured total momentum and the correction applied."""
+        """YellowFin's, plus the measured total momentum, its target and the correction."""
         sources = super()._stat_sources(state)
         sources.update(
             total_momentum=state["total_momentum"],
+            target_momentum=state["target_momentum"],
             momentum_correction=state["momentum_correction"],
         )
         return sources

@@ -29,6 +29,7 @@ class Config(NamedTuple):
     sparsity_debias: bool
     h_log_smooth: bool
     tune_momentum: bool
+    rescaled_sgd: bool
     stat_protect_factor: float
     catastrophic_move_threshold: float
     eps: float
@@ -41,6 +42,7 @@ class Clip(NamedTuple):
     grad_norm_sq: Tensor  # s of step 3
     finite: Tensor  # bool: s is finite (else the step is skipped)
     ema_weight: Tensor  # 1 - beta, or 0 on a skipped step: the EMAs' weight of step 4
+    protected: Tensor  # bool: step 2's stat-protection clip scaled the gradient down
 
 
 class StepUpdate(NamedTuple):
@@ -84,16 +86,21 @@ def _ema(avg: Tensor, value: Tensor, beta: float) -> Tensor:
     return beta * avg + (1.0 - beta) * value
 
 
-def _phase_1_2_clip(cfg: Config, raw_norm_sq: Tensor, h_max_prev: Tensor, t: Tensor) -> Tensor:
-    """Steps 1-2: the manual clip and the stat-protection clip, folded into one scale."""
+def _phase_1_2_clip(
+    cfg: Config, raw_norm_sq: Tensor, h_max_prev: Tensor, t: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Steps 1-2: the manual clip and the stat-protection clip, folded into one scale, and
+    whether the stat protection scaled the gradient down."""
     scale = torch.ones_like(raw_norm_sq)
+    protected = torch.zeros_like(raw_norm_sq, dtype=torch.bool)
     if cfg.clip_norm is not None:
         scale = _clip_factor(torch.sqrt(raw_norm_sq), cfg.clip_norm)
     if cfg.adaptive_clip:
         protect = torch.sqrt(cfg.stat_protect_factor * h_max_prev) + cfg.eps
-        protected = scale * _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
-        scale = torch.where(t > 1, protected, scale)
-    return scale
+        factor = _clip_factor(torch.sqrt(raw_norm_sq) * scale, protect)
+        protected = (t > 1) & (factor < 1.0)
+        scale = torch.where(t > 1, scale * factor, scale)
+    return scale, protected
 
 
 def _phase_3_norm(raw_norm_sq: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,11 +111,11 @@ def _phase_3_norm(raw_norm_sq: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
 
 def clip_and_norm(cfg: Config, raw_norm_sq: Tensor, h_max_prev: Tensor, t: Tensor) -> Clip:
     """Steps 1-3 (between passes 1 and 2), and the weight of step 4's EMAs."""
-    scale = _phase_1_2_clip(cfg, raw_norm_sq, h_max_prev, t)
+    scale, protected = _phase_1_2_clip(cfg, raw_norm_sq, h_max_prev, t)
     grad_norm_sq, finite = _phase_3_norm(raw_norm_sq, scale)
     # A zero weight on a skipped step keeps the EMAs exactly.
     ema_weight = torch.where(finite, 1.0 - cfg.beta, 0.0).float()
-    return Clip(scale, grad_norm_sq, finite, ema_weight)
+    return Clip(scale, grad_norm_sq, finite, ema_weight, finite & protected)
 
 
 def _phase_4_6_statistics(
@@ -168,7 +175,9 @@ def _phase_7_tune(
     initial: tuple[float | Tensor, float | Tensor],
 ) -> tuple[Tensor, Tensor]:
     """Step 7: robust-region momentum, its lr, slow start, optional smoothing; step 0
-    applies ``initial`` (lr, momentum). Adds the momentum correction (closed loop)."""
+    applies ``initial`` (lr, momentum). Adds the momentum correction (closed loop). With
+    ``rescaled_sgd`` the tuned pair (α, μ) becomes (α / (1 − μ), 0): plain SGD with the
+    same effective step, the "YellowFin rescaling" ablation."""
     eps, t = cfg.eps, scalars["stat_steps"]
     if cfg.tune_momentum:
         # In float64: in float32 the cubic loses all digits once p > ~1e9 and overflows
@@ -191,6 +200,8 @@ def _phase_7_tune(
         alpha, mu = new["smooth_lr"], new["smooth_momentum"]
     alpha = torch.where(t == 0, initial[0], alpha.float())
     mu = torch.where(t == 0, initial[1], mu.float()) + scalars["momentum_correction"]
+    if cfg.rescaled_sgd:
+        alpha, mu = alpha / (1.0 - mu), torch.zeros_like(mu)
     return alpha, mu
 
 
@@ -245,6 +256,9 @@ def statistics_and_tuning(
 
     stored = {key: torch.where(finite, value, scalars[key]) for key, value in new.items()}
     stored["skipped_steps"] = scalars["skipped_steps"] + (~apply).long()
+    # Clip events (cumulative, so a train record logged every k steps misses none).
+    stored["protect_clips"] = scalars["protect_clips"] + (apply & clip.protected).long()
+    stored["exploding_clips"] = scalars["exploding_clips"] + (apply & (update_scale < 1.0)).long()
     stored["stat_steps"] = t + finite.long()
     stored["lr"] = torch.where(apply, lrs[report_group], scalars["lr"])
     stored["momentum"] = torch.where(apply, mu, scalars["momentum"])

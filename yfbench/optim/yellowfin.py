@@ -40,8 +40,12 @@ _SCALAR_STATE = (  # every 0-d tensor of the global state
     "momentum_correction",
     "stat_steps",  # steps whose statistics were applied: the spec's t
     "skipped_steps",
+    "protect_clips",  # applied steps whose gradient step 2 (stat protection) clipped
+    "exploding_clips",  # applied steps whose update step 9 (exploding gradient) clipped
 )
-_INT_STATE = ("stat_steps", "skipped_steps")
+_INT_STATE = ("stat_steps", "skipped_steps", "protect_clips", "exploding_clips")
+# Counters that ``stats()`` reports as ints.
+_COUNTERS = ("skipped_steps", "protect_clips", "exploding_clips")
 _REPORTED = ("lr", "momentum", "h_max", "h_min", "grad_var", "dist_to_opt", "grad_norm_sq")
 
 
@@ -209,7 +213,9 @@ class YellowFin(Optimizer):
         p ← p − lr·v, with wd = ``weight_decay`` of the group.
 
     A step with a non-finite s, α or μ is skipped: parameters, momentum and statistics
-    stay as they were and ``stats()["skipped_steps"]`` counts it.
+    stay as they were and ``stats()["skipped_steps"]`` counts it. ``protect_clips`` and
+    ``exploding_clips`` count the applied steps whose gradient step 2, respectively step 9,
+    scaled down (the adaptive clip's events).
 
     Arguments: ``lr``, ``momentum``, ``weight_decay`` and ``lr_factor`` may differ per
     param group (``lr`` and ``momentum`` of the first group are step 0's values; afterwards
@@ -220,7 +226,10 @@ class YellowFin(Optimizer):
     paper's pseudocode), ``sparsity_debias`` (scale h_min, h_max, C by the EMA of the
     gradient density, D by its inverse square root), ``h_log_smooth=False`` (smooth the
     curvature range linearly) and ``tune_momentum=False`` (keep ``momentum``, tune only
-    α). All of them are saved by ``state_dict()`` and restored by ``load_state_dict()``.
+    α), ``rescaled_sgd=True`` (apply μ = 0 and lr = α/(1 − μ) of the tuned pair at every
+    step: the "YellowFin rescaling" ablation, plain SGD with YellowFin's effective step,
+    driven by its own statistics). All of them are saved by ``state_dict()`` and restored
+    by ``load_state_dict()``.
 
     ``fused=True`` runs each step as three compiled passes over flat buffers
     (:mod:`yfbench.optim.fused`): 36 bytes of memory traffic per parameter instead of
@@ -261,6 +270,7 @@ class YellowFin(Optimizer):
         sparsity_debias: bool = False,
         h_log_smooth: bool = True,
         tune_momentum: bool = True,
+        rescaled_sgd: bool = False,
         stat_protect_factor: float = 100.0,
         catastrophic_move_threshold: float = 100.0,
         eps: float = 1e-6,
@@ -281,6 +291,7 @@ class YellowFin(Optimizer):
             sparsity_debias=sparsity_debias,
             h_log_smooth=h_log_smooth,
             tune_momentum=tune_momentum,
+            rescaled_sgd=rescaled_sgd,
             stat_protect_factor=stat_protect_factor,
             catastrophic_move_threshold=catastrophic_move_threshold,
             eps=eps,
@@ -359,6 +370,9 @@ class YellowFin(Optimizer):
         for key, value in state.items():
             if isinstance(value, Tensor):
                 state[key] = value.to(device)
+        if state:  # checkpoints from before the clip counters existed start them at 0
+            for name in _INT_STATE:
+                state.setdefault(name, torch.zeros((), dtype=torch.int64, device=device))
 
     def set_momentum_correction(self, correction: Tensor | float) -> None:
         """Additive correction to the tuned momentum (closed-loop YellowFin's feedback)."""
@@ -410,7 +424,7 @@ class YellowFin(Optimizer):
     # ------------------------------------------------------------------ reporting
     def _stat_sources(self, state: dict[str, Any]) -> dict[str, Tensor]:
         """The state tensors that ``stat_tensors()`` reports, by name."""
-        return {key: state[key] for key in (*_REPORTED, "skipped_steps")}
+        return {key: state[key] for key in (*_REPORTED, *_COUNTERS)}
 
     def stat_tensors(self) -> dict[str, Tensor]:
         """The statistics of the step just taken as 0-d float32 tensors on the parameters'
@@ -421,11 +435,12 @@ class YellowFin(Optimizer):
 
     def stats(self) -> dict[str, float | int]:
         """``stat_tensors()`` as Python floats (one host transfer), plus the step count;
-        ``step`` and ``skipped_steps`` are ints."""
+        ``step`` and the counters (skipped steps, clip events) are ints."""
         tensors = self.stat_tensors()
         values = torch.stack(list(tensors.values())).tolist()
         result: dict[str, float | int] = dict(zip(tensors, values, strict=True))
-        result["skipped_steps"] = int(result["skipped_steps"])
+        for counter in _COUNTERS:
+            result[counter] = int(result[counter])
         result["step"] = self._global_state()["step"]
         return result
 

@@ -17,6 +17,7 @@ TASKS: dict[str, str] = {
     "wsj_parse_lstm": "yfbench.tasks.wsj_parse:build",
     "cifar10_resnet": "yfbench.tasks.cifar:build_cifar10",
     "cifar100_resnet": "yfbench.tasks.cifar:build_cifar100",
+    "pixel_lstm": "yfbench.tasks.pixel_lstm:build",
 }
 
 

@@ -1,0 +1,147 @@
+"""Fixed-budget comparisons of the smoothed training loss, shared by the claim experiments.
+
+A run's loss *at a budget* of B iterations is its smoothed training loss (the speedup's
+moving average, :func:`yfbench.analysis.speedup.smooth`) at its last logged iteration
+<= B; a run that diverged or stopped before B has none (NaN), and is counted as such,
+never given a number. Two grid points are compared seed by seed (paired by seed number):
+the difference method - baseline at the common budget, its mean over seeds and a 95%
+Student-t interval. An interval that contains 0 says the two are not told apart at this
+budget by these seeds.
+
+(wt-report writes a fixed-budget paired difference for the speedup report; this one is
+named apart, :func:`paired_budget_difference`, for the lead to unify.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from yfbench.analysis.speedup import Curve, GridPoint
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (standard tables); beyond
+# the table the value at 30 degrees of freedom, a slightly wide interval.
+T_975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+}
+
+
+def t_quantile(dof: int) -> float:
+    """t_{0.975, dof}: the table's value at the largest tabulated dof <= ``dof``."""
+    if dof < 1:
+        return math.nan
+    return T_975[max(k for k in T_975 if k <= dof)]
+
+
+def loss_at(curve: Curve, budget: int) -> float:
+    """The smoothed loss at the last logged iteration <= ``budget`` (NaN if the run has no
+    smoothed loss there or stopped before ``budget``)."""
+    if curve.last_step < budget:
+        return math.nan
+    keep = curve.steps <= budget
+    return float(curve.values[keep][-1]) if keep.any() else math.nan
+
+
+def final_loss(curve: Curve) -> float:
+    """The smoothed loss at the run's own last logged iteration (NaN if it has none)."""
+    return loss_at(curve, curve.last_step)
+
+
+def mean_interval(values: Iterable[float]) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite ``values``, with a 95% Student-t interval."""
+    finite = np.array([v for v in values if math.isfinite(v)], dtype=float)
+    n = finite.size
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(finite.mean())
+    if n == 1:
+        return mean, math.nan, math.nan, 1
+    half = t_quantile(n - 1) * float(finite.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def paired_budget_difference(
+    method: GridPoint, baseline: GridPoint, budget: int | None = None
+) -> dict[str, object]:
+    """Per common seed, ``method``'s smoothed loss minus ``baseline``'s at the budget.
+
+    ``budget`` defaults to the shortest run length among the paired runs (so every pair is
+    compared at one iteration count). Seeds where either run has no loss at the budget
+    (diverged, stopped early) are counted in ``missing`` and left out of the mean.
+    """
+    seeds = sorted(set(method.curves) & set(baseline.curves))
+    if budget is None:
+        lengths = [
+            c.last_step for p in (method, baseline) for s, c in p.curves.items() if s in seeds
+        ]
+        budget = min(lengths) if lengths else 0
+    differences = {
+        seed: loss_at(method.curves[seed], budget) - loss_at(baseline.curves[seed], budget)
+        for seed in seeds
+    }
+    mean, low, high, n = mean_interval(differences.values())
+    return {
+        "budget": budget,
+        "seeds": len(seeds),
+        "paired": n,
+        "missing": len(seeds) - n,
+        "difference": mean,
+        "low": low,
+        "high": high,
+        "per_seed": differences,
+    }
+
+
+def difference_text(row: dict[str, object] | pd.Series) -> str:
+    """``-0.012 [-0.030, +0.006] (3 seeds)``; says when seeds are missing."""
+    n, missing = int(row["paired"]), int(row["missing"])
+    if n == 0:
+        return f"— (no seed pair with a loss at {row['budget']} iterations)"
+    text = f"{row['difference']:+.4f}"
+    if n > 1:
+        text += f" [{row['low']:+.4f}, {row['high']:+.4f}]"
+    text += f" ({n} seed{'s' if n > 1 else ''}"
+    if missing:
+        text += f"; {missing} without a loss at the budget"
+    return text + ")"
+
+
+def verdict(row: dict[str, object] | pd.Series) -> str:
+    """Whether the interval tells the two apart: "lower", "higher" or "tie"."""
+    if int(row["paired"]) < 2 or not math.isfinite(float(row["low"])):
+        return "too few seeds"
+    if float(row["high"]) < 0:
+        return "lower"
+    if float(row["low"]) > 0:
+        return "higher"
+    return "tie"
+
+
+# Points per curve a figure draws (every k-th), so that the SVGs stay light.
+FIGURE_POINTS = 600
+
+
+def seed_band(curves: dict[int, Curve], thin: bool = False) -> pd.DataFrame:
+    """Median, min and max over seeds of smoothed curves, aligned on iterations; ``thin``
+    keeps about :data:`FIGURE_POINTS` rows, for a figure."""
+    table = pd.DataFrame({seed: pd.Series(c.values, index=c.steps) for seed, c in curves.items()})
+    table = table.sort_index()
+    band = pd.DataFrame(
+        {"median": table.median(axis=1), "low": table.min(axis=1), "high": table.max(axis=1)}
+    )
+    return band.iloc[:: max(1, len(band) // FIGURE_POINTS)] if thin else band

@@ -1,0 +1,282 @@
+"""Robustness to a misspecified learning rate: loss and validation metric vs lr multiplier.
+
+For Adam and momentum SGD the multiplier is lr over the optimizer's tuned lr, the tuned
+point being chosen by :func:`yfbench.analysis.speedup.tuned` on the speedup grid's runs
+(``--tuned-from``: the seed-1 choice of the committed grid); for YellowFin it is its
+``lr_factor`` (absent = 1). Per grid point and seed: the final smoothed training loss
+(:func:`yfbench.analysis.final_loss.final_loss`; none for a run that did not complete) and the last
+validation metric (perplexity where the task logs it, else the validation loss). The
+table and figure give the median over seeds and the min-max band, and count the seeds
+that diverged or failed, which have no value.
+
+The multiplier-1 points were chosen on seed 1, which is also one of the evaluated seeds:
+the curve's minimum at 1x is slightly favoured on that seed (the band shows it).
+
+Runs found twice (the same config hash, e.g. a speedup-grid run passed again) count once.
+
+``python -m yfbench.analysis.lr_robustness RUN_DIRS --tuned-from GRID_DIR --out DIR``
+``python -m yfbench.analysis.lr_robustness missing GRID_DIR --seeds 2,3`` prints the
+``grid_point`` names of the grid whose runs lack one of ``--seeds`` (for a second stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from yfbench.analysis.final_loss import final_loss
+from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
+from yfbench.analysis.runs import load_runs, runs_table
+from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
+from yfbench.analysis.tables import DASH, markdown_table
+from yfbench.errors import UserError
+
+OPTIMIZERS = ("adam", "momentum_sgd", "yellowfin")
+# Validation metric shown, in order of preference (the first one the runs log).
+VALID_METRICS = ("perplexity", "accuracy", "f1", "loss")
+
+
+def tuned_lrs(grid: pd.DataFrame, window: int | None = None) -> dict[tuple[str, str], float]:
+    """(task, optimizer) -> the tuned lr of Adam and momentum SGD in the speedup grid."""
+    found = {}
+    for (task, _, _), group in grid.groupby(GROUP_KEYS, sort=True):
+        points = grid_points(group, resolve_window(group, window))
+        for optimizer in ("adam", "momentum_sgd"):
+            point, _ = tuned(points, optimizer)
+            if point is not None:
+                found[(task, optimizer)] = float(point.settings["lr"])
+    return found
+
+
+def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
+    """One copy of each run: the first directory of every config hash."""
+    first = frame.drop_duplicates("run_dir").drop_duplicates("config_hash")["run_dir"]
+    return frame[frame["run_dir"].isin(set(first))]
+
+
+def robustness_table(
+    frame: pd.DataFrame, tuned_lr: dict[tuple[str, str], float], window: int | None = None
+) -> pd.DataFrame:
+    """One row per (task, scale, setting, optimizer, grid point) with its multiplier."""
+    rows = []
+    frame = _dedupe(frame)
+    for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
+        size = resolve_window(group, window)
+        metric = next((m for m in VALID_METRICS if m in group and group[m].notna().any()), None)
+        for point in grid_points(group[group["optimizer"].isin(OPTIMIZERS)], size):
+            if point.optimizer == "yellowfin":
+                multiplier = float(point.settings.get("lr_factor", 1.0))
+            elif (task, point.optimizer) in tuned_lr:
+                multiplier = float(point.settings["lr"]) / tuned_lr[(task, point.optimizer)]
+            else:
+                raise UserError(
+                    f"{task}: no tuned {point.optimizer} lr in the speedup grid passed with "
+                    "--tuned-from; pass the task's speedup grid runs"
+                )
+            losses = [
+                final_loss(c) if point.statuses[seed] == "completed" else math.nan
+                for seed, c in point.curves.items()
+            ]
+            metrics = [_last_valid(group, d, metric) for d in point.run_dirs.values()]
+            statuses = list(point.statuses.values())
+            rows.append(
+                {
+                    "task": task,
+                    "scale": scale,
+                    "setting": setting,
+                    "window": size,
+                    "optimizer": point.optimizer,
+                    "hparams": point.hparams,
+                    "multiplier": multiplier,
+                    "seeds": len(statuses),
+                    "diverged": statuses.count("diverged"),
+                    "failed": sum(s not in ("completed", "diverged") for s in statuses),
+                    **_band("loss", losses),
+                    "metric": metric,
+                    **_band("valid", metrics),
+                }
+            )
+    return pd.DataFrame(rows).sort_values(GROUP_KEYS + ["optimizer", "multiplier"])
+
+
+def _last_valid(group: pd.DataFrame, run_dir: str, metric: str | None) -> float:
+    if metric is None:
+        return math.nan
+    valid = group[(group["run_dir"] == run_dir) & (group["split"] == "valid")]
+    values = valid.sort_values("step")[metric].dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def _band(prefix: str, values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    return {
+        f"{prefix}_median": float(np.median(finite)) if finite else math.nan,
+        f"{prefix}_low": min(finite) if finite else math.nan,
+        f"{prefix}_high": max(finite) if finite else math.nan,
+        f"{prefix}_n": len(finite),
+    }
+
+
+def _cell(row: pd.Series, prefix: str) -> str:
+    if row[f"{prefix}_n"] == 0:
+        return DASH
+    text = f"{row[f'{prefix}_median']:.4g}"
+    if row[f"{prefix}_n"] > 1:
+        text += f" ({row[f'{prefix}_low']:.4g}–{row[f'{prefix}_high']:.4g})"
+    return text + f" [{int(row[f'{prefix}_n'])}/{int(row['seeds'])}]"
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    rows = [
+        [
+            row["task"],
+            row["scale"],
+            row["optimizer"],
+            f"{row['multiplier']:.3g}x",
+            row["hparams"],
+            f"{row['diverged']} / {row['failed']}",
+            _cell(row, "loss"),
+            f"{row['metric']}: {_cell(row, 'valid')}" if row["metric"] else DASH,
+        ]
+        for _, row in table.iterrows()
+    ]
+    headers = [
+        "task",
+        "scale",
+        "optimizer",
+        "lr multiplier",
+        "hyperparameters",
+        "diverged / failed",
+        "final smoothed training loss: median (min–max) [seeds with a value]",
+        "validation metric, last evaluation",
+    ]
+    return pd.DataFrame(rows, columns=headers)
+
+
+def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
+    """Final loss and validation metric vs multiplier; median line, min-max band, and an x
+    at the top for every point where some seed diverged or failed."""
+    names = sorted(table["optimizer"].unique())
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.2))
+        for ax, prefix in zip(axes, ("loss", "valid"), strict=True):
+            for optimizer, rows in table.groupby("optimizer", sort=True):
+                style = optimizer_style(optimizer, names)
+                ax.plot(
+                    rows["multiplier"],
+                    rows[f"{prefix}_median"],
+                    marker="o",
+                    label=optimizer,
+                    **style,
+                )
+                ax.fill_between(
+                    rows["multiplier"],
+                    rows[f"{prefix}_low"],
+                    rows[f"{prefix}_high"],
+                    color=style["color"],
+                    alpha=0.15,
+                )
+                lost = rows[(rows["diverged"] + rows["failed"]) > 0]
+                ax.plot(
+                    lost["multiplier"],
+                    [1.0] * len(lost),
+                    "x",
+                    color=style["color"],
+                    transform=ax.get_xaxis_transform(),
+                    clip_on=False,
+                    markersize=8,
+                )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.axvline(1.0, color="grey", linewidth=0.8)
+            ax.set_xlabel("lr multiplier relative to the tuned value (YellowFin: lr_factor)")
+        metric = table["metric"].dropna().iloc[0] if table["metric"].notna().any() else "loss"
+        axes[0].set_ylabel("final smoothed training loss")
+        axes[1].set_ylabel(f"validation {metric} (last evaluation)")
+        axes[0].legend()
+        fig.suptitle(f"{title}: median and min–max over seeds; × = a seed diverged")
+        return save_figure(fig, stem)
+
+
+def missing_grid_points(grid_dir: Path, seeds: list[int]) -> list[str]:
+    """``grid_point`` names of ``grid_dir``'s runs that lack one of ``seeds``."""
+    runs = runs_table(load_runs([grid_dir])).dropna(subset=["grid_point"])
+    have = runs.groupby("grid_point")["seed"].apply(set)
+    return [name for name, present in have.items() if not set(seeds) <= present]
+
+
+def write_outputs(
+    run_dirs: list[Path], tuned_from: Path, out: Path, window: int | None = None
+) -> list[Path]:
+    tuned_lr = tuned_lrs(load_runs([tuned_from]), window)
+    table = robustness_table(load_runs([*run_dirs, tuned_from]), tuned_lr, window)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for (task, scale), rows in table.groupby(["task", "scale"], sort=True):
+        stem = Path(f"{out / figure_stem(task, scale, 'default')}_lr_robustness")
+        written += plot_task(rows, stem, f"{task} ({scale})")
+    csv = out / "lr_robustness.csv"
+    table.to_csv(csv, index=False)
+    lines = [
+        "# Robustness to the learning rate",
+        "",
+        "Generated by `python -m yfbench.analysis.lr_robustness` from the run directories. "
+        "Multiplier: lr over the optimizer's tuned lr in the speedup grid (tuned on seed 1), "
+        "YellowFin's lr_factor. Cells: median over seeds (min–max) [seeds with a value]; a "
+        "diverged run has no final loss and is counted, never given a number.",
+        "",
+        "Tuned lrs used: "
+        + ", ".join(f"{t} {o} {lr:g}" for (t, o), lr in sorted(tuned_lr.items()))
+        + ".",
+        "",
+        markdown_table(display(table)),
+        "## Figures",
+        "",
+        *[f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"],
+        "",
+    ]
+    markdown = out / "lr_robustness.md"
+    markdown.write_text("\n".join(lines).rstrip() + "\n")
+    return [markdown, csv, *written]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if args[:1] == ["missing"]:
+            parser = argparse.ArgumentParser(
+                prog="python -m yfbench.analysis.lr_robustness missing"
+            )
+            parser.add_argument("grid_dir", type=Path)
+            parser.add_argument("--seeds", default="2,3")
+            parsed = parser.parse_args(args[1:])
+            seeds = [int(s) for s in parsed.seeds.split(",")]
+            print(",".join(missing_grid_points(parsed.grid_dir, seeds)))
+            return 0
+        parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.lr_robustness")
+        parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+        parser.add_argument(
+            "--tuned-from",
+            type=Path,
+            required=True,
+            help="the task's speedup grid runs (tuned lrs; reused runs)",
+        )
+        parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--window", type=int)
+        parsed = parser.parse_args(args)
+        for path in write_outputs(parsed.run_dirs, parsed.tuned_from, parsed.out, parsed.window):
+            print(f"wrote {path}")
+    except (UserError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Momentum ablation: does YellowFin's tuned momentum matter, or only its effective step?
+
+Compares YellowFin (the speedup grid's runs) with three ablations run by
+``experiment=momentum_ablation_*``, seed by seed in one (task, scale, setting):
+
+- ``yellowfin_rescaled_sgd``: mu = 0 and lr = alpha / (1 - mu) of the pair YellowFin tunes
+  at every step from its own statistics ("YellowFin rescaling", the readers' test);
+- ``yellowfin_fixed_momentum`` with mu = 0 and mu = 0.9: momentum fixed, lr still tuned.
+
+The table gives each variant's smoothed training loss minus YellowFin's at a fixed
+budget (the shortest run length of the pair; :mod:`yfbench.analysis.final_loss`), its
+mean over seeds and 95% t interval, and the verdict: "YellowFin lower" (the tuned momentum
+helps), "variant lower", or "tie" (the interval contains 0). The figure shows the smoothed
+losses and the effective step lr / (1 - mu) that each run applied.
+
+``python -m yfbench.analysis.momentum_ablation RUN_DIRS --out DIR``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from yfbench.analysis.final_loss import (
+    difference_text,
+    final_loss,
+    paired_budget_difference,
+    seed_band,
+    verdict,
+)
+from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
+from yfbench.analysis.runs import load_runs
+from yfbench.analysis.speedup import GROUP_KEYS, GridPoint, grid_points, resolve_window
+from yfbench.analysis.tables import markdown_table
+from yfbench.errors import UserError
+
+BASELINE = "yellowfin"
+VARIANTS = ("yellowfin_rescaled_sgd", "yellowfin_fixed_momentum")
+VERDICTS = {"higher": "YellowFin lower", "lower": "variant lower", "tie": "tie"}
+
+
+def variant_label(point: GridPoint) -> str:
+    """``rescaled SGD``, ``fixed μ=0.9``."""
+    if point.optimizer == "yellowfin_rescaled_sgd":
+        return "rescaled SGD (μ=0, lr=α/(1−μ))"
+    return f"fixed μ={point.settings.get('momentum', '?')} (lr tuned)"
+
+
+def _baseline(points: list[GridPoint], where: str) -> GridPoint:
+    own = [p for p in points if p.optimizer == BASELINE]
+    if len(own) != 1:
+        found = "; ".join(p.hparams for p in own) or "none"
+        raise UserError(
+            f"{where}: the ablation needs exactly one YellowFin grid point in this setting "
+            f"(the speedup grid's), found {len(own)} ({found}); pass the speedup grid's "
+            "yellowfin runs and the ablation runs, run with the same trainer settings"
+        )
+    return own[0]
+
+
+def ablation_table(frame: pd.DataFrame, window: int | None = None) -> pd.DataFrame:
+    """One row per (task, scale, setting) and variant grid point."""
+    rows = []
+    for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
+        size = resolve_window(group, window)
+        points = grid_points(group, size)
+        variants = [p for p in points if p.optimizer in VARIANTS]
+        if not variants:
+            continue
+        base = _baseline(points, f"{task}/{scale} ({setting})")
+        for point in variants:
+            difference = paired_budget_difference(point, base)
+            rows.append(
+                {
+                    "task": task,
+                    "scale": scale,
+                    "setting": setting,
+                    "window": size,
+                    "variant": variant_label(point),
+                    "optimizer": point.optimizer,
+                    "hparams": point.hparams,
+                    "variant_final": _median_final(point),
+                    "yellowfin_final": _median_final(base),
+                    "variant_diverged": sum(s == "diverged" for s in point.statuses.values()),
+                    **{k: v for k, v in difference.items() if k != "per_seed"},
+                    "verdict": VERDICTS.get(verdict(difference), verdict(difference)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _median_final(point: GridPoint) -> float:
+    values = [final_loss(c) for c in point.curves.values()]
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    rows = [
+        [
+            row["task"],
+            row["scale"],
+            row["setting"],
+            row["variant"],
+            f"{row['yellowfin_final']:.4f}",
+            f"{row['variant_final']:.4f}"
+            + (f" ({row['variant_diverged']} diverged)" if row["variant_diverged"] else ""),
+            str(row["budget"]),
+            difference_text(row),
+            row["verdict"],
+        ]
+        for _, row in table.iterrows()
+    ]
+    headers = [
+        "task",
+        "scale",
+        "setting",
+        "variant",
+        "YellowFin final loss (median)",
+        "variant final loss (median)",
+        "budget (iterations)",
+        "variant − YellowFin at the budget (95% CI)",
+        "verdict",
+    ]
+    return pd.DataFrame(rows, columns=headers)
+
+
+def plot_task(group: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:
+    """Smoothed training loss and applied effective step lr/(1−μ), median over seeds."""
+    points = [p for p in grid_points(group, window) if p.optimizer in (BASELINE, *VARIANTS)]
+    if not points:
+        return []
+    names = [p.optimizer + p.hparams for p in points]
+    with plt.rc_context(STYLE):
+        fig, (loss_ax, step_ax) = plt.subplots(1, 2, figsize=(12.0, 4.2))
+        for point, name in zip(points, names, strict=True):
+            style = optimizer_style(name, names)
+            label = "YellowFin" if point.optimizer == BASELINE else variant_label(point)
+            band = seed_band(point.curves, thin=True)
+            loss_ax.plot(band.index, band["median"], label=label, **style)
+            loss_ax.fill_between(
+                band.index, band["low"], band["high"], color=style["color"], alpha=0.15
+            )
+            steps = _effective_step(group, point)
+            if not steps.empty:
+                step_ax.plot(steps.index, steps.to_numpy(), label=label, **style)
+        loss_ax.set_yscale("log")
+        loss_ax.set_xlabel("iteration")
+        loss_ax.set_ylabel(f"training loss ({window}-it. mean; median, min–max)")
+        step_ax.set_yscale("log")
+        step_ax.set_xlabel("iteration")
+        step_ax.set_ylabel("effective step lr / (1 − μ) (median over seeds)")
+        loss_ax.legend(fontsize=8)
+        fig.suptitle(f"{title}: YellowFin's tuned momentum vs its ablations")
+        return save_figure(fig, stem)
+
+
+def _effective_step(group: pd.DataFrame, point: GridPoint) -> pd.Series:
+    """Median over the point's seeds of the applied lr / (1 - momentum) per iteration."""
+    runs = group[group["run_dir"].isin(point.run_dirs.values()) & (group["split"] == "train")]
+    if "lr" not in runs or "momentum" not in runs:
+        return pd.Series(dtype=float)
+    steps = runs["lr"] / (1.0 - runs["momentum"])
+    table = pd.DataFrame({"step": runs["step"], "seed": runs["seed"], "value": steps})
+    return table.pivot_table(index="step", columns="seed", values="value").median(axis=1)
+
+
+def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) -> list[Path]:
+    frame = load_runs(run_dirs)
+    table = ablation_table(frame, window)
+    if table.empty:
+        raise UserError(
+            f"no ablation runs ({', '.join(VARIANTS)}) under {', '.join(map(str, run_dirs))}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (task, scale), group in frame.groupby(["task", "scale"], sort=True):
+        if not group["optimizer"].isin(VARIANTS).any():
+            continue
+        size = resolve_window(group, window)
+        stem = Path(f"{out / figure_stem(task, scale, 'default')}_momentum_ablation")
+        written += plot_task(group, size, stem, f"{task} ({scale})")
+    csv = out / "momentum_ablation.csv"
+    table.to_csv(csv, index=False)
+    lines = [
+        "# Momentum ablation: does YellowFin's tuned momentum matter?",
+        "",
+        "Generated by `python -m yfbench.analysis.momentum_ablation` from the run "
+        "directories. Each variant against YellowFin, paired by seed: smoothed training "
+        "loss (the speedup window) at the budget, the shortest run of the pair; mean "
+        'difference over seeds with its 95% t interval. "YellowFin lower": the tuned '
+        'momentum helps at this budget; "tie": the interval contains 0.',
+        "",
+        markdown_table(display(table)),
+        "## Figures",
+        "",
+        *[f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"],
+        "",
+    ]
+    markdown = out / "momentum_ablation.md"
+    markdown.write_text("\n".join(lines).rstrip() + "\n")
+    return [markdown, csv, *written]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.momentum_ablation")
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="folder for tables and figures")
+    parser.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
+    args = parser.parse_args(argv)
+    try:
+        for path in write_outputs(args.run_dirs, args.out, args.window):
+            print(f"wrote {path}")
+    except (UserError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
