@@ -8,13 +8,26 @@ optimizers only through these optional hooks, probed with ``getattr``:
   decay scales (YellowFin tunes its lr, so its schedule acts on ``lr_factor``);
 - ``stat_tensors()``: 0-d device tensors describing the step just taken (YellowFin's
   lr, momentum and statistics), read without a host sync;
-- ``train()`` / ``eval()``: called around evaluation and checkpoints (optimizers that
-  evaluate at an averaged point, like Schedule-Free, swap parameters there);
-- a ``loss`` keyword of ``step``: the trainer then passes the step's loss.
+- ``train()`` / ``eval()``: called before the first step, and around evaluation and
+  checkpoints (optimizers that evaluate at an averaged point, like Schedule-Free and
+  DoG's averaged model, swap parameters there);
+- ``follows_schedule`` (class attribute, default True): False for optimizers whose own
+  step size replaces any schedule (Schedule-Free, DoG): the lr stays as configured;
+- ``recompute_batch_norm`` (int, default 0): training batches the trainer passes through
+  the model at the evaluation point, in eval mode of the optimizer, to recompute batch-norm
+  statistics there before evaluating;
+- a ``loss`` keyword of ``step``: the trainer then passes the step's loss;
+- a ``model`` keyword of the constructor: the builder passes the model (a parameter split
+  or an averaged copy needs its modules).
+
+The config node may also hold ``schedule: {warmup_fraction, decay}``: a per-step linear
+warm-up and cosine decay to the run's end (:class:`LrSchedule`), which replaces the task's
+recipe decay.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 from collections.abc import Callable, Iterable
@@ -22,12 +35,13 @@ from functools import partial
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from yfbench.errors import UserError
 from yfbench.optim.closed_loop import ClosedLoopYellowFin
 from yfbench.optim.yellowfin import YellowFin
+from yfbench.peers import PEERS  # issue 22: the lead folds these into the engine's registry
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "yellowfin": YellowFin,
@@ -40,19 +54,35 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
 UNIT_INTERVAL_KEYS = ("momentum", "dampening", "beta")
 
 
-def build_optimizer(params: Iterable[Tensor], cfg: dict[str, Any]) -> Optimizer:
-    """``cfg`` is the ``optimizer`` config node: ``name`` plus constructor arguments."""
+def build_optimizer(
+    params: Iterable[Tensor], cfg: dict[str, Any], model: nn.Module | None = None
+) -> Optimizer:
+    """``cfg`` is the ``optimizer`` config node: ``name`` plus constructor arguments (and an
+    optional ``schedule``, which is :class:`LrSchedule`'s); ``model`` owns ``params``."""
     kwargs = dict(cfg)
     name = kwargs.pop("name")
-    if name not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    kwargs.pop("schedule", None)
+    if name not in OPTIMIZERS and name not in PEERS:
+        choices = ", ".join([*OPTIMIZERS, *PEERS])
+        raise UserError(f"unknown optimizer {name!r}; choose one of: {choices}")
     _check_values(name, kwargs)
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
+    factory = OPTIMIZERS[name] if name in OPTIMIZERS else _imported(PEERS[name])
+    if "model" in inspect.signature(factory).parameters:
+        if model is None:
+            raise UserError(f"optimizer {name!r} needs the model (build_optimizer(model=...))")
+        kwargs["model"] = model
     try:
-        return OPTIMIZERS[name](params, **kwargs)
+        return factory(params, **kwargs)
     except (TypeError, ValueError) as error:
         raise UserError(f"bad optimizer settings for {name!r}: {error}") from error
+
+
+def _imported(entry: str) -> Callable[..., Optimizer]:
+    """The factory a ``"module:attr"`` entry names (its package is imported only now)."""
+    module_name, attr = entry.split(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _check_values(name: str, kwargs: dict[str, Any]) -> None:
@@ -66,20 +96,58 @@ def _check_values(name: str, kwargs: dict[str, Any]) -> None:
             raise UserError(f"optimizer.{key} must lie in [0, 1) for {name!r}, got {value}")
 
 
+SCHEDULE_DECAYS = ("cosine", "none")
+
+
 class LrSchedule:
     """Scales each param group's schedulable value from the value it started with.
 
+    The multiplier of step ``t`` is the task's recipe decay, or, where the optimizer's
+    config sets ``schedule``, a linear warm-up over ``warmup_fraction`` of the run followed
+    by a cosine decay to zero at ``max_steps`` (per step; it replaces the recipe). An
+    optimizer with ``follows_schedule = False`` keeps its configured value throughout.
     The starting value is recorded once per group as ``initial_<key>`` (as torch's LR
     schedulers record ``initial_lr``) and travels with the optimizer's state_dict.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(
+        self, optimizer: Optimizer, shape: dict[str, Any] | None = None, max_steps: int = 1
+    ) -> None:
         self.optimizer = optimizer
         self.key = getattr(optimizer, "schedule_key", "lr")
+        self.follows = getattr(optimizer, "follows_schedule", True)
+        self.shape = shape
+        self.max_steps = max_steps
+        if shape is not None:
+            fraction, decay = shape.get("warmup_fraction"), shape.get("decay")
+            if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+                raise UserError(
+                    f"optimizer.schedule.warmup_fraction must be a number, got {fraction!r}"
+                )
+            if not 0 <= fraction < 1 or decay not in SCHEDULE_DECAYS:
+                raise UserError(
+                    "optimizer.schedule needs warmup_fraction in [0, 1) and decay one of "
+                    f"{', '.join(SCHEDULE_DECAYS)}; got {fraction!r}, {decay!r}"
+                )
+            self.warmup_steps = round(fraction * max_steps)
         for group in optimizer.param_groups:
             group.setdefault(f"initial_{self.key}", group[self.key])
 
-    def apply(self, multiplier: float) -> None:
+    def multiplier(self, step: int, recipe: float) -> float:
+        """The multiplier of the update of iteration ``step`` (0-based)."""
+        if not self.follows:
+            return 1.0
+        if self.shape is None:
+            return recipe
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.shape["decay"] == "none":
+            return 1.0
+        progress = (step - self.warmup_steps) / max(self.max_steps - self.warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def apply(self, step: int, recipe: float = 1.0) -> None:
+        multiplier = self.multiplier(step, recipe)
         for group in self.optimizer.param_groups:
             group[self.key] = group[f"initial_{self.key}"] * multiplier
 
