@@ -17,7 +17,8 @@ export YFBENCH_DATA_DIR ?= $(abspath ../shared/data)
 export WANDB_MODE ?= offline
 
 .PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
-        reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean
+        reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean \
+        peers-tinyshakespeare peers-ptb peers-cifar10 peers-overhead leaderboard
 
 venv: $(VENV)/.installed
 
@@ -80,6 +81,32 @@ $(eval $(call reproduce,tinyshakespeare,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call reproduce,wsj,wsj,wsj_parse_lstm))
 
 reproduce-all: reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj
+
+# peers-<name>: YellowFin and its peers (conf/experiment/peers_<name>.yaml) at $(SCALE) into
+# results/runs/peers/<task>/<scale>: every grid point on the tuning seed 1, then each
+# optimizer's tuned point on PEER_SEEDS (never the tuning seed). `make leaderboard` reads them.
+PEER_SEEDS ?= 2,3,4
+PEERS_SWEEP = $(PY) -m yfbench -m experiment=peers_$(1) scale=$(SCALE) \
+	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
+	hydra.sweep.dir=results/runs/peers/$(2)/$(SCALE)
+define peers
+peers-$(1): venv
+	$(call PEERS_SWEEP,$(1),$(2)) seed=1
+	$(call PEERS_SWEEP,$(1),$(2)) seed=$(PEER_SEEDS) \
+		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/runs/peers/$(2)/$(SCALE))
+	$(PY) scripts/compress_runs.py results/runs/peers/$(2)/$(SCALE)
+endef
+$(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call peers,ptb,ptb_lstm))
+$(eval $(call peers,cifar10,cifar10_resnet))
+
+# Optimizer-state bytes per parameter and host syncs per step, measured per task.
+peers-overhead: venv
+	$(PY) scripts/measure_peers.py --out results/peers/overhead.json
+
+leaderboard: venv
+	$(PY) -m yfbench.analysis leaderboard results/runs/peers \
+		--overhead results/peers/overhead.json --out results/leaderboard.md
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

@@ -15,7 +15,7 @@ from torch import nn
 from tests.helpers import compose_config, records, summary
 from yfbench.engine import trainer as trainer_module
 from yfbench.engine.trainer import run
-from yfbench.optim.registry import LrSchedule, build_optimizer
+from yfbench.optim.registry import LrSchedule, build_optimizer, set_mode
 from yfbench.peers import PEERS
 from yfbench.peers.muon import MuonWithAdamW, split_parameters
 from yfbench.tasks import TASKS
@@ -322,3 +322,30 @@ def test_muon_takes_hidden_matrices_and_conv_kernels_as_views():
     assert not torch.equal(kernel, before)  # the view's update reached the kernel
     optimizer.zero_grad()
     assert kernel.grad is None
+
+
+# ------------------------------------------------------------------ measured overhead
+def _one_step(name: str):
+    from yfbench.peers.overhead import HostReads, host_scalars, state_bytes
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 1))
+    optimizer = build_optimizer(model.parameters(), {"name": name}, model=model)
+    set_mode(optimizer, "train")
+    for step in range(3):
+        optimizer.zero_grad()
+        model(torch.ones(2, 4) * (step + 1)).square().mean().backward()
+        if step < 2:
+            optimizer.step()
+    reads = HostReads(host_scalars(optimizer))
+    with reads:
+        optimizer.step()
+    return sum(reads.counts.values()), state_bytes(optimizer) / 19
+
+
+def test_host_reads_count_device_values_read_on_the_host_and_not_torchs_host_scalars():
+    # Adam: exp_avg and exp_avg_sq (8 B/param) and a float32 step per tensor (4 x 4 B).
+    assert _one_step("adam") == (0, pytest.approx(8.0 + 4 * 4 / 19))
+    reads, state = _one_step("dadapt_sgd")
+    assert reads == 2 * 4  # two .item() per parameter tensor (issue 22)
+    assert state >= 12.0  # z, s, x0
