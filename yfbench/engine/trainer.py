@@ -214,7 +214,8 @@ class Trainer:
     def _loop(self, parts: Parts) -> None:
         trainer, state = self.trainer, self.state
         while state.step < trainer.max_steps:
-            # a. the recipe's hand-set decay for this epoch (host-side numbers only)
+            # a. this step's lr: the recipe's per-epoch decay, or the optimizer's own warm-up +
+            #    cosine schedule (host-side numbers only)
             epoch = state.step // parts.task.steps_per_epoch
             parts.schedule.apply(state.step, parts.task.lr_multiplier(epoch))
             # b. forward, backward, optimizer step: nothing waits for the device here

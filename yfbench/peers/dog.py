@@ -6,7 +6,8 @@ model into the trained one (the training point is kept aside) and ``train()`` pu
 training point back, so evaluation and checkpoints (taken in eval mode) leave the
 trajectory bitwise unchanged. The averager's state, and the training point while in
 eval mode, travel in the optimizer's ``state_dict``: the package keeps neither there.
-DoG's step size replaces the schedule (``follows_schedule``). The package fails on a
+DoG's step size replaces the schedule (``follows_schedule``). ``reps_rel=None`` applies
+the package README's rule (1e-4 for batch-norm models, else 1e-6). The package fails on a
 parameter without a gradient; every parameter of this suite's models gets one.
 """
 
@@ -24,8 +25,21 @@ from yfbench.peers.reporting import on_device
 class _Averaged:
     follows_schedule = False
 
-    def __init__(self, params: Any, *, model: nn.Module, gamma: float = 8.0, **kwargs: Any):
-        super().__init__(params, **kwargs)
+    def __init__(
+        self,
+        params: Any,
+        *,
+        model: nn.Module,
+        reps_rel: float | None = None,
+        gamma: float = 8.0,
+        **kwargs: Any,
+    ) -> None:
+        if reps_rel is None:  # the package README's rule
+            batch_norm = any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+            )
+            reps_rel = 1e-4 if batch_norm else 1e-6
+        super().__init__(params, reps_rel=reps_rel, **kwargs)
         self.model = model
         self.averager = dog.PolynomialDecayAverager(model, gamma=gamma)
         self._training_point: dict[str, Tensor] | None = None  # set while in eval mode
