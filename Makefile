@@ -32,7 +32,8 @@ export WANDB_MODE ?= offline
 
 .PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
         reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean \
-        claims asynchrony lr-robustness momentum-ablation clipping
+        claims asynchrony lr-robustness momentum-ablation clipping \
+        peers-tinyshakespeare peers-ptb peers-cifar10 peers-overhead leaderboard
 
 venv: $(VENV)/.installed
 
@@ -65,7 +66,7 @@ bench-training: venv
 
 figures: venv
 	$(PY) -m yfbench.analysis synthetic --out results/synthetic
-	$(PY) -m yfbench.analysis report --runs results/runs --out results/README.md
+	$(PY) -m yfbench.analysis report --runs results/runs --out results/README.md --readme README.md
 
 # reproduce-<name>: the task's speedup grid at $(SCALE) into results/runs/<task>/<scale>,
 # then its tables, speedup curve, seed check and plots under results/<task>/<scale>.
@@ -88,6 +89,7 @@ endif
 		--out results/$(3)/$(SCALE)/speedup.csv
 	$(PY) -m yfbench.analysis seeds results/runs/$(3)/$(SCALE) \
 		--out results/$(3)/$(SCALE)/seeds.csv
+	$(PY) -m yfbench.analysis tables results/runs/$(3)/$(SCALE) --out results/$(3)/$(SCALE)
 	$(PY) -m yfbench.analysis plot results/runs/$(3)/$(SCALE) --out results/$(3)/$(SCALE)
 endef
 $(eval $(call reproduce,cifar,cifar10,cifar10_resnet))
@@ -180,6 +182,32 @@ clipping: venv
 		--out $(call CLAIM_OUT,clipping,pixel_lstm)
 
 claims: asynchrony lr-robustness momentum-ablation clipping
+
+# peers-<name>: YellowFin and its peers (conf/experiment/peers_<name>.yaml) at $(SCALE) into
+# results/peers/runs/<task>/<scale> (outside results/runs, as the claims' runs): every grid point on the tuning seed 1, then each
+# optimizer's tuned point on PEER_SEEDS (never the tuning seed). `make leaderboard` reads them.
+PEER_SEEDS ?= 2,3,4
+PEERS_SWEEP = $(PY) -m yfbench -m experiment=peers_$(1) scale=$(SCALE) \
+	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
+	hydra.sweep.dir=results/peers/runs/$(2)/$(SCALE)
+define peers
+peers-$(1): venv
+	$(call PEERS_SWEEP,$(1),$(2)) seed=1
+	$(call PEERS_SWEEP,$(1),$(2)) seed=$(PEER_SEEDS) \
+		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/peers/runs/$(2)/$(SCALE))
+	$(PY) scripts/compress_runs.py results/peers/runs/$(2)/$(SCALE)
+endef
+$(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call peers,ptb,ptb_lstm))
+$(eval $(call peers,cifar10,cifar10_resnet))
+
+# Optimizer-state bytes per parameter and host syncs per step, measured per task.
+peers-overhead: venv
+	$(PY) scripts/measure_peers.py --out results/peers/overhead.json
+
+leaderboard: venv
+	$(PY) -m yfbench.analysis leaderboard results/peers/runs \
+		--overhead results/peers/overhead.json --out results/leaderboard.md
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

@@ -1,5 +1,5 @@
 """Command line: ``python -m yfbench.analysis {speedup,plot,seeds,tuned,tables,synthetic,
-report} ...``.
+report,leaderboard} ...``.
 
 Bad input (missing or damaged run files, mixed windows, no baseline) ends with exit
 status 2 and one line that names the file and what to do, never a traceback.
@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     synthetic = commands.add_parser("synthetic", help="the paper's analysis figures (CPU)")
     synthetic.add_argument("--out", type=Path, default=Path("results/synthetic"))
+
+    board = commands.add_parser(
+        "leaderboard", help="results/leaderboard.md and performance profiles of the peers"
+    )
+    board.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    board.add_argument("--out", type=Path, default=Path("results/leaderboard.md"))
+    board.add_argument("--overhead", type=Path, help="scripts/measure_peers.py's JSON")
+    board.add_argument("--reference", default="nadamw_algoperf", help="sets each task's target")
+    board.add_argument("--tuning-seed", type=int, default=1, help="left out of the table")
+    board.add_argument("--r-max", type=float, default=4.0, help="profile range (AlgoPerf: 4)")
 
     report = commands.add_parser("report", help="results/README.md: paper vs ours")
     report.add_argument("--runs", type=Path, default=Path("results/runs"))
@@ -222,6 +232,15 @@ def run_synthetic(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def run_leaderboard(args: argparse.Namespace) -> None:
+    from yfbench.analysis.leaderboard import write_leaderboard
+
+    written = write_leaderboard(
+        args.run_dirs, args.out, args.overhead, args.tuning_seed, args.reference, args.r_max
+    )
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def run_report(args: argparse.Namespace) -> None:
     from yfbench.analysis.report import write_report
 
@@ -238,6 +257,7 @@ COMMANDS = {
     "tables": run_tables,
     "synthetic": run_synthetic,
     "report": run_report,
+    "leaderboard": run_leaderboard,
 }
 
 

@@ -34,6 +34,7 @@ from yfbench import sweep_signals
 from yfbench.config import refuse_mistyped_values, refuse_unknown_keys, validate
 from yfbench.data.files import cache_dir, data_dir
 from yfbench.engine import checkpoint, environment, provenance
+from yfbench.engine.batch_norm import recomputed_statistics
 from yfbench.engine.clock import WallClock
 from yfbench.engine.device import autocast, check_precision
 from yfbench.engine.distributed import ONE_PROCESS, Ranks, joined
@@ -229,8 +230,10 @@ class Trainer:
     def _loop(self, parts: Parts) -> None:
         trainer, state = self.trainer, self.state
         while state.step < trainer.max_steps:
-            # a. the recipe's hand-set decay for this epoch (host-side numbers only)
-            parts.schedule.apply(parts.task.lr_multiplier(state.step // parts.task.steps_per_epoch))
+            # a. this step's lr: the recipe's per-epoch decay, or the optimizer's own warm-up +
+            #    cosine schedule (host-side numbers only)
+            epoch = state.step // parts.task.steps_per_epoch
+            parts.schedule.apply(state.step, parts.task.lr_multiplier(epoch))
             # b. forward, backward, optimizer step: nothing waits for the device here
             loss, grad_norm = self._update(parts, state.step)
             state.step += 1
@@ -306,15 +309,14 @@ class Trainer:
         # Several processes: DDP starts every rank from rank 0's parameters, before any
         # optimizer sees them.
         train_module = self.ranks.wrap(model, device)
-        optimizer = build_optimizer(
-            model.parameters(), OmegaConf.to_container(cfg.optimizer, resolve=True)
-        )
+        settings = OmegaConf.to_container(cfg.optimizer, resolve=True)
+        optimizer = build_optimizer(model.parameters(), settings, model=model)
         return Parts(
             device=device,
             task=task,
             train_module=train_module,
             optimizer=optimizer,
-            schedule=LrSchedule(optimizer),
+            schedule=LrSchedule(optimizer, settings.get("schedule"), trainer.max_steps),
             scaler=torch.amp.GradScaler(device.type, enabled=trainer.precision == "fp16"),
             stale_gradients=StaleGradients(trainer.staleness),
             watch=DivergenceWatch(DivergenceSettings(**trainer.divergence), device),
@@ -397,7 +399,13 @@ class Trainer:
         # Several processes: rank 0 evaluates (its model is the checkpointed one: batch-norm
         # statistics are per rank) and every rank takes the same decisions on its metrics.
         with eval_mode(parts.task.model, parts.optimizer):
-            metrics = self.ranks.broadcast(parts.task.evaluate() if self.ranks.is_main else None)
+            # An optimizer that evaluates at another point asks for batch-norm statistics
+            # there (Schedule-Free's x).
+            recompute = getattr(parts.optimizer, "recompute_batch_norm", 0)
+            with recomputed_statistics(parts.task, recompute, self.state.step):
+                metrics = self.ranks.broadcast(
+                    parts.task.evaluate() if self.ranks.is_main else None
+                )
         state = self.state
         record = {
             "step": state.step,

@@ -1,0 +1,118 @@
+"""Performance profiles and the peers leaderboard on constructed data with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from yfbench.analysis.__main__ import main
+from yfbench.analysis.profiles import profile, ratios, scores
+from yfbench.errors import UserError
+from yfbench.run_contract import config_hash
+
+INF = math.inf
+
+
+def test_profile_ratios_and_scores_match_a_hand_computed_answer():
+    times = pd.DataFrame(
+        {"A": [1.0, 2.0, INF, INF], "B": [2.0, 2.0, 3.0, np.nan]},
+        index=["t1", "t2", "t3", "unsolved"],
+    )
+    ratio = ratios(times)
+    assert ratio["A"].tolist() == [1.0, 1.0, INF, INF]
+    assert ratio["B"].tolist() == [2.0, 1.0, 1.0, INF]  # a missing time is a failure
+    rho = profile(ratio, np.array([1.0, 1.5, 2.0, 4.0]))
+    assert rho["A"].tolist() == [0.5, 0.5, 0.5, 0.5]
+    assert rho["B"].tolist() == [0.5, 0.5, 0.75, 0.75]
+    # Area over [1, 4] / 3: A solves two tasks at ratio 1; B one at 2 and two at 1.
+    assert scores(ratio, 4.0).to_dict() == pytest.approx({"A": 2 / 4, "B": (2 / 3 + 2) / 4})
+    # A ratio beyond r_max counts as a failure.
+    assert scores(ratio, 1.5).to_dict() == pytest.approx({"A": 2 / 4, "B": 2 / 4})
+    with pytest.raises(UserError, match="positive"):
+        ratios(pd.DataFrame({"A": [0.0]}))
+
+
+def _write_run(root: Path, optimizer: dict, seed: int, accuracy: list[float], seconds_per_step):
+    """A run directory as the trainer writes it: train records every step, valid every 10."""
+    run_dir = root / optimizer["name"] / f"lr{optimizer['lr']}-seed{seed}"
+    run_dir.mkdir(parents=True)
+    config = {
+        "seed": seed,
+        "task": {"name": "toy"},
+        "optimizer": optimizer,
+        "scale": {"name": "mini"},
+        "trainer": {"max_steps": 40},
+    }
+    record = {"config_hash": config_hash(config), "config": config, "analysis": {"window": 50}}
+    (run_dir / "run_config.json").write_text(json.dumps(record))
+    lines = []
+    for step in range(1, 41):
+        time_s = step * seconds_per_step
+        lines.append({"step": step, "split": "train", "loss": 1.0, "lr": 0.1, "time_s": time_s})
+        if step % 10 == 0:
+            value = accuracy[step // 10 - 1]
+            lines.append(
+                {
+                    "step": step,
+                    "split": "valid",
+                    "loss": 1 - value,
+                    "accuracy": value,
+                    "time_s": time_s,
+                }
+            )
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "steps": 40}))
+
+
+@pytest.fixture
+def peer_runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    reference = {"name": "nadamw_algoperf", "lr": 0.00175}
+    for seed in (1, 2, 3, 4):
+        last = 0.8 + 0.1 * (seed - 3)  # finals 0.7, 0.8, 0.9 on the evaluation seeds
+        _write_run(root, reference, seed, [0.5, 0.6, 0.7, last], 0.5)
+        _write_run(root, {"name": "never", "lr": 1.0}, seed, [0.1, 0.2, 0.3, 0.4], 0.5)
+    # "fast" is tuned over two settings on seed 1 (which would look perfect) ...
+    for lr in (0.1, 0.01):
+        _write_run(root, {"name": "fast", "lr": lr}, 1, [0.99] * 4, 2.0)
+    # ... and evaluated at lr 0.1 on seeds 2-4 only.
+    for seed in (2, 3, 4):
+        _write_run(root, {"name": "fast", "lr": 0.1}, seed, [0.85, 0.9, 0.9, 0.9], 2.0)
+    return root
+
+
+def test_leaderboard_reports_evaluation_seeds_against_the_reference_target(peer_runs, tmp_path):
+    overhead = tmp_path / "overhead.json"
+    overhead.write_text(
+        json.dumps({"toy": {"fast": {"state_bytes_per_param": 8.0, "host_syncs_per_step": 2.0}}})
+    )
+    out = tmp_path / "results" / "leaderboard.md"
+    assert (
+        main(["leaderboard", str(peer_runs), "--out", str(out), "--overhead", str(overhead)]) == 0
+    )
+    text = out.read_text()
+    assert "Target: accuracy >= 0.8." in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if "lr=" in line}
+    # fast: seeds 2-4 reach 0.8 at the first evaluation (step 10, 20 s); seed 1's 0.99 unused.
+    assert rows["fast"].startswith(
+        "| fast | yes (2 settings) | 3/3 | 10 | 20 | 0.9 [0.9, 0.9] | 0.50 | 8.0 | 2.0 |"
+    )
+    # The reference: 2 of 3 seeds reach its own median at step 40; never: a bound, not a zero.
+    assert rows["nadamw_algoperf"].startswith(
+        "| nadamw_algoperf | no | 2/3 | 40 | 20 | 0.8 [0.7, 0.9] | 2.00 | — | — |"
+    )
+    assert rows["never"].startswith("| never | no | 0/3 | > 40 | > 20 | 0.4 [0.4, 0.4] |")
+    # Profile scores: iterations fast 1, reference at ratio 4 = r_max scores 0; seconds tie.
+    assert "| fast | 1.0 | 1.0 |" in text and "| nadamw_algoperf | 0.0 | 1.0 |" in text
+    assert (out.parent / "peers" / "profiles.png").stat().st_size > 0
+
+
+def test_leaderboard_without_the_reference_says_what_to_run(peer_runs, tmp_path, capsys):
+    out = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", str(peer_runs), "--out", str(out), "--reference", "adam"]) == 2
+    assert "reference optimizer 'adam'" in capsys.readouterr().err

@@ -1,0 +1,243 @@
+"""The peers leaderboard (results/leaderboard.md) and its performance profiles, from runs.
+
+Protocol, as the runs carry it: every optimizer's grid point is chosen on the tuning seed
+(an optimizer run at one setting there is tuning-free), and the table reports only the
+other seeds, all at that chosen point. Per task, the target is the median final validation
+metric of a reference optimizer (default: AlgoPerf's fixed-default NadamW, which no seed
+tuned); an optimizer's time to target is the first evaluation that reaches it, in
+iterations and in training wall-clock seconds (its own cost and host syncs included), and
+is read on the evaluation grid (every ``trainer.eval_every`` steps). A seed that never
+reaches it is infinite in the median and shown as a bound ("> T"), never as a zero.
+Optimizer-state bytes per parameter and host syncs per step come from a measured file
+(``scripts/measure_peers.py``), not from the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
+from yfbench.analysis.runs import load_runs
+from yfbench.analysis.tables import DASH, markdown_table
+from yfbench.errors import UserError
+
+TUNING_SEED = 1
+REFERENCE = "nadamw_algoperf"
+# The headline validation metric of a task: the first of these its runs log (and whether
+# higher is better). The run records name no headline metric yet; tasks declare it.
+HEADLINE = (("accuracy", True), ("f1", True), ("perplexity", False), ("loss", False))
+GROUP = ["task", "scale", "setting"]
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    higher_is_better: bool
+    value: float
+
+    def reached(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return value >= self.value if self.higher_is_better else value <= self.value
+
+    def __str__(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return f"{self.metric} {sign} {self.value:.4g}"
+
+
+def headline_metric(valid: pd.DataFrame) -> tuple[str, bool]:
+    for metric, higher in HEADLINE:
+        if metric in valid and valid[metric].notna().any():
+            return metric, higher
+    raise UserError("the runs logged no validation metric; run them with trainer.eval_every > 0")
+
+
+def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
+    """One row per run: final metric, time to ``target`` (inf: not reached), steps/s."""
+    rows = []
+    for run_dir, run in group.groupby("run_dir", sort=True):
+        valid = run[run["split"] == "valid"].sort_values("step")
+        train = run[run["split"] == "train"].sort_values("step")
+        values = valid[target.metric] if target else pd.Series(dtype=float)
+        final = float(values.iloc[-1]) if len(values) else math.nan
+        hit = valid[[target.reached(float(v)) for v in values]] if target else valid[:0]
+        seconds = float(train["time_s"].iloc[-1]) if len(train) else math.nan
+        steps = int(train["step"].iloc[-1]) if len(train) else 0
+        rows.append(
+            {
+                "run_dir": run_dir,
+                "optimizer": run["optimizer"].iloc[0],
+                "hparams": run["hparams"].iloc[0],
+                "seed": int(run["seed"].iloc[0]),
+                "status": run["status"].iloc[0],
+                "final": final,
+                "iterations": float(hit["step"].iloc[0]) if len(hit) else math.inf,
+                "seconds": float(hit["time_s"].iloc[0]) if len(hit) else math.inf,
+                "last_step": int(valid["step"].iloc[-1]) if len(valid) else 0,
+                "last_s": float(valid["time_s"].iloc[-1]) if len(valid) else 0.0,
+                "steps_per_s": steps / seconds if seconds > 0 else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def entries(
+    paths: Iterable[str | Path], tuning_seed: int = TUNING_SEED, reference: str = REFERENCE
+) -> tuple[pd.DataFrame, dict[tuple[str, ...], Target]]:
+    """Per (task, scale, setting, optimizer): the evaluation seeds' aggregates."""
+    frame = load_runs(paths)
+    rows, targets = [], {}
+    for key, group in frame.groupby(GROUP, sort=True):
+        metric, higher = headline_metric(group[group["split"] == "valid"])
+        evaluation = group[group["seed"] != tuning_seed]
+        base = per_run(
+            evaluation[evaluation["optimizer"] == reference], Target(metric, higher, math.nan)
+        )
+        if base.empty or not np.isfinite(base["final"]).any():
+            raise UserError(
+                f"{'/'.join(key)}: no finished evaluation run (seed != {tuning_seed}) of the "
+                f"reference optimizer {reference!r} sets the target; run it, or pass --reference"
+            )
+        target = Target(metric, higher, float(np.nanmedian(base["final"])))
+        targets[key] = target
+        runs = per_run(evaluation, target)
+        for optimizer, own in runs.groupby("optimizer", sort=True):
+            if own["hparams"].nunique() > 1:
+                raise UserError(
+                    f"{'/'.join(key)}: the evaluation seeds of {optimizer} ran at "
+                    f"{own['hparams'].nunique()} settings; run them at its tuned point only"
+                )
+            tuning = group[(group["optimizer"] == optimizer) & (group["seed"] == tuning_seed)]
+            rows.append(dict(zip(GROUP, key, strict=True)) | _aggregate(optimizer, own, tuning))
+    return pd.DataFrame(rows), targets
+
+
+def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, Any]:
+    finals = runs["final"][np.isfinite(runs["final"])]
+    return {
+        "optimizer": optimizer,
+        "hparams": runs["hparams"].iloc[0],
+        "settings_tried": int(tuning["hparams"].nunique()),
+        "seeds": ",".join(str(s) for s in sorted(runs["seed"])),
+        "n": len(runs),
+        "reached": int(np.isfinite(runs["iterations"]).sum()),
+        # inf where more than half the seeds never reached the target
+        "iterations": float(np.median(runs["iterations"])),
+        "seconds": float(np.median(runs["seconds"])),
+        "bound_iterations": int(runs["last_step"].max()),
+        "bound_seconds": float(runs["last_s"].max()),
+        "final_median": float(finals.median()) if len(finals) else math.nan,
+        "final_min": float(finals.min()) if len(finals) else math.nan,
+        "final_max": float(finals.max()) if len(finals) else math.nan,
+        "not_completed": int((runs["status"] != "completed").sum()),
+        "steps_per_s": float(runs["steps_per_s"].median()),
+    }
+
+
+def read_overhead(path: Path | None) -> dict[str, dict[str, dict[str, float]]]:
+    """``{task: {optimizer: {"state_bytes_per_param": ., "host_syncs_per_step": .}}}``."""
+    if path is None:
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(
+            f"cannot read {path} ({error}); regenerate it with scripts/measure_peers.py"
+        ) from error
+
+
+def time_table(rows: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """(task x optimizer) medians of time to target in ``measure`` (inf: not reached)."""
+    keyed = rows.assign(case=rows["task"] + "/" + rows["scale"] + "/" + rows["setting"])
+    return keyed.pivot(index="case", columns="optimizer", values=measure)
+
+
+def write_leaderboard(
+    paths: Iterable[str | Path],
+    out: Path,
+    overhead: Path | None = None,
+    tuning_seed: int = TUNING_SEED,
+    reference: str = REFERENCE,
+    r_max: float = R_MAX,
+) -> list[Path]:
+    """results/leaderboard.md and, beside it, the profiles plot (png + svg)."""
+    rows, targets = entries(paths, tuning_seed, reference)
+    measured = read_overhead(overhead)
+    measures = {"iterations": "iterations", "seconds": "seconds"}
+    tables = {m: ratios(time_table(rows, column)) for m, column in measures.items()}
+    plot = out.parent / "peers" / "profiles"
+    written = plot_profiles(tables, plot, r_max)
+    score = pd.DataFrame({m: scores(t, r_max) for m, t in tables.items()})
+    score = score.sort_values("seconds", ascending=False).reset_index(names="optimizer")
+    lines = [
+        "# Leaderboard: YellowFin and its peers",
+        "",
+        "Generated by `make leaderboard` (`python -m yfbench.analysis leaderboard`); do not edit.",
+        "",
+        f"- Evaluation seeds only: the tuning seed ({tuning_seed}) chose each optimizer's "
+        "setting and is left out. 'settings tried' is how many settings the tuning seed ran "
+        "(1: used at its published defaults, no tuning).",
+        f"- Target per task: the median final validation metric of `{reference}`; time to "
+        "target is read at the evaluations; a median over seeds that is infinite (most "
+        "seeds never reached it) is shown as a bound '> T' (the longest run).",
+        "- steps/s: training steps over training wall time (evaluations and the optimizer's "
+        "own host syncs included). State bytes and host syncs per step are measured "
+        "(scripts/measure_peers.py): tensor bytes in the optimizer's state_dict per model "
+        "parameter, and tensor-to-host reads (`.item()`, `float()`, `bool()`, ...) per step.",
+        f"- Performance profiles (Dolan & Moré), r_max = {r_max:g} (AlgoPerf's): score = "
+        "area under the profile over [1, r_max] / (r_max - 1); 1 = fastest on every task.",
+        "",
+        f"![performance profiles]({written[0].relative_to(out.parent)})",
+        "",
+        "## Profile scores",
+        "",
+        markdown_table(score.round(3), ["optimizer", "score (iterations)", "score (wall seconds)"]),
+    ]
+    for key, group in rows.groupby(GROUP, sort=True):
+        task_overhead = measured.get(key[0], {})
+        lines += [f"## {' / '.join(key)}", "", f"Target: {targets[key]}.", ""]
+        table = pd.DataFrame([_cells(row, task_overhead) for _, row in group.iterrows()])
+        lines.append(markdown_table(table))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return [out, *written]
+
+
+def _cells(row: pd.Series, overhead: dict[str, dict[str, float]]) -> dict[str, str]:
+    measured = overhead.get(row["optimizer"], {})
+    tried = int(row["settings_tried"])
+    return {
+        "optimizer": row["optimizer"],
+        "tuning": f"yes ({tried} settings)" if tried > 1 else "no",
+        "reached": f"{row['reached']}/{row['n']}",
+        "iterations to target": _time(row["iterations"], row["bound_iterations"], "{:.0f}"),
+        "seconds to target": _time(row["seconds"], row["bound_seconds"], "{:.0f}"),
+        "final metric (median [min, max])": _final(row),
+        "steps/s": f"{row['steps_per_s']:.2f}",
+        "state B/param": _number(measured.get("state_bytes_per_param"), "{:.1f}"),
+        "host syncs/step": _number(measured.get("host_syncs_per_step"), "{:.1f}"),
+        "setting": row["hparams"],
+    }
+
+
+def _time(value: float, bound: float, form: str) -> str:
+    return form.format(value) if math.isfinite(value) else f"> {form.format(bound)}"
+
+
+def _final(row: pd.Series) -> str:
+    if not math.isfinite(row["final_median"]):
+        return f"none ({row['not_completed']} runs not completed)"
+    text = f"{row['final_median']:.4g} [{row['final_min']:.4g}, {row['final_max']:.4g}]"
+    return text + (f"; {row['not_completed']} not completed" if row["not_completed"] else "")
+
+
+def _number(value: float | None, form: str) -> str:
+    return DASH if value is None else form.format(value)
