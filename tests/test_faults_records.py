@@ -296,7 +296,7 @@ def test_paper_scale_on_a_cpu_says_how_long_and_checkpoints(tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "scale=paper on a CPU" in result.stderr
+    assert "a long run (trainer.long_run, e.g. scale=paper) on a CPU" in result.stderr
     assert "more hours on this CPU" in result.stderr
     assert "checkpointing every 1000 steps" in result.stderr
 
