@@ -297,7 +297,7 @@ def test_paper_scale_on_a_cpu_says_how_long_and_checkpoints(tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "scale=paper on a CPU: 40 iterations" in result.stderr
+    assert "a long run (trainer.long_run, e.g. scale=paper) on a CPU: 40 iter" in result.stderr
     assert "hours to days" not in result.stderr  # the estimate uses the run's own length
     assert re.search(r"needs about \d+ minutes more on this CPU \(\d+ of 40 steps", result.stderr)
     assert "checkpointing every 1000 steps" not in result.stderr  # shorter than 1000 steps

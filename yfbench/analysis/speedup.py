@@ -65,13 +65,15 @@ import numpy as np
 import pandas as pd
 
 from yfbench.analysis.protocol import SeedPlan, evaluation_plan, tuning_seeds
-from yfbench.analysis.runs import HPARAM_PREFIX, format_value
+from yfbench.analysis.runs import HPARAM_PREFIX, NO_SUMMARY, format_value
 from yfbench.errors import UserError
 from yfbench.run_contract import RUN_CONFIG_FILE
 
 log = logging.getLogger("yfbench.analysis")
 COMPLETED = "completed"
 DIVERGED = "diverged"
+# Statuses of runs that may still change: never compared.
+IN_PROGRESS = ("interrupted", NO_SUMMARY)
 # Column suffix -> display name of the two conventions, paper convention first.
 CONVENTIONS = {"paper": "paper", "tt": "T/T"}
 DEFAULT_LADDER = (0.25, 0.5, 0.75, 1.0)
@@ -266,10 +268,17 @@ class GridPoint:
 
 def grid_points(frame: pd.DataFrame, window: int) -> list[GridPoint]:
     """Group the runs of one (task, scale, setting) into grid points, sorted by
-    (optimizer, hyperparameter text) so that ties resolve the same way on any machine."""
+    (optimizer, hyperparameter text) so that ties resolve the same way on any machine.
+
+    Runs still in progress (interrupted, or no summary yet) are left out: a partial curve
+    is neither a tuned point nor a target (the report's run counts still list them)."""
     points: dict[tuple[str, str], GridPoint] = {}
+    in_progress = []
     for run_dir, run in frame.groupby("run_dir", sort=True):
         first = run.iloc[0]
+        if first["status"] in IN_PROGRESS:
+            in_progress.append(str(run_dir))
+            continue
         key = (first["optimizer"], first["hparams"])
         if key not in points:
             settings = {
@@ -287,6 +296,8 @@ def grid_points(frame: pd.DataFrame, window: int) -> list[GridPoint]:
         point.run_dirs[seed] = str(run_dir)
         point.statuses[seed] = str(first["status"])
         point.curves[seed] = _curve(run, window)
+    if in_progress:
+        log.info("left out %d run(s) still in progress: %s", len(in_progress), in_progress)
     return [points[key] for key in sorted(points)]
 
 
