@@ -22,7 +22,6 @@ momentum-SGD point, ``grid_point=<name> task.grad_clip_norm=<clip>`` (for the se
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -32,6 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from yfbench import atomic
+from yfbench.analysis import cli
 from yfbench.analysis.final_loss import (
     difference_text,
     final_loss,
@@ -228,7 +229,7 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
     task, scale = frame["task"].iloc[0], frame["scale"].iloc[0]
     written = plot(frame, found, size, out / f"{task}_{scale}_clipping", f"{task} ({scale})")
     csv = out / "clipping.csv"
-    table.to_csv(csv, index=False)
+    atomic.write_text(csv, table.to_csv(index=False))
     pairs = []
     labels = list(found)
     adaptive = next((lab for lab in labels if lab.endswith("adaptive clip")), None)
@@ -250,14 +251,8 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         "",
         *pairs,
         "",
-        "## Figures",
-        "",
-        *[f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"],
-        "",
     ]
-    markdown = out / "clipping.md"
-    markdown.write_text("\n".join(lines).rstrip() + "\n")
-    return [markdown, csv, *written]
+    return [cli.write_page(out / "clipping.md", lines, written), csv, *written]
 
 
 def tuned_grid_point(run_dirs: list[Path], window: int | None = None) -> str:
@@ -277,22 +272,8 @@ def tuned_grid_point(run_dirs: list[Path], window: int | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        if args[:1] == ["tuned"]:
-            print(tuned_grid_point([Path(a) for a in args[1:]]))
-            return 0
-        parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.adaptive_clipping")
-        parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-        parser.add_argument("--out", type=Path, required=True)
-        parser.add_argument("--window", type=int)
-        parsed = parser.parse_args(args)
-        for path in write_outputs(parsed.run_dirs, parsed.out, parsed.window):
-            print(f"wrote {path}")
-    except (UserError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    tuned = {"tuned": lambda args: tuned_grid_point([Path(a) for a in args])}
+    return cli.run("yfbench.analysis.adaptive_clipping", write_outputs, argv, subcommands=tuned)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ and only ever appear as their own curve, never in a speedup or a difference.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -31,6 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from yfbench import atomic
+from yfbench.analysis import cli
 from yfbench.analysis.final_loss import (
     FIGURE_POINTS,
     difference_text,
@@ -335,27 +336,13 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
     for name, data in (("momentum", per_run), ("speedup", table)):
         if not data.empty:
             path = out / f"asynchrony_{name}.csv"
-            data.to_csv(path, index=False)
+            atomic.write_text(path, data.to_csv(index=False))
             written.append(path)
-    lines += ["## Figures", ""] + [f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"]
-    markdown = out / "asynchrony.md"
-    markdown.write_text("\n".join(lines).rstrip() + "\n")
-    return [markdown, *written]
+    return [cli.write_page(out / "asynchrony.md", lines, written), *written]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.asynchrony")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="folder for tables and figures")
-    parser.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
-    args = parser.parse_args(argv)
-    try:
-        for path in write_outputs(args.run_dirs, args.out, args.window):
-            print(f"wrote {path}")
-    except (UserError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run("yfbench.analysis.asynchrony", write_outputs, argv)
 
 
 if __name__ == "__main__":

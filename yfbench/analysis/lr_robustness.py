@@ -30,6 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from yfbench import atomic
+from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.runs import load_runs, runs_table
@@ -222,7 +224,7 @@ def write_outputs(
         stem = Path(f"{out / figure_stem(task, scale, 'default')}_lr_robustness")
         written += plot_task(rows, stem, f"{task} ({scale})")
     csv = out / "lr_robustness.csv"
-    table.to_csv(csv, index=False)
+    atomic.write_text(csv, table.to_csv(index=False))
     lines = [
         "# Robustness to the learning rate",
         "",
@@ -236,46 +238,35 @@ def write_outputs(
         + ".",
         "",
         markdown_table(display(table)),
-        "## Figures",
-        "",
-        *[f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"],
-        "",
     ]
-    markdown = out / "lr_robustness.md"
-    markdown.write_text("\n".join(lines).rstrip() + "\n")
-    return [markdown, csv, *written]
+    return [cli.write_page(out / "lr_robustness.md", lines, written), csv, *written]
+
+
+def _tuned_from(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tuned-from",
+        type=Path,
+        required=True,
+        help="the task's speedup grid runs (tuned lrs; reused runs)",
+    )
+
+
+def _missing(args: list[str]) -> str:
+    parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.lr_robustness missing")
+    parser.add_argument("grid_dir", type=Path)
+    parser.add_argument("--seeds", default="2,3")
+    parsed = parser.parse_args(args)
+    return ",".join(missing_grid_points(parsed.grid_dir, [int(s) for s in parsed.seeds.split(",")]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        if args[:1] == ["missing"]:
-            parser = argparse.ArgumentParser(
-                prog="python -m yfbench.analysis.lr_robustness missing"
-            )
-            parser.add_argument("grid_dir", type=Path)
-            parser.add_argument("--seeds", default="2,3")
-            parsed = parser.parse_args(args[1:])
-            seeds = [int(s) for s in parsed.seeds.split(",")]
-            print(",".join(missing_grid_points(parsed.grid_dir, seeds)))
-            return 0
-        parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.lr_robustness")
-        parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-        parser.add_argument(
-            "--tuned-from",
-            type=Path,
-            required=True,
-            help="the task's speedup grid runs (tuned lrs; reused runs)",
-        )
-        parser.add_argument("--out", type=Path, required=True)
-        parser.add_argument("--window", type=int)
-        parsed = parser.parse_args(args)
-        for path in write_outputs(parsed.run_dirs, parsed.tuned_from, parsed.out, parsed.window):
-            print(f"wrote {path}")
-    except (UserError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(
+        "yfbench.analysis.lr_robustness",
+        write_outputs,
+        argv,
+        options=_tuned_from,
+        subcommands={"missing": _missing},
+    )
 
 
 if __name__ == "__main__":

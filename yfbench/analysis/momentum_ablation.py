@@ -18,7 +18,6 @@ losses and the effective step lr / (1 - mu) that each run applied.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -27,6 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from yfbench import atomic
+from yfbench.analysis import cli
 from yfbench.analysis.final_loss import (
     difference_text,
     final_loss,
@@ -187,7 +188,7 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         stem = Path(f"{out / figure_stem(task, scale, 'default')}_momentum_ablation")
         written += plot_task(group, size, stem, f"{task} ({scale})")
     csv = out / "momentum_ablation.csv"
-    table.to_csv(csv, index=False)
+    atomic.write_text(csv, table.to_csv(index=False))
     lines = [
         "# Momentum ablation: does YellowFin's tuned momentum matter?",
         "",
@@ -198,29 +199,12 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         'momentum helps at this budget; "tie": the interval contains 0.',
         "",
         markdown_table(display(table)),
-        "## Figures",
-        "",
-        *[f"- [{p.name}]({p.name})" for p in written if p.suffix == ".png"],
-        "",
     ]
-    markdown = out / "momentum_ablation.md"
-    markdown.write_text("\n".join(lines).rstrip() + "\n")
-    return [markdown, csv, *written]
+    return [cli.write_page(out / "momentum_ablation.md", lines, written), csv, *written]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.momentum_ablation")
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="folder for tables and figures")
-    parser.add_argument("--window", type=int, help="smoothing window (default: analysis.window)")
-    args = parser.parse_args(argv)
-    try:
-        for path in write_outputs(args.run_dirs, args.out, args.window):
-            print(f"wrote {path}")
-    except (UserError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return cli.run("yfbench.analysis.momentum_ablation", write_outputs, argv)
 
 
 if __name__ == "__main__":
