@@ -37,8 +37,9 @@ def _point(name: str, finals: dict[int, float]) -> GridPoint:
 def test_paired_difference_mean_and_t_interval_by_hand():
     method, base = _point("m", {1: 1.2, 2: 1.3, 3: 1.25}), _point("b", {1: 1.0, 2: 1.0, 3: 1.0})
     result = paired_budget_difference(method, base)
-    # differences 0.2, 0.3, 0.25: mean 0.25, sd 0.05, half-width 4.303 * 0.05 / sqrt(3)
-    half = 4.303 * 0.05 / math.sqrt(3)
+    # differences 0.2, 0.3, 0.25: mean 0.25, sd 0.05, half-width t * 0.05 / sqrt(3), with
+    # t = t_{0.975, 2 dof} = 0.95 / sqrt(2 * 0.975 * 0.025) = 4.3027 (closed form at 2 dof)
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) * 0.05 / math.sqrt(3)
     assert result["difference"] == pytest.approx(0.25)
     assert (result["low"], result["high"]) == pytest.approx((0.25 - half, 0.25 + half))
     assert result["budget"] == 100 and result["paired"] == 3

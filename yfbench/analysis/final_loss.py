@@ -6,10 +6,10 @@ moving average, :func:`yfbench.analysis.speedup.smooth`) at its last logged iter
 never given a number. Two grid points are compared seed by seed (paired by seed number):
 the difference method - baseline at the common budget, its mean over seeds and a 95%
 Student-t interval. An interval that contains 0 says the two are not told apart at this
-budget by these seeds.
-
-(wt-report writes a fixed-budget paired difference for the speedup report; this one is
-named apart, :func:`paired_budget_difference`, for the lead to unify.)
+budget by these seeds. The interval and the loss at a step are the report's own
+(:mod:`yfbench.analysis.fixed_budget`); what differs is the pairing: the report compares
+a tuned optimizer on its evaluation seeds at shares of the run, these experiments compare
+two grid points on every seed both have, at one iteration count.
 """
 
 from __future__ import annotations
@@ -20,41 +20,14 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis import fixed_budget
 from yfbench.analysis.speedup import Curve, GridPoint
-
-# Two-sided 95% quantiles of Student's t by degrees of freedom (standard tables); beyond
-# the table the value at 30 degrees of freedom, a slightly wide interval.
-T_975 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    15: 2.131,
-    20: 2.086,
-    30: 2.042,
-}
-
-
-def t_quantile(dof: int) -> float:
-    """t_{0.975, dof}: the table's value at the largest tabulated dof <= ``dof``."""
-    if dof < 1:
-        return math.nan
-    return T_975[max(k for k in T_975 if k <= dof)]
 
 
 def loss_at(curve: Curve, budget: int) -> float:
     """The smoothed loss at the last logged iteration <= ``budget`` (NaN if the run has no
     smoothed loss there or stopped before ``budget``)."""
-    if curve.last_step < budget:
-        return math.nan
-    keep = curve.steps <= budget
-    return float(curve.values[keep][-1]) if keep.any() else math.nan
+    return math.nan if curve.last_step < budget else fixed_budget.loss_at(curve, budget)
 
 
 def final_loss(curve: Curve) -> float:
@@ -69,10 +42,8 @@ def mean_interval(values: Iterable[float]) -> tuple[float, float, float, int]:
     if n == 0:
         return math.nan, math.nan, math.nan, 0
     mean = float(finite.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, 1
-    half = t_quantile(n - 1) * float(finite.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half, n
+    low, high = fixed_budget.t_interval(finite)
+    return mean, low, high, n
 
 
 def paired_budget_difference(
