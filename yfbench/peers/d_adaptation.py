@@ -13,18 +13,11 @@ from typing import Any
 import dadaptation
 from torch import Tensor
 
-from yfbench.peers.reporting import on_device
+from yfbench.peers.reporting import ReportsDTimesLr, on_device
 
 
-class DAdaptAdam(dadaptation.DAdaptAdam):
-    def step(self, closure: Any = None) -> Any:
-        group = self.param_groups[0]
-        self._applied_lr = group["d"] * group["lr"]
-        return super().step(closure)
-
-    def stat_tensors(self) -> dict[str, Tensor]:
-        group = self.param_groups[0]
-        return on_device(self, lr=self._applied_lr, momentum=group["betas"][0], d=group["d"])
+class DAdaptAdam(ReportsDTimesLr, dadaptation.DAdaptAdam):
+    """The package's optimizer, reporting the step it takes (d * lr)."""
 
 
 class DAdaptSGD(dadaptation.DAdaptSGD):

@@ -7,20 +7,10 @@ adapter reports d * lr as the lr.
 
 from __future__ import annotations
 
-from typing import Any
-
 import prodigyopt
-from torch import Tensor
 
-from yfbench.peers.reporting import on_device
+from yfbench.peers.reporting import ReportsDTimesLr
 
 
-class Prodigy(prodigyopt.Prodigy):
-    def step(self, closure: Any = None) -> Any:
-        group = self.param_groups[0]
-        self._applied_lr = group["d"] * group["lr"]
-        return super().step(closure)
-
-    def stat_tensors(self) -> dict[str, Tensor]:
-        group = self.param_groups[0]
-        return on_device(self, lr=self._applied_lr, momentum=group["betas"][0], d=group["d"])
+class Prodigy(ReportsDTimesLr, prodigyopt.Prodigy):
+    """The package's optimizer, reporting the step it takes (d * lr)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -20,3 +22,21 @@ def on_device(optimizer: Optimizer, **values: float | Tensor) -> dict[str, Tenso
         else torch.full((), float(value), device=device)
         for name, value in values.items()
     }
+
+
+class ReportsDTimesLr:
+    """Reporting for the Adam-style D-adaptation optimizers (DAdaptAdam, Prodigy): the
+    step taken is d * lr with d the estimate *before* the step updates it, while the param
+    group's ``lr`` stays 1; momentum is beta1. Mixed in before the package's optimizer."""
+
+    param_groups: list[dict[str, Any]]
+
+    def step(self, closure: Any = None) -> Any:
+        group = self.param_groups[0]
+        self._applied_lr = group["d"] * group["lr"]
+        return super().step(closure)  # type: ignore[misc]
+
+    def stat_tensors(self) -> dict[str, Tensor]:
+        group = self.param_groups[0]
+        optimizer: Optimizer = self  # type: ignore[assignment]
+        return on_device(optimizer, lr=self._applied_lr, momentum=group["betas"][0], d=group["d"])
