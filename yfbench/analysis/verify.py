@@ -29,9 +29,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from yfbench.engine.run_dir import config_hash
 from yfbench.errors import DataError
 from yfbench.fingerprint import differences
+from yfbench.run_contract import METRICS_FILE, RUN_CONFIG_FILE, SUMMARY_FILE, config_hash
 
 FINISHED = ("completed", "diverged")
 # Fields of a record that must hold numbers (or the non-finite markers).
@@ -52,10 +52,10 @@ def verify_run(
     config = record["config"]
     if record.get("config_hash") != config_hash(config):
         raise DataError(
-            f"{run_dir / 'run_config.json'}: its config_hash does not match its config (the "
+            f"{run_dir / RUN_CONFIG_FILE}: its config_hash does not match its config (the "
             f"file was edited after the run, e.g. a copy with another seed); {FIX}"
         )
-    where = metrics[0] if metrics else run_dir / "metrics.jsonl"
+    where = metrics[0] if metrics else run_dir / METRICS_FILE
     _check_numbers(where, records)
     status = summary.get("status")
     trainer = config.get("trainer") or {}
@@ -95,7 +95,7 @@ def _check_steps(
     max_steps: Any,
 ) -> None:
     steps = summary.get("steps")
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY_FILE
     if "steps" in summary and (
         isinstance(steps, bool)
         or not isinstance(steps, int)
