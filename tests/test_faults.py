@@ -338,10 +338,10 @@ def test_yellowfin_skipping_every_step_is_recorded_as_diverged(tmp_path, fault_t
 def test_wall_time_counts_every_second_once_across_checkpoints(tmp_path, monkeypatch):
     import itertools
 
-    from yfbench.engine import trainer as trainer_module
+    from yfbench.engine import clock
 
     ticks = itertools.count()  # a clock that advances 1 ms per reading
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(ticks) / 1000)
+    monkeypatch.setattr(clock.time, "perf_counter", lambda: next(ticks) / 1000)
     cfg = compose_config(
         ["task=noisy_quadratic", "trainer.max_steps=200", "trainer.checkpoint_every=20"]
     )
