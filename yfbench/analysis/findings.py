@@ -18,6 +18,7 @@ import pandas as pd
 
 from yfbench import atomic
 from yfbench.analysis.bundle import Bundle
+from yfbench.analysis.speedup import SINGLE_SETTING
 from yfbench.analysis.tables import speedup_cell, times
 from yfbench.errors import UserError
 
@@ -82,7 +83,14 @@ def _where(paper: dict[str, Any], row: pd.Series) -> str:
 def _row_line(bundle: Bundle, paper: dict[str, Any], row: pd.Series) -> str:
     detail = _budget_text(bundle, row)
     text = f"{_where(paper, row)}: {speedup_cell(row, 'paper')}"
-    return text + (f"; {detail}" if detail else "") + f" [{row['seeds_used']}]"
+    return text + (f"; {detail}" if detail else "") + f" [{row['seeds_used']}{_grid(row)}]"
+
+
+def _grid(row: pd.Series) -> str:
+    """Says so when the baseline's grid had one point: it was not tuned."""
+    if row["baseline"] != "yellowfin" and row["baseline_hparams"] == SINGLE_SETTING:
+        return f"; {_name(row['baseline'])} grid of one point so far: not yet tuned"
+    return ""
 
 
 def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
@@ -163,13 +171,25 @@ def largest_speedup(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
             "No YellowFin speedup over tuned Adam was measured in every seed; the paper: "
             f"{claim['value']}x."
         ]
-    best = reached.loc[reached["speedup_paper"].idxmax()]
+    # Provisional rows (tuning seed only, or a baseline grid still being run) never
+    # make the headline while a row measured on evaluation seeds exists.
+    final = reached[~reached["provisional"].astype(bool)]
+    best = final if not final.empty else reached
+    best = best.loc[best["speedup_paper"].idxmax()]
     provisional = " (provisional: tuning seeds only)" if best["provisional"] else ""
-    return [
+    lines = [
         f"Our largest YellowFin speedup over tuned Adam: **{times(best['speedup_paper'])}** "
-        f"({_where(paper, best)}, {best['seeds_used']}){provisional}, against the paper's "
-        f"**{claim['value']}x** ({claim['claim']})."
+        f"({_where(paper, best)}, {best['seeds_used']}{_grid(best)}){provisional}, against "
+        f"the paper's **{claim['value']}x** ({claim['claim']})."
     ]
+    pending = reached[reached["provisional"].astype(bool)]
+    pending = pending[pending["speedup_paper"] > best["speedup_paper"]]
+    lines += [
+        f"Provisional, not yet a result: {times(row['speedup_paper'])} on "
+        f"{_where(paper, row)} ({row['seeds_used']}{_grid(row)})."
+        for _, row in pending.iterrows()
+    ]
+    return lines
 
 
 def settling(bundle: Bundle, paper: dict[str, Any]) -> list[str]:

@@ -72,6 +72,8 @@ from yfbench.run_contract import RUN_CONFIG_FILE
 log = logging.getLogger("yfbench.analysis")
 COMPLETED = "completed"
 DIVERGED = "diverged"
+# How a grid of one point is labelled in the tables.
+SINGLE_SETTING = "single setting"
 # Statuses of runs that may still change: never compared.
 IN_PROGRESS = ("interrupted", NO_SUMMARY)
 # Column suffix -> display name of the two conventions, paper convention first.
@@ -569,4 +571,4 @@ def _shown(point: GridPoint | None, grid: list[GridPoint]) -> str:
     if point is None:
         return ""
     varying = [k for k in point.settings if len({p.settings.get(k) for p in grid}) > 1]
-    return ", ".join(f"{k}={point.settings[k]}" for k in varying) or "single setting"
+    return ", ".join(f"{k}={point.settings[k]}" for k in varying) or SINGLE_SETTING
