@@ -70,9 +70,12 @@ figures: venv
 
 # reproduce-<name>: the task's speedup grid at $(SCALE) into results/runs/<task>/<scale>,
 # then its tables, speedup curve, seed check and plots under results/<task>/<scale>.
+# Subnormals are flushed where the committed grid did (FLUSH_DENORMAL: paper scale yes, the
+# cpu grids no), so a relaunch continues the committed runs instead of starting a new setting.
+FLUSH_DENORMAL ?= $(if $(filter paper,$(SCALE)),true,false)
 SWEEP = $(PY) -m yfbench -m experiment=$(1)_speedup scale=$(SCALE) \
-	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
-	hydra.sweep.dir=results/runs/$(2)/$(SCALE)
+	trainer.checkpoint_every=500 trainer.threads=$(THREADS) \
+	trainer.flush_denormal=$(FLUSH_DENORMAL) $(LAUNCHER) hydra.sweep.dir=results/runs/$(2)/$(SCALE)
 define reproduce
 reproduce-$(1): venv
 ifeq ($(GRID),full)
@@ -108,8 +111,7 @@ reproduce-all: reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinysh
 # (YellowFin, the tuned lrs) are read, or run, in results/runs/<task>/<scale> itself: the
 # same config is the same run, so a relaunch skips it. The experiments' runs must share
 # the baseline grid's trainer settings: the committed cpu grids ran without flushing
-# subnormals, the paper-scale Tiny Shakespeare grid with (FLUSH_DENORMAL follows SCALE).
-FLUSH_DENORMAL ?= $(if $(filter paper,$(SCALE)),true,false)
+# subnormals, the paper-scale Tiny Shakespeare grid with (FLUSH_DENORMAL, above).
 EXPERIMENT = $(PY) -m yfbench -m experiment=$(1) scale=$(SCALE) trainer.threads=$(THREADS) \
 	trainer.checkpoint_every=500 trainer.flush_denormal=$(FLUSH_DENORMAL) $(LAUNCHER)
 CLAIM_RUNS = results/$(1)/runs/$(2)/$(SCALE)
