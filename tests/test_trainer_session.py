@@ -63,3 +63,11 @@ def test_long_run_comes_from_the_scale_and_is_not_part_of_a_run_identity(scale, 
     cfg = compose_config(["task=noisy_quadratic", f"scale={scale}"])
     assert cfg.trainer.long_run is long_run
     assert "long_run" not in semantic_config(cfg)["trainer"]
+
+
+def test_the_recorded_command_has_no_absolute_path_below_the_working_directory(monkeypatch):
+    from yfbench.engine.environment import command_line
+
+    here = os.getcwd()
+    monkeypatch.setattr("sys.argv", ["yfbench/__main__.py", f"hydra.run.dir={here}/runs/a"])
+    assert command_line() == "python -m yfbench hydra.run.dir=runs/a"

@@ -94,4 +94,7 @@ def command_line() -> str:
     program = sys.argv[0]
     if Path(program).parts[-2:] == ("yfbench", "__main__.py"):
         program = "-m yfbench"
-    return " ".join(["python", program, *sys.argv[1:]])
+    # Paths below the working directory are recorded relative to it: committed records
+    # must not carry one machine's absolute paths.
+    here = os.getcwd().rstrip("/") + "/"
+    return " ".join(["python", program, *(arg.replace(here, "") for arg in sys.argv[1:])])
