@@ -220,6 +220,32 @@ def test_decay_that_never_engages_at_a_short_length():
     assert decay_at_end(0.97, 0, 49) == pytest.approx(0.97**49)
 
 
+def test_settling_is_judged_net_of_the_recipe_decay():
+    # 30 steps; the recipe halves the lr at step 16. Momentum SGD (lr 1, μ 0.9) follows it;
+    # YellowFin's tuner holds lr/(1−μ) = 4 before the decay (settled), while a second
+    # YellowFin's tuner doubles it when the decay halves it (raw change 0, net +100%).
+    from yfbench.analysis.hyperparams import hyperparams_rows
+
+    steps = 30
+    decay = np.where(np.arange(1, steps + 1) < 16, 1.0, 0.5)
+
+    def run(optimizer: str, lr: np.ndarray, momentum: float) -> pd.DataFrame:
+        out = records(optimizer, 1.0, 1, list(np.linspace(3, 1, steps)), window=3)
+        return out.assign(lr=lr, momentum=momentum)
+
+    sgd = run("momentum_sgd", decay, 0.9)
+    for yf_lr, raw, net in ((2.0 * decay, -0.5, 0.0), (np.full(steps, 2.0), 0.0, 1.0)):
+        data = frame(sgd, run("yellowfin", yf_lr, 0.5))
+        points = {p.optimizer: p for p in grid_points(data, 3)}
+        rows = {r["optimizer"]: r for r in hyperparams_rows(data, list(points.values()), points, 3)}
+        yf = rows["yellowfin"]
+        assert yf["effective_1/3"] == pytest.approx(4.0)
+        assert yf["change"] == pytest.approx(raw)
+        assert yf["decay_change"] == pytest.approx(-0.5)
+        assert yf["tuner_change"] == pytest.approx(net)
+        assert rows["momentum_sgd"]["tuner_change"] == pytest.approx(0.0)
+
+
 # --- findings block --------------------------------------------------------------------------
 
 

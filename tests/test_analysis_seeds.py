@@ -121,6 +121,7 @@ def test_shared_noise_is_beyond_the_null():
     row = seed_correlations(noise_frame(curves, EPOCH), window=11).iloc[0]
     assert row["r_median"] > 0.8 and row["beyond_null"]
     assert row["r_no_epoch_starts"] > 0.8  # not an epoch-start effect
+    assert row["r_no_epoch_starts"] > row["null_no_epoch_high"]
 
 
 def test_shared_epoch_start_jumps_raise_r_and_leaving_them_out_removes_it():
@@ -131,4 +132,4 @@ def test_shared_epoch_start_jumps_raise_r_and_leaving_them_out_removes_it():
     curves = {s: 5.0 + jump + ar1(s, STEPS_NULL) for s in (1, 2, 3)}
     row = seed_correlations(noise_frame(curves, EPOCH), window=11).iloc[0]
     assert row["beyond_null"] and row["r_median"] > row["null_high"]
-    assert row["null_low"] <= row["r_no_epoch_starts"] <= row["null_high"]
+    assert row["null_no_epoch_low"] <= row["r_no_epoch_starts"] <= row["null_no_epoch_high"]

@@ -193,7 +193,8 @@ def largest_speedup(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
 
 
 def settling(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
-    """How much YellowFin's effective step still moved between 1/3 of the run and its end."""
+    """How much YellowFin's effective step still moved between 1/3 of the run and its end,
+    and how much of that was the recipe's lr decay (judged net of it)."""
     table = bundle.hyperparams
     yf = table[table["optimizer"] == METHOD]
     sgd = table[table["optimizer"] == "momentum_sgd"]
@@ -203,16 +204,21 @@ def settling(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     for _, r in yf.iterrows():
         same = sgd[(sgd["task"] == r["task"]) & (sgd["scale"] == r["scale"])]
         versus = f"; momentum SGD {same['effective_end'].iloc[0]:.2g}" if not same.empty else ""
+        decay = (
+            f", of which the lr decay {r['decay_change']:+.0%}: net {r['tuner_change']:+.0%}"
+            if abs(r["decay_change"]) > 0.005
+            else ""
+        )
         parts.append(
             f"{_label(paper, r['task'])} ({r['scale']}) {r['effective_1/3']:.2g} → "
-            f"{r['effective_end']:.2g} ({r['change']:+.0%}{versus})"
+            f"{r['effective_end']:.2g} ({r['change']:+.0%}{decay}{versus})"
         )
     text = "YellowFin's effective step lr/(1−μ) from 1/3 of the run to its end: " + "; ".join(parts)
-    moving = yf[yf["change"].abs() > SETTLED]
+    moving = yf[yf["tuner_change"].abs() > SETTLED]
     if not moving.empty:
         text += (
-            f". Where it moved by more than {SETTLED:.0%}, YellowFin had not settled by the "
-            "end of the run"
+            f". Where it moved by more than {SETTLED:.0%} net of the lr decay, YellowFin had "
+            "not settled by the end of the run"
         )
     return [text + "."]
 
@@ -225,13 +231,13 @@ def seeds_line(seeds: pd.DataFrame) -> list[str]:
     if beyond.empty:
         return ["Seeds: no grid point's seeds correlate beyond the circular-shift null."]
     inside = beyond[
-        (beyond["r_no_epoch_starts"] >= beyond["null_low"])
-        & (beyond["r_no_epoch_starts"] <= beyond["null_high"])
+        (beyond["r_no_epoch_starts"] >= beyond["null_no_epoch_low"])
+        & (beyond["r_no_epoch_starts"] <= beyond["null_no_epoch_high"])
     ]
     return [
         f"Seeds: {len(beyond)} of {len(seeds)} grid points correlate beyond the "
         f"circular-shift null; leaving out the steps around epoch starts (where every seed's "
-        f"LSTM state is reset at the same step) brings {len(inside)} of them back inside it."
+        f"LSTM state is reset at the same step) brings {len(inside)} of them inside the null of the same steps."
     ]
 
 

@@ -30,7 +30,9 @@ at the same steps for every seed (the epoch length does not depend on the seed).
 loss jumps there in every seed, and those shared jumps raise r (they are step-locked,
 so the null does not contain them) without any shared data. ``r_no_epoch_starts`` is
 the same statistic with the steps within half a detrending window of an epoch start
-left out; where it falls back inside the band, the excess r came from the resets.
+left out, judged against its own circular-shift null (``null_no_epoch_*``: the same
+steps left out of both series before shifting, so statistic and null see the same
+steps); where it falls inside that band, the excess r came from the resets.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ COLUMNS = [
     "beyond_null",
     "steps_per_epoch",
     "r_no_epoch_starts",
+    "null_no_epoch_low",
+    "null_no_epoch_high",
     "detrend_window",
 ]
 
@@ -109,9 +113,9 @@ def seed_correlations(frame: pd.DataFrame, window: int = DETREND_WINDOW) -> pd.D
         row["beyond_null"] = not row["null_low"] <= row["r_median"] <= row["null_high"]
         epoch = steps_per_epoch(frame[frame["run_dir"].isin(point["run_dir"].unique())])
         row["steps_per_epoch"] = epoch
-        row["r_no_epoch_starts"] = _median_r(
-            [_away_from_epoch_starts(x, y, epoch, window) for x, y in aligned]
-        )
+        reduced = [_away_from_epoch_starts(x, y, epoch, window) for x, y in aligned]
+        row["r_no_epoch_starts"] = _median_r(reduced)
+        row["null_no_epoch_low"], row["null_no_epoch_high"] = shift_null(reduced, window)
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -133,7 +137,9 @@ def _median_r(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(np.median(values)) if values else math.nan
 
 
-def shift_null(aligned: list[tuple[pd.Series, pd.Series]], window: int) -> tuple[float, float]:
+def shift_null(
+    aligned: list[tuple[pd.Series, pd.Series]] | list[tuple[np.ndarray, np.ndarray]], window: int
+) -> tuple[float, float]:
     """The central ``NULL_LEVEL`` of the median r over pairs when the second series of
     every pair is circularly shifted by the same share of its length (shares spread so
     that every shift lies in (window, n - window)); NaNs when a pair is too short."""
@@ -144,7 +150,7 @@ def shift_null(aligned: list[tuple[pd.Series, pd.Series]], window: int) -> tuple
     shares = np.linspace(low, 1 - low, NULL_SHIFTS)
     null = []
     for share in shares:
-        shifted = [(x.to_numpy(), np.roll(y.to_numpy(), round(share * len(y)))) for x, y in aligned]
+        shifted = [(np.asarray(x), np.roll(np.asarray(y), round(share * len(y)))) for x, y in aligned]
         null.append(_median_r(shifted))
     tail = (1 - NULL_LEVEL) / 2
     values = np.array([v for v in null if not math.isnan(v)])
