@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SCALE ?= cpu
 # Reproduction grids. GRID=two-stage: every grid point with seed 1, then the tuned point of
-# each optimizer with SEEDS; GRID=full: every grid point with the experiment's seeds (1,2,3).
+# each optimizer with SEEDS (three evaluation seeds, none the tuning seed); GRID=full: every
+# grid point with the experiment's seeds (1,2,3).
 GRID ?= two-stage
-SEEDS ?= 2,3
+SEEDS ?= 2,3,4
 # Runs side by side (Hydra's joblib launcher), each with THREADS torch threads: by default
 # the machine's cores shared among the jobs, so jobs x threads <= cores.
 JOBS ?= 1
