@@ -1,6 +1,9 @@
 """Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``.
 
 ``torchrun --nproc_per_node=N -m yfbench ...`` trains the same run with N processes.
+Under Hydra's Optuna sweeper (``hydra/sweeper=optuna``, e.g. ``experiment=optuna_lr``)
+each run returns its objective (:mod:`yfbench.analysis.objective`); a failed run returns
+none, and the sweeper records that trial as failed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ log = logging.getLogger("yfbench")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     """Train one run; in a multirun, a failed run is recorded and the sweep goes on."""
     logging.captureWarnings(True)  # library warnings (a rebuilt cache, say) reach the run's log
     # A log file that cannot be written (a full disk) must not print logging's tracebacks
@@ -71,6 +74,16 @@ def main(cfg: DictConfig) -> None:
         return  # the sweep's main process stops the sweep (yfbench/sweep_signals.py)
     if status == "interrupted" or (not multirun and EXIT_CODES[status]):
         sys.exit(EXIT_CODES[status])  # a signal stops the whole sweep, not just this run
+    if multirun and _searches(hydra_cfg):
+        from yfbench.analysis.objective import run_objective  # pandas only where needed
+
+        return run_objective(run_dir)
+    return None
+
+
+def _searches(hydra_cfg: DictConfig) -> bool:
+    """Whether the sweeper minimises what a run returns (Hydra's Optuna sweeper)."""
+    return "optuna" in str(hydra_cfg.sweeper.get("_target_", "")).lower()
 
 
 def _reference(choices: dict[str, str | None]) -> DictConfig:

@@ -237,7 +237,8 @@ def seeds_line(seeds: pd.DataFrame) -> list[str]:
     return [
         f"Seeds: {len(beyond)} of {len(seeds)} grid points correlate beyond the "
         f"circular-shift null; leaving out the steps around epoch starts (where every seed's "
-        f"LSTM state is reset at the same step) brings {len(inside)} of them inside the null of the same steps."
+        f"LSTM state is reset at the same step) brings {len(inside)} of them inside the null "
+        "of the same steps."
     ]
 
 

@@ -150,7 +150,9 @@ def shift_null(
     shares = np.linspace(low, 1 - low, NULL_SHIFTS)
     null = []
     for share in shares:
-        shifted = [(np.asarray(x), np.roll(np.asarray(y), round(share * len(y)))) for x, y in aligned]
+        shifted = [
+            (np.asarray(x), np.roll(np.asarray(y), round(share * len(y)))) for x, y in aligned
+        ]
         null.append(_median_r(shifted))
     tail = (1 - NULL_LEVEL) / 2
     values = np.array([v for v in null if not math.isnan(v)])
