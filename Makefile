@@ -8,6 +8,11 @@ SCALE ?= cpu
 # grid point with the experiment's seeds (1,2,3).
 GRID ?= two-stage
 SEEDS ?= 2,3,4
+# Evaluation seeds of the paper's other claims (make claims): each experiment tunes its
+# baseline on seed 1 and runs the tuned point, and every method compared with it, on these;
+# its tables report only them (yfbench/analysis/protocol.py), three so that a paired
+# difference has an interval. The reproductions' evaluation seeds unless set.
+CLAIM_SEEDS ?= $(SEEDS)
 # Runs side by side (Hydra's joblib launcher), each with THREADS torch threads: by default
 # the machine's cores shared among the jobs, so jobs x threads <= cores.
 JOBS ?= 1
@@ -21,6 +26,9 @@ $(error JOBS must be a positive integer (runs side by side), got '$(JOBS)')
 endif
 ifneq ($(call digits_only,$(SEEDS)),ok)
 $(error SEEDS must be comma-separated seeds like 2,3, got '$(SEEDS)')
+endif
+ifneq ($(call digits_only,$(CLAIM_SEEDS)),ok)
+$(error CLAIM_SEEDS must be comma-separated seeds like 2,3,4, got '$(CLAIM_SEEDS)')
 endif
 THREADS ?= $(shell n=$$(nproc); t=$$((n / $(JOBS))); echo $$(( t > 0 ? t : 1 )))
 ifneq ($(call is_count,$(THREADS)),ok)
@@ -118,34 +126,41 @@ EXPERIMENT = $(PY) -m yfbench -m experiment=$(1) scale=$(SCALE) trainer.threads=
 CLAIM_RUNS = results/$(1)/runs/$(2)/$(SCALE)
 CLAIM_OUT = results/$(1)/$(2)/$(SCALE)
 
-# asynchrony-<name>: asynchronous Adam grid, open- and closed-loop YellowFin (two-stage),
-# synchronous YellowFin (in the speedup grid's directory, or $(4) for a task without one),
-# then the momentum-tracking and speedup tables and figures.
+# asynchrony-<name>: asynchronous Adam grid, open- and closed-loop YellowFin on the tuning
+# seed 1, then the tuned points on CLAIM_SEEDS; synchronous YellowFin (in the speedup grid's
+# directory with that grid's seeds 1,SEEDS, the same runs; or $(3) for a task without one,
+# with 1,CLAIM_SEEDS: $(4) = own), then the momentum-tracking and speedup tables and figures.
 define asynchrony
 asynchrony-$(1): venv
 	$(call EXPERIMENT,asynchrony_$(1)) seed=1 hydra.sweep.dir=$(call CLAIM_RUNS,asynchrony,$(2))
-	$(call EXPERIMENT,asynchrony_$(1)) seed=$(SEEDS) hydra.sweep.dir=$(call CLAIM_RUNS,asynchrony,$(2)) \
-		grid_point=$$$$($(PY) -m yfbench.analysis tuned $$(addprefix $(call CLAIM_RUNS,asynchrony,$(2))/,adam yellowfin_open_loop yellowfin_closed_loop))
-	$(call EXPERIMENT,asynchrony_$(1)) seed=1,2,3 grid_point=yellowfin trainer.staleness=0 \
-		hydra.sweep.dir=$(3)
+	points=$$$$($(PY) -m yfbench.analysis tuned $$(addprefix $(call CLAIM_RUNS,asynchrony,$(2))/,adam yellowfin_open_loop yellowfin_closed_loop)) \
+		&& [ -n "$$$$points" ] && $(call EXPERIMENT,asynchrony_$(1)) seed=$(CLAIM_SEEDS) \
+		hydra.sweep.dir=$(call CLAIM_RUNS,asynchrony,$(2)) "grid_point=$$$$points"
+	$(call EXPERIMENT,asynchrony_$(1)) seed=1,$(if $(4),$(CLAIM_SEEDS),$(SEEDS)) grid_point=yellowfin \
+		trainer.staleness=0 hydra.sweep.dir=$(3)
 	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,asynchrony,$(2)) $(3)
 	$(PY) -m yfbench.analysis.asynchrony $(call CLAIM_RUNS,asynchrony,$(2)) $(3)/yellowfin \
 		--out $(call CLAIM_OUT,asynchrony,$(2))
 endef
-$(eval $(call asynchrony,noisy_quadratic,noisy_quadratic,results/asynchrony/runs/noisy_quadratic/$(SCALE)/sync))
+$(eval $(call asynchrony,noisy_quadratic,noisy_quadratic,results/asynchrony/runs/noisy_quadratic/$(SCALE)/sync,own))
 $(eval $(call asynchrony,cifar10,cifar10_resnet,results/runs/cifar10_resnet/$(SCALE)))
 $(eval $(call asynchrony,tinyshakespeare,tinyshakespeare_lstm,results/runs/tinyshakespeare_lstm/$(SCALE)))
 # The paper's own setting: make asynchrony-cifar100 SCALE=paper, on a GPU (CIFAR-100 downloads).
 $(eval $(call asynchrony,cifar100,cifar100_resnet,results/runs/cifar100_resnet/$(SCALE)))
 asynchrony: asynchrony-noisy_quadratic asynchrony-cifar10 asynchrony-tinyshakespeare
 
-# lr-robustness-<name> (cpu scale): the points the speedup grid lacks with seeds 1-3, the
-# grid's other points with seeds 2,3, then loss and validation metric vs lr multiplier.
+# lr-robustness-<name> (cpu scale): the points the speedup grid lacks and, seed by seed, the
+# grid's points that lack one, all on CLAIM_SEEDS (the grid's seed 1 chose the 1x lrs and
+# is never reported), then loss and validation metric vs lr multiplier.
 define lr_robustness
 lr-robustness-$(1): venv
-	$(call EXPERIMENT,lr_robustness_$(1)) hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2))
-	$(call EXPERIMENT,lr_robustness_$(1)) seed=2,3 hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2)) \
-		grid_point=$$$$($(PY) -m yfbench.analysis.lr_robustness missing results/runs/$(2)/$(SCALE) --seeds 2,3)
+	$(call EXPERIMENT,lr_robustness_$(1)) seed=$(CLAIM_SEEDS) hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2))
+	for seed in $(subst $(comma), ,$(CLAIM_SEEDS)); do \
+		points=$$$$($(PY) -m yfbench.analysis.lr_robustness missing results/runs/$(2)/$(SCALE) \
+			--seeds $$$$seed) || exit 1; [ -z "$$$$points" ] || \
+		$(call EXPERIMENT,lr_robustness_$(1)) seed=$$$$seed hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2)) \
+			"grid_point=$$$$points" || exit 1; \
+	done
 	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,lr_robustness,$(2))
 	$(PY) -m yfbench.analysis.lr_robustness $(call CLAIM_RUNS,lr_robustness,$(2)) \
 		--tuned-from results/runs/$(2)/$(SCALE) --out $(call CLAIM_OUT,lr_robustness,$(2))
@@ -172,13 +187,15 @@ $(eval $(call momentum_ablation,wsj,wsj_parse_lstm))
 momentum-ablation: momentum-ablation-cifar10 momentum-ablation-ptb momentum-ablation-tinyshakespeare \
 	momentum-ablation-wsj
 
-# clipping: momentum SGD over (lr, clip) with seed 1, then its hand-tuned point with seeds
-# 2,3; YellowFin with and without its adaptive clip (no global clip), seeds 1-3.
+# clipping: momentum SGD over (lr, clip) on the tuning seed 1, then its hand-tuned point on
+# CLAIM_SEEDS; YellowFin with and without its adaptive clip (no global clip), seeds 1 and
+# CLAIM_SEEDS. The table reports CLAIM_SEEDS only.
 clipping: venv
-	$(call EXPERIMENT,clipping_pixel_lstm) hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm)
-	$(call EXPERIMENT,clipping_pixel_lstm) seed=2,3 hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) \
-		$$($(PY) -m yfbench.analysis.adaptive_clipping tuned $(call CLAIM_RUNS,clipping,pixel_lstm))
-	$(call EXPERIMENT,clipping_pixel_lstm) seed=1,2,3 hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) \
+	$(call EXPERIMENT,clipping_pixel_lstm) seed=1 hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm)
+	tuned=$$($(PY) -m yfbench.analysis.adaptive_clipping tuned $(call CLAIM_RUNS,clipping,pixel_lstm)) \
+		&& [ -n "$$tuned" ] && $(call EXPERIMENT,clipping_pixel_lstm) seed=$(CLAIM_SEEDS) \
+		hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) $$tuned
+	$(call EXPERIMENT,clipping_pixel_lstm) seed=1,$(CLAIM_SEEDS) hydra.sweep.dir=$(call CLAIM_RUNS,clipping,pixel_lstm) \
 		grid_point=yellowfin,yellowfin_no_adaptive_clip task.grad_clip_norm=null
 	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,clipping,pixel_lstm)
 	$(PY) -m yfbench.analysis.adaptive_clipping $(call CLAIM_RUNS,clipping,pixel_lstm) \

@@ -10,7 +10,13 @@ import pytest
 
 from tests.run_builder import write_run
 from yfbench.analysis import adaptive_clipping, asynchrony, lr_robustness, momentum_ablation
-from yfbench.analysis.final_loss import mean_interval, paired_budget_difference, verdict
+from yfbench.analysis.final_loss import (
+    difference_text,
+    mean_interval,
+    paired_budget_difference,
+    verdict,
+)
+from yfbench.analysis.protocol import evaluation_plan, own_plan
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import Curve, GridPoint
 from yfbench.errors import UserError
@@ -36,7 +42,7 @@ def _point(name: str, finals: dict[int, float]) -> GridPoint:
 
 def test_paired_difference_mean_and_t_interval_by_hand():
     method, base = _point("m", {1: 1.2, 2: 1.3, 3: 1.25}), _point("b", {1: 1.0, 2: 1.0, 3: 1.0})
-    result = paired_budget_difference(method, base)
+    result = paired_budget_difference(method, base, evaluation_plan(method, base, ()))
     # differences 0.2, 0.3, 0.25: mean 0.25, sd 0.05, half-width t * 0.05 / sqrt(3), with
     # t = t_{0.975, 2 dof} = 0.95 / sqrt(2 * 0.975 * 0.025) = 4.3027 (closed form at 2 dof)
     half = 0.95 / math.sqrt(2 * 0.975 * 0.025) * 0.05 / math.sqrt(3)
@@ -50,10 +56,31 @@ def test_paired_difference_mean_and_t_interval_by_hand():
 def test_a_diverged_seed_is_missing_not_a_number():
     method, base = _point("m", {1: 1.1, 2: 1.3}), _point("b", {1: 1.0, 2: 1.0})
     method.curves[2] = Curve(np.array([10]), np.array([5.0]), last_step=10)  # stopped early
-    result = paired_budget_difference(method, base, budget=100)
+    result = paired_budget_difference(method, base, evaluation_plan(method, base, ()), budget=100)
     assert (result["paired"], result["missing"]) == (1, 1)
     assert result["difference"] == pytest.approx(0.1)
     assert verdict(result) == "too few seeds"
+
+
+def test_the_paired_difference_leaves_the_tuning_seed_out():
+    # The baseline won its grid on seed 1, where it is lucky (0.5); on seeds 2-4 the method
+    # is 0.1 lower. Every seed both have would credit the baseline with its luck.
+    method = _point("m", {1: 1.0, 2: 0.9, 3: 0.9, 4: 0.9})
+    base = _point("b", {1: 0.5, 2: 1.0, 3: 1.0, 4: 1.0})
+    result = paired_budget_difference(method, base, evaluation_plan(method, base, (1,)))
+    assert (result["seeds"], result["paired"]) == (3, 3)
+    assert result["difference"] == pytest.approx(-0.1)
+    assert result["seeds_used"] == "3 evaluation seeds (2,3,4)" and not result["provisional"]
+    assert set(result["per_seed"]) == {2, 3, 4}
+
+
+def test_a_difference_on_the_tuning_seeds_alone_says_provisional():
+    method, base = _point("m", {1: 1.0}), _point("b", {1: 0.5})
+    plan = evaluation_plan(method, base, (1,))
+    result = paired_budget_difference(method, base, plan)
+    assert result["provisional"] and result["seeds_used"].startswith("provisional: tuning seed 1")
+    assert "provisional" in difference_text(result)
+    assert own_plan(method, (1,)).label == plan.label
 
 
 # --------------------------------------------------------------------------- asynchrony
@@ -118,6 +145,72 @@ def test_sync_and_async_runs_of_one_lr_and_seed_stay_apart(async_runs, tmp_path)
     assert "2.69x" in text and any(p.name.endswith("_momentum.png") for p in written)
 
 
+def test_async_rows_on_tuning_seeds_alone_are_labelled_provisional(async_runs, tmp_path):
+    # async_runs is a full grid: Adam's one point and the loops all ran seeds 1-3, so every
+    # seed tuned and no evaluation seed exists yet.
+    table = asynchrony.speedups(load_runs([async_runs]))
+    assert table["provisional"].all() and table["diff_provisional"].all()
+    assert all(s.startswith("provisional: tuning seeds 1,2,3") for s in table["seeds_used"])
+    asynchrony.write_outputs([async_runs], tmp_path)
+    text = (tmp_path / "asynchrony.md").read_text()
+    assert "| provisional: tuning seeds 1,2,3 only (no evaluation seed yet) |" in text
+
+
+@pytest.fixture(scope="module")
+def two_stage_async_runs(tmp_path_factory):
+    """Async Adam lr 1e-3 and 1e-2 on seed 1 (1e-3 wins there: it is lucky on seed 1), then
+    the tuned lr, open and closed loop and sync YellowFin on seeds 2-4."""
+    root = tmp_path_factory.mktemp("two_stage")
+    stale = {"staleness": 15}
+    write_run(
+        root, "adam-1e-2", optimizer={**ADAM, "lr": 1e-2}, seed=1, losses=_decay(0.2), trainer=stale
+    )
+    for seed in (1, 2, 3, 4):
+        lucky = seed == 1
+        write_run(
+            root,
+            f"adam-{seed}",
+            optimizer=ADAM,
+            seed=seed,
+            trainer=stale,
+            losses=_decay(0.3 if lucky else 0.05),
+        )
+        write_run(root, f"sync-yf-{seed}", optimizer=YF, seed=seed, losses=_decay(0.2))
+        for name, rate in (("yellowfin_closed_loop", 0.1), ("yellowfin_open_loop", 0.04)):
+            optimizer = {
+                "name": name,
+                "lr": 1.0,
+                "feedback_gain": 0.01 if "closed" in name else 0.0,
+            }
+            write_run(
+                root,
+                f"{name}-{seed}",
+                optimizer=optimizer,
+                seed=seed,
+                trainer=stale,
+                losses=_decay(rate),
+                train_extra=_momentum(0.0),
+            )
+    return root
+
+
+def test_async_comparisons_use_the_evaluation_seeds_only(two_stage_async_runs, tmp_path):
+    frame = load_runs([two_stage_async_runs])
+    closed = asynchrony.speedups(frame).set_index("optimizer").loc["yellowfin_closed_loop"]
+    assert closed["baseline_hparams"] == "lr=0.001"  # chosen on seed 1
+    assert closed["seeds_used"] == "3 evaluation seeds (2,3,4)" and not closed["provisional"]
+    # On seed 1 the tuned Adam (decay 0.3) beats closed loop (0.1); on seeds 2-4 it loses.
+    assert (closed["diff_seeds"], closed["diff_paired"]) == (3, 3)
+    assert closed["diff_difference"] < 0 and closed["diff_high"] < 0
+    assert closed["reached_tt"] == 3 and closed["seeds"] == 3
+    # Every curve of the figure, synchronous YellowFin's too, leaves seed 1 out.
+    curves = asynchrony.loss_curves(frame, window=5)
+    assert len(curves) == 4
+    assert all(plan.used == (2, 3, 4) and not plan.provisional for _, _, plan in curves)
+    asynchrony.write_outputs([two_stage_async_runs], tmp_path)
+    assert "| 3 evaluation seeds (2,3,4) |" in (tmp_path / "asynchrony.md").read_text()
+
+
 def test_closed_loop_tracks_its_target_and_open_loop_does_not(async_runs):
     summary = asynchrony.tracking_summary(asynchrony.momentum_tracking(load_runs([async_runs])))
     tracks = summary.set_index("optimizer")["tracks"]
@@ -152,6 +245,8 @@ def test_ablation_verdicts(ablation_runs, tmp_path):
     assert rescaled["difference"] == pytest.approx(0.1)
     assert rescaled["verdict"] == "YellowFin lower"
     assert fixed["difference"] == pytest.approx(0.0, abs=1e-9) and fixed["verdict"] == "tie"
+    # Nothing here is tuned, so no seed is left out, and the table says which seeds it used.
+    assert (table["seeds_used"] == "3 evaluation seeds (1,2,3)").all()
     momentum_ablation.write_outputs([ablation_runs], tmp_path)
     assert "YellowFin lower" in (tmp_path / "momentum_ablation.md").read_text()
 
@@ -207,7 +302,7 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     # A grid run passed twice (same config hash) counts once.
     write_run(experiment, "copy", optimizer=YF, seed=1, losses=_decay(0.15))
     tuned = lr_robustness.tuned_lrs(load_runs([grid]))
-    assert tuned == {("toy", "adam"): 1e-3}
+    assert tuned.lrs == {("toy", "adam"): 1e-3} and tuned.seeds == {"toy": (1,)}
     table = lr_robustness.robustness_table(load_runs([grid, experiment]), tuned)
     rows = {(r.optimizer, round(r.multiplier, 6)): r for r in table.itertuples()}
     assert set(rows) == {
@@ -217,9 +312,17 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
         ("yellowfin", 1.0),
         ("yellowfin", 3.0),
     }
-    assert rows[("adam", 1.0)].seeds == 2 and rows[("adam", 1.0)].valid_median == 2.75
+    # Seed 1 chose the 1x lr: every point leaves it out (1x: seed 2's 2.5, not 2.75 with
+    # seed 1's 3.0), at every multiplier and for YellowFin too.
+    one = rows[("adam", 1.0)]
+    assert (one.seeds, one.valid_median, one.seeds_used) == (1, 2.5, "1 evaluation seed (2)")
+    assert rows[("adam", 0.1)].seeds_used == "2 evaluation seeds (2,3)"
     x3 = rows[("yellowfin", 3.0)]
-    assert (x3.seeds, x3.diverged, x3.loss_n) == (3, 1, 2)
+    assert (x3.seeds, x3.diverged, x3.loss_n) == (2, 1, 1)
+    # Points with only the tuning seed are labelled, not silently reported.
+    for key in (("adam", 10.0), ("yellowfin", 1.0)):
+        assert rows[key].provisional and rows[key].seeds_used.startswith("provisional: tuning")
+    assert not one.provisional and not x3.provisional
     assert lr_robustness.missing_grid_points(grid, [2, 3]) == [
         "adam_lr0.001",
         "adam_lr0.01",
@@ -227,6 +330,8 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     ]
     lr_robustness.write_outputs([experiment], grid, tmp_path / "out")
     assert (tmp_path / "out" / "toy_cpu_lr_robustness.png").is_file()
+    text = (tmp_path / "out" / "lr_robustness.md").read_text()
+    assert "chosen on tuning seeds toy 1." in text and "| 1 evaluation seed (2) |" in text
 
 
 # --------------------------------------------------------------------------- clipping
@@ -264,12 +369,100 @@ def test_clip_events_and_hand_tuned_momentum_sgd(tmp_path):
             train_extra={"grad_norm": spikes},
             grid_point=f"sgd{lr}",
         )
-    table, _ = adaptive_clipping.summary(load_runs([tmp_path]))
+    table, _, tuning = adaptive_clipping.summary(load_runs([tmp_path]))
     rows = table.set_index("method")
+    assert tuning == (1,)
     assert rows.loc["YellowFin, adaptive clip", "clip_events"] == 3  # steps 1, 21, 41
+    assert rows.loc["YellowFin, adaptive clip", "seeds_used"] == "1 evaluation seed (2)"
     assert rows.loc["YellowFin, no clip", "clip_events"] == 0
     sgd = rows.loc["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
     assert sgd["clip_events"] == 6 and sgd["grad_norm_max_over_median"] == 100.0
+    assert sgd["provisional"] and sgd["seeds_used"].startswith("provisional: tuning seed 1")
+    assert (
+        adaptive_clipping.tuned_grid_point([tmp_path])
+        == "grid_point=sgd0.1 task.grad_clip_norm=1.0"
+    )
+
+
+def _clipping_grid(root, seeds_of_tuned: tuple[int, ...], grid_seed: int = 1) -> None:
+    """Momentum SGD (lr 0.1, clip 1) and (lr 1, clip 10) on ``grid_seed``; (0.1, 1) wins
+    there, lucky (decay 0.3), and runs ``seeds_of_tuned`` at decay 0.02; YellowFin with and
+    without its adaptive clip on the grid seed and ``seeds_of_tuned``."""
+    for lr, clip, rate in ((0.1, 1.0, 0.3), (1.0, 10.0, 0.1)):
+        sgd = {"name": "momentum_sgd", "lr": lr}
+        extra = {"grad_clip_norm": clip}
+        name = f"sgd{lr}"
+        write_run(
+            root,
+            f"{name}-{grid_seed}",
+            optimizer=sgd,
+            seed=grid_seed,
+            losses=_decay(rate),
+            task_extra=extra,
+            grid_point=name,
+        )
+    for seed in seeds_of_tuned:
+        write_run(
+            root,
+            f"sgd0.1-{seed}",
+            optimizer={"name": "momentum_sgd", "lr": 0.1},
+            seed=seed,
+            losses=_decay(0.02),
+            task_extra={"grad_clip_norm": 1.0},
+            grid_point="sgd0.1",
+        )
+    for seed in (grid_seed, *seeds_of_tuned):
+        for on, rate in ((True, 0.1), (False, 0.05)):
+            write_run(
+                root,
+                f"yf-{on}-{seed}",
+                optimizer={**YF, "adaptive_clip": on},
+                seed=seed,
+                losses=_decay(rate),
+                task_extra={"grad_clip_norm": None},
+            )
+
+
+def test_clipping_reports_evaluation_seeds_only(tmp_path):
+    _clipping_grid(tmp_path, seeds_of_tuned=(2, 3, 4))
+    table, found, tuning = adaptive_clipping.summary(load_runs([tmp_path]))
+    assert tuning == (1,)
+    sgd = table.set_index("method").loc["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
+    # Seed 1 (lucky, decay 0.3) chose the point and is left out: seeds 2-4 only.
+    assert sgd["seeds"] == 3 and sgd["seeds_used"] == "3 evaluation seeds (2,3,4)"
+    assert sgd["final_low"] == sgd["final_high"]
+    assert (table["seeds_used"] == "3 evaluation seeds (2,3,4)").all()
+    differences = dict(adaptive_clipping.differences(found, tuning))
+    text = differences["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
+    assert "(3 seeds)" in text and text.endswith("3 evaluation seeds (2,3,4)")
+
+
+def test_clipping_tunes_on_the_grids_tuning_seed_whatever_its_number(tmp_path):
+    # The (lr, clip) grid ran seed 7 only: that is its tuning seed, not a hard-coded 1.
+    _clipping_grid(tmp_path, seeds_of_tuned=(), grid_seed=7)
+    assert (
+        adaptive_clipping.tuned_grid_point([tmp_path])
+        == "grid_point=sgd0.1 task.grad_clip_norm=1.0"
+    )
+    table, _, tuning = adaptive_clipping.summary(load_runs([tmp_path]))
+    assert tuning == (7,) and table["provisional"].all()
+
+
+def test_an_evaluation_seed_cannot_change_the_tuned_clip(tmp_path):
+    # The tuned point diverges on evaluation seed 5: that must not hand the choice to
+    # the other point, which never ran an evaluation seed.
+    _clipping_grid(tmp_path, seeds_of_tuned=(2, 3, 4))
+    write_run(
+        tmp_path,
+        "sgd0.1-5",
+        optimizer={"name": "momentum_sgd", "lr": 0.1},
+        seed=5,
+        losses=_decay(0.02)[:20],
+        status="diverged",
+        max_steps=STEPS,
+        task_extra={"grad_clip_norm": 1.0},
+        grid_point="sgd0.1",
+    )
     assert (
         adaptive_clipping.tuned_grid_point([tmp_path])
         == "grid_point=sgd0.1 task.grad_clip_norm=1.0"

@@ -75,11 +75,65 @@ def test_the_second_stage_gets_the_tuned_points_quoted(tmp_path):
     assert len(second) == 1 and "seed=2,3,4 grid_point=adam_lr1e-3,yellowfin" in second[0]
 
 
+def _claims_python(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in python for the claims targets: it logs its arguments and names tuned
+    points (the lr-robustness grid lacks seed 4 at two points, no other seed)."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {log}\n'
+        'case "$2 $3" in\n'
+        '  "yfbench.analysis tuned")\n'
+        "    echo adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop ;;\n"
+        '  "yfbench.analysis.lr_robustness missing")\n'
+        '    [ "$6" = 4 ] && echo adam_lr1e-2,yellowfin ;;\n'
+        '  "yfbench.analysis.adaptive_clipping tuned")\n'
+        '    echo "grid_point=momentum_sgd_lr1e-1 task.grad_clip_norm=1.0" ;;\n'
+        "esac\n"
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    return fake, log
+
+
+@needs_make
+def test_the_claims_tune_on_seed_1_and_evaluate_on_claim_seeds_only(tmp_path):
+    fake, log = _claims_python(tmp_path)
+    targets = ["asynchrony-noisy_quadratic", "lr-robustness-ptb", "clipping"]
+    result = _make(*targets, f"PY={fake}", "SCALE=testscale")
+    assert result.returncode == 0, result.stderr
+    sweeps = [c for c in log.read_text().splitlines() if c.startswith("-m yfbench -m")]
+
+    def of(experiment: str) -> list[str]:
+        return [c for c in sweeps if f"experiment={experiment} " in c]
+
+    grid, tuned, sync = of("asynchrony_noisy_quadratic")
+    assert " seed=1 " in grid and "grid_point" not in grid  # every grid point, seed 1
+    assert "seed=2,3,4 " in tuned
+    assert "grid_point=adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop" in tuned
+    assert "seed=1,2,3,4 grid_point=yellowfin trainer.staleness=0" in sync
+    # lr robustness: the new points and the grid's points lacking a seed, on 2,3,4 only.
+    new, lacking = of("lr_robustness_ptb")
+    assert "seed=2,3,4 " in new and "grid_point" not in new
+    assert "seed=4 " in lacking and "grid_point=adam_lr1e-2,yellowfin" in lacking
+    grid, tuned, yellowfin = of("clipping_pixel_lstm")
+    assert " seed=1 " in grid and "grid_point" not in grid
+    assert (
+        "seed=2,3,4 " in tuned and "grid_point=momentum_sgd_lr1e-1 task.grad_clip_norm=1.0" in tuned
+    )
+    assert (
+        "seed=1,2,3,4 " in yellowfin
+        and "grid_point=yellowfin,yellowfin_no_adaptive_clip" in yellowfin
+    )
+
+
 @needs_make
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
         ("SEEDS=2;touch pwned", "SEEDS must be comma-separated seeds"),
+        ("CLAIM_SEEDS=2;touch pwned", "CLAIM_SEEDS must be comma-separated seeds"),
         ("SEEDS=2 3", "SEEDS must be comma-separated seeds"),
         ("JOBS=0", "JOBS must be a positive integer"),
         ("JOBS=$(id)", "JOBS must be a positive integer"),

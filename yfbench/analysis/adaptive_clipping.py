@@ -2,8 +2,14 @@
 
 Reads ``experiment=clipping_*`` runs: YellowFin with its adaptive clip, YellowFin without
 it, and momentum SGD with a global-norm clip (``task.grad_clip_norm``) over a small
-(lr, clip) grid, hand-tuned here as the grid point with the lowest seed-1 minimum
-smoothed loss (the speedup rule, on seed 1 only; seeds 2-3 are then run at it).
+(lr, clip) grid, hand-tuned here by the speedup rule (:func:`yfbench.analysis.speedup.tuned`)
+on the grid's tuning seeds (:mod:`yfbench.analysis.protocol`: the seeds every (lr, clip)
+point has, seed 1 under the two-stage protocol); the evaluation seeds are then run at it.
+
+Every number of the table (final losses, clip events, gradient-norm ratios, the paired
+differences) is over evaluation seeds only, for YellowFin too, so that no method is
+credited with the seed its tuning chose; a method with no evaluation seed yet shows its
+tuning seeds, labelled provisional, as the speedup report does.
 
 Clip events per run: YellowFin's own counters (``exploding_clips``: step 9 scaled the
 update; ``protect_clips``: step 2 scaled the statistics' gradient), momentum SGD's the
@@ -25,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,8 +47,14 @@ from yfbench.analysis.final_loss import (
     seed_band,
 )
 from yfbench.analysis.plots import PALETTE, STYLE, save_figure
+from yfbench.analysis.protocol import (
+    evaluation_plan,
+    own_plan,
+    seed_list,
+    tuning_seeds,
+)
 from yfbench.analysis.runs import flatten, load_runs
-from yfbench.analysis.speedup import GridPoint, grid_points, resolve_window
+from yfbench.analysis.speedup import GridPoint, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
 from yfbench.run_contract import RUN_CONFIG_FILE, read_json_object
@@ -78,8 +91,9 @@ def check_one_setting(frame: pd.DataFrame) -> None:
         )
 
 
-def methods(frame: pd.DataFrame, window: int) -> dict[str, GridPoint]:
-    """Label -> grid point: YellowFin with/without the adaptive clip, tuned momentum SGD."""
+def methods(frame: pd.DataFrame, window: int) -> tuple[dict[str, GridPoint], tuple[int, ...]]:
+    """Label -> grid point (YellowFin with/without the adaptive clip, tuned momentum SGD),
+    and the tuning seeds that chose momentum SGD's point."""
     found: dict[str, GridPoint] = {}
     candidates = []
     for clip, group in frame.groupby(frame["run_dir"].map(lambda d: _setting(d).get(CLIP_KEY))):
@@ -93,18 +107,17 @@ def methods(frame: pd.DataFrame, window: int) -> dict[str, GridPoint]:
     if best is not None:
         clip, point = best
         found[f"momentum SGD, lr={point.settings['lr']}, clip {clip} (hand-tuned)"] = point
-    return found
+    return found, tuning_seeds(p for _, p in candidates)
 
 
 def tuned_sgd(candidates: list[tuple[str, GridPoint]]) -> tuple[str, GridPoint] | None:
-    """The (clip, point) with the lowest seed-1 minimum smoothed loss among completed ones."""
-    scored = [
-        (p.score_on([1]), i)
-        for i, (_, p) in enumerate(candidates)
-        if 1 in p.curves and p.statuses.get(1) == "completed"
-    ]
-    finite = [(s, i) for s, i in scored if math.isfinite(s)]
-    return candidates[min(finite)[1]] if finite else None
+    """The (clip, point) the speedup rule tunes over the whole (lr, clip) grid, shown only
+    the grid's tuning seeds: an evaluation seed (its loss, or a divergence) can never
+    change the choice it is then used to evaluate."""
+    tuning = tuning_seeds(p for _, p in candidates)
+    shown = [on_seeds(p, tuning) if tuning else p for _, p in candidates]
+    best, _ = tuned(shown, SGD)
+    return next((c for c, p in zip(candidates, shown, strict=True) if p is best), None)
 
 
 def clip_events(group: pd.DataFrame, point: GridPoint, clip: float | None) -> pd.DataFrame:
@@ -144,12 +157,32 @@ def _clip_of(point: GridPoint) -> float | None:
     return None if clip in (None, "None") else float(clip)
 
 
-def summary(frame: pd.DataFrame, window: int | None = None) -> tuple[pd.DataFrame, dict]:
+def on_seeds(point: GridPoint, seeds: Iterable[int]) -> GridPoint:
+    """``point`` restricted to ``seeds``: the tuning seeds for the choice, a plan's seeds
+    for every number of the table."""
+    keep = set(seeds)
+    return GridPoint(
+        point.optimizer,
+        point.hparams,
+        point.settings,
+        {s: d for s, d in point.run_dirs.items() if s in keep},
+        {s: st for s, st in point.statuses.items() if s in keep},
+        {s: c for s, c in point.curves.items() if s in keep},
+    )
+
+
+def summary(
+    frame: pd.DataFrame, window: int | None = None
+) -> tuple[pd.DataFrame, dict[str, GridPoint], tuple[int, ...]]:
+    """One row per method over its evaluation seeds; the methods' points (all seeds) and
+    the tuning seeds."""
     check_one_setting(frame)
     size = resolve_window(frame, window)
-    found = methods(frame, size)
+    found, tuning = methods(frame, size)
     rows = []
-    for label, point in found.items():
+    for label, full in found.items():
+        plan = own_plan(full, tuning)
+        point = on_seeds(full, plan.used)
         events = clip_events(frame, point, _clip_of(point))
         finals = [final_loss(c) for c in point.curves.values()]
         finite = [v for v in finals if math.isfinite(v)]
@@ -158,6 +191,8 @@ def summary(frame: pd.DataFrame, window: int | None = None) -> tuple[pd.DataFram
                 "method": label,
                 "hparams": point.hparams,
                 "seeds": len(point.curves),
+                "seeds_used": plan.label,
+                "provisional": plan.provisional,
                 "diverged": list(point.statuses.values()).count("diverged"),
                 "final_median": float(np.median(finite)) if finite else math.nan,
                 "final_low": min(finite) if finite else math.nan,
@@ -166,14 +201,14 @@ def summary(frame: pd.DataFrame, window: int | None = None) -> tuple[pd.DataFram
                 "grad_norm_max_over_median": spikiness(frame, point),
             }
         )
-    return pd.DataFrame(rows), found
+    return pd.DataFrame(rows), found, tuning
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     rows = [
         [
             row["method"],
-            row["seeds"],
+            row["seeds_used"],
             row["diverged"],
             f"{row['final_median']:.4f} ({row['final_low']:.4f}–{row['final_high']:.4f})"
             if math.isfinite(row["final_median"])
@@ -197,11 +232,20 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(
-    frame: pd.DataFrame, found: dict[str, GridPoint], window: int, stem: Path, title: str
+    frame: pd.DataFrame,
+    found: dict[str, GridPoint],
+    tuning: tuple[int, ...],
+    window: int,
+    stem: Path,
+    title: str,
 ) -> list[Path]:
+    """Loss band and clip events of each method over its evaluation seeds (the legend
+    names them)."""
     with plt.rc_context(STYLE):
         fig, (loss_ax, clip_ax) = plt.subplots(1, 2, figsize=(12.0, 4.2))
-        for index, (label, point) in enumerate(found.items()):
+        for index, (name, full) in enumerate(found.items()):
+            plan = own_plan(full, tuning)
+            point, label = on_seeds(full, plan.used), f"{name}, {plan.label}"
             color = PALETTE[index % len(PALETTE)]
             band = seed_band(point.curves, thin=True)
             loss_ax.plot(band.index, band["median"], color=color, label=label)
@@ -221,22 +265,20 @@ def plot(
 
 def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) -> list[Path]:
     frame = load_runs(run_dirs)
-    table, found = summary(frame, window)
+    table, found, tuning = summary(frame, window)
     if table.empty:
         raise UserError(f"no clipping-experiment runs under {', '.join(map(str, run_dirs))}")
     size = resolve_window(frame, window)
     out.mkdir(parents=True, exist_ok=True)
     task, scale = frame["task"].iloc[0], frame["scale"].iloc[0]
-    written = plot(frame, found, size, out / f"{task}_{scale}_clipping", f"{task} ({scale})")
+    stem = out / f"{task}_{scale}_clipping"
+    written = plot(frame, found, tuning, size, stem, f"{task} ({scale})")
     csv = out / "clipping.csv"
     atomic.write_text(csv, table.to_csv(index=False))
-    pairs = []
-    labels = list(found)
-    adaptive = next((lab for lab in labels if lab.endswith("adaptive clip")), None)
-    for other in labels:
-        if adaptive and other != adaptive:
-            diff = paired_budget_difference(found[adaptive], found[other])
-            pairs.append(f"- YellowFin (adaptive clip) − {other}: {difference_text(diff)}")
+    pairs = [
+        f"- YellowFin (adaptive clip) − {other}: {text}"
+        for other, text in differences(found, tuning)
+    ]
     lines = [
         "# Adaptive clipping on a model with exploding gradients",
         "",
@@ -246,13 +288,32 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         "momentum SGD's iterations with a pre-clip gradient norm above its clip.",
         "",
         markdown_table(display(table)),
-        "Paired smoothed-loss differences at the shortest run length (mean over seeds, 95% "
-        "t interval):",
+        "Every column is over evaluation seeds: the seeds other than the tuning seeds "
+        f"({seed_list(tuning) or 'none'}) that chose momentum SGD's (lr, clip); a method "
+        "with none yet shows its tuning seeds, labelled provisional.",
+        "",
+        "Paired smoothed-loss differences at the shortest run length (mean over evaluation "
+        "seeds both ran, 95% t interval):",
         "",
         *pairs,
         "",
     ]
     return [cli.write_page(out / "clipping.md", lines, written), csv, *written]
+
+
+def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tuple[str, str]]:
+    """(other method, text): YellowFin with its adaptive clip minus each other method,
+    paired on their evaluation seeds."""
+    adaptive = next((label for label in found if label.endswith("adaptive clip")), None)
+    if adaptive is None:
+        return []
+    rows = []
+    for other, point in found.items():
+        if other != adaptive:
+            plan = evaluation_plan(found[adaptive], point, tuning)
+            diff = paired_budget_difference(found[adaptive], point, plan)
+            rows.append((other, f"{difference_text(diff)}, {plan.label}"))
+    return rows
 
 
 def tuned_grid_point(run_dirs: list[Path], window: int | None = None) -> str:
@@ -263,7 +324,7 @@ def tuned_grid_point(run_dirs: list[Path], window: int | None = None) -> str:
         candidates += [(clip, p) for p in grid_points(group, size) if p.optimizer == SGD]
     best = tuned_sgd(candidates)
     if best is None:
-        raise UserError("no completed seed-1 momentum-SGD run to tune on")
+        raise UserError("no momentum-SGD run with a smoothed loss on the tuning seeds to tune on")
     runs = frame[frame["run_dir"].isin(best[1].run_dirs.values())]
     # The clip exactly as recorded (1.0, not 1), so the new seeds' configs match seed 1's.
     config = read_json_object(Path(runs["run_dir"].iloc[0]) / RUN_CONFIG_FILE, FIX_RUN)["config"]
@@ -272,8 +333,8 @@ def tuned_grid_point(run_dirs: list[Path], window: int | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tuned = {"tuned": lambda args: tuned_grid_point([Path(a) for a in args])}
-    return cli.run("yfbench.analysis.adaptive_clipping", write_outputs, argv, subcommands=tuned)
+    commands = {"tuned": lambda args: tuned_grid_point([Path(a) for a in args])}
+    return cli.run("yfbench.analysis.adaptive_clipping", write_outputs, argv, subcommands=commands)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,18 @@ The paper's asynchronous claims, from run directories of ``experiment=asynchrony
   median of mu_T - mu* over the last half of the run; a loop *tracks* its target when
   the median over seeds is within :data:`TOLERANCE` of 0;
 - **training loss** of synchronous YellowFin, tuned asynchronous Adam, open- and
-  closed-loop YellowFin (median over seeds, band min-max);
+  closed-loop YellowFin (median over evaluation seeds, band min-max);
 - **speedup** of closed-loop (and open-loop) YellowFin over tuned asynchronous Adam, by
   :func:`yfbench.analysis.speedup.compare_all` within the asynchronous setting, with the
   paper's 2.69x beside it, and the paired fixed-budget loss difference.
+
+Seeds (:mod:`yfbench.analysis.protocol`). Asynchronous Adam's lr is tuned on the tuning
+seeds (those every asynchronous grid point has: seed 1 under the two-stage protocol), so
+the speedups, the paired differences and the loss curves use only the other seeds, the
+evaluation seeds, for every optimizer; with none yet, the tuning seeds, labelled
+provisional. Momentum tracking is the exception, on purpose: it measures each loop
+against its own target, no loop is chosen on any seed, and no tuned point enters it, so
+every seed counts (the table lists them).
 
 Runs are compared only within one setting (the config minus optimizer and seed): the
 synchronous runs (``trainer.staleness=0``) are another setting than the asynchronous ones
@@ -39,11 +47,13 @@ from yfbench.analysis.final_loss import (
     seed_band,
 )
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
+from yfbench.analysis.protocol import SeedPlan, own_plan, seed_list, tuning_seeds
 from yfbench.analysis.report import paper_numbers
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
     HEADLINE,
+    Comparison,
     GridPoint,
     compare_all,
     grid_points,
@@ -62,9 +72,10 @@ BASELINE = "adam"
 LOOPS = ("yellowfin_open_loop", "yellowfin_closed_loop")
 SYNCHRONOUS = "yellowfin"
 # |median over seeds of median(mu_T - mu*)| within this of 0 counts as tracking the target.
-# Set after the noisy-quadratic runs (results/asynchrony/noisy_quadratic/cpu): there the
-# asynchrony-induced excess of open loop is 0.02-0.03 per seed, the closed loop's gap under
-# 0.005; 0.01 tells them apart with room on both sides. Absolute, in units of momentum.
+# Set after the noisy-quadratic runs of seeds 1-3 (results/asynchrony/noisy_quadratic/cpu):
+# there the asynchrony-induced excess of open loop is 0.02-0.03 per seed, the closed
+# loop's gap under 0.005; 0.01 tells them apart with room on both sides (seeds 4-6, run
+# later: open loop 0.037-0.047, closed loop under 0.002). Absolute, in units of momentum.
 TOLERANCE = 0.01
 # mu_T is judged over the last half of each run, after the loop has had time to settle.
 SETTLED_SHARE = 0.5
@@ -130,6 +141,7 @@ def tracking_summary(per_run: pd.DataFrame) -> pd.DataFrame:
                 **dict(zip(GROUP_KEYS, key, strict=True)),
                 "optimizer": optimizer,
                 "seeds": len(runs),
+                "seed_list": seed_list(runs["seed"].astype(int)),
                 "target": float(runs["target"].median()),
                 "total": float(runs["total"].median()),
                 "gap": median,
@@ -153,25 +165,25 @@ def _async_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str], pd.Da
 
 def speedups(frame: pd.DataFrame, window: int | None = None) -> pd.DataFrame:
     """Open/closed loop over tuned asynchronous Adam (headline target), per async setting,
-    with the paired fixed-budget loss difference of the tuned points."""
+    with the paired fixed-budget loss difference of the tuned points on the speedup's own
+    seeds (its :class:`~yfbench.analysis.protocol.SeedPlan`: evaluation seeds only)."""
     rows = []
     for _, group in _async_groups(frame):
         size = resolve_window(group, window)
         loops = group[group["optimizer"].isin([*LOOPS, BASELINE])]
         comparisons = compare_all(loops, BASELINE, window=size, ladder=(HEADLINE,))
-        points = grid_points(loops, size)
-        base, _ = tuned(points, BASELINE)
-        for _, row in summary_frame(comparisons, HEADLINE).iterrows():
-            method, _ = tuned(points, row["optimizer"])
-            difference = _difference(method, base)
-            rows.append({**row.to_dict(), **{f"diff_{k}": v for k, v in difference.items()}})
+        for comparison in comparisons:
+            row = summary_frame([comparison], HEADLINE).iloc[0].to_dict()
+            difference = _difference(comparison)
+            rows.append({**row, **{f"diff_{k}": v for k, v in difference.items()}})
     return pd.DataFrame(rows)
 
 
-def _difference(method: GridPoint | None, base: GridPoint | None) -> dict[str, object]:
-    if method is None or base is None:
+def _difference(comparison: Comparison) -> dict[str, object]:
+    method, base, plan = comparison.method_point, comparison.base_point, comparison.plan
+    if method is None or base is None or plan is None:
         return {"budget": 0, "paired": 0, "missing": 0, "difference": math.nan}
-    result = paired_budget_difference(method, base)
+    result = paired_budget_difference(method, base, plan)
     result.pop("per_seed")
     return result
 
@@ -192,6 +204,7 @@ def speedup_rows(table: pd.DataFrame) -> pd.DataFrame:
                 row["setting"],
                 row["optimizer"],
                 row["baseline_hparams"],
+                row["seeds_used"],
                 speedup_cell(row, "paper"),
                 speedup_cell(row, "tt"),
                 paper_cell,
@@ -205,6 +218,7 @@ def speedup_rows(table: pd.DataFrame) -> pd.DataFrame:
         "setting",
         "optimizer",
         "tuned async Adam",
+        "seeds",
         "speedup (paper convention)",
         "speedup (T/T)",
         "paper",
@@ -221,7 +235,7 @@ def tracking_rows(summary: pd.DataFrame) -> pd.DataFrame:
             row["scale"],
             row["setting"],
             row["optimizer"],
-            row["seeds"],
+            f"{row['seeds']} ({row['seed_list']})",
             f"{row['target']:.3f}",
             f"{row['total']:.3f}",
             f"{row['gap']:+.3f} ({row['gap_low']:+.3f} to {row['gap_high']:+.3f})",
@@ -267,31 +281,44 @@ def plot_tracking(frame: pd.DataFrame, stem: Path, title: str) -> list[Path]:
         return save_figure(fig, stem)
 
 
-def plot_losses(frame: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:
-    """Smoothed training loss of sync YellowFin, tuned async Adam, open and closed loop."""
-    curves: list[tuple[str, GridPoint]] = []
+def loss_curves(frame: pd.DataFrame, window: int) -> list[tuple[str, GridPoint, SeedPlan]]:
+    """The loss figure's curves: sync YellowFin, tuned async Adam, open and closed loop,
+    each with the seeds it aggregates.
+
+    Every curve leaves out the asynchronous settings' tuning seeds (async Adam's lr was
+    chosen on them), the synchronous one included, so that the curves drawn side by side
+    aggregate the same kind of seed; a curve with no other seed shows its tuning seeds,
+    labelled provisional."""
+    groups = []
     for (_, _, setting), group in frame.groupby(GROUP_KEYS, sort=True):
-        points = grid_points(group, window)
         asynchronous = {staleness_of(d) for d in group["run_dir"].unique()} != {0}
-        names = [BASELINE, *LOOPS] if asynchronous else [SYNCHRONOUS]
-        for name in names:
+        groups.append((setting, grid_points(group, window), asynchronous))
+    tuning = sorted({s for _, points, on in groups if on for s in tuning_seeds(points)})
+    curves = []
+    for setting, points, asynchronous in groups:
+        for name in [BASELINE, *LOOPS] if asynchronous else [SYNCHRONOUS]:
             point, _ = tuned(points, name)
             if point is not None:
                 kind = "async" if asynchronous else "sync"
-                curves.append((f"{name} ({kind}; {setting})", point))
+                curves.append((f"{name} ({kind}; {setting})", point, own_plan(point, tuning)))
+    return curves
+
+
+def plot_losses(frame: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:
+    """Smoothed training loss of sync YellowFin, tuned async Adam, open and closed loop:
+    median and min-max over each curve's evaluation seeds (:func:`loss_curves`)."""
+    curves = loss_curves(frame, window)
     if not curves:
         return []
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.0, 4.2))
-        names = [p.optimizer for _, p in curves]
-        for label, point in curves:
-            band = seed_band(point.curves, thin=True)
+        names = [p.optimizer for _, p, _ in curves]
+        for label, point, plan in curves:
+            band = seed_band({s: point.curves[s] for s in plan.used}, thin=True)
             style = optimizer_style(point.optimizer, names)
-            ax.plot(
-                band.index, band["median"], label=f"{label}, {len(point.curves)} seeds", **style
-            )
+            ax.plot(band.index, band["median"], label=f"{label}, {plan.label}", **style)
             ax.fill_between(band.index, band["low"], band["high"], color=style["color"], alpha=0.15)
-        values = [p.curves[s].values for _, p in curves for s in p.curves]
+        values = [p.curves[s].values for _, p, plan in curves for s in plan.used]
         finite = np.concatenate([v[np.isfinite(v)] for v in values])
         if finite.size and finite.min() > 0:
             ax.set_yscale("log")
@@ -317,10 +344,13 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         "Generated by `python -m yfbench.analysis.asynchrony` from the run directories. "
         "Staleness 15 (the paper's 16 round-robin workers). μ̂_T − μ*: per run the median "
         f"over the last {SETTLED_SHARE:.0%} of its iterations, then the median (range) over "
-        f"seeds; a loop tracks its target when |median| ≤ {TOLERANCE}. Speedups: the "
-        "speedup report's rules (yfbench.analysis.speedup), within the asynchronous "
-        "setting only; the difference is the paired smoothed-loss difference to tuned "
-        "asynchronous Adam at the shortest run length (mean over seeds, 95% t interval).",
+        f"seeds; a loop tracks its target when |median| ≤ {TOLERANCE} (every seed: no "
+        "loop is tuned). Speedups: the speedup report's rules (yfbench.analysis.speedup), "
+        "within the asynchronous setting only; the difference is the paired smoothed-loss "
+        "difference to tuned asynchronous Adam at the shortest run length (mean over seeds, "
+        "95% t interval). Both use only evaluation seeds: the seeds both points ran minus "
+        "the tuning seeds that chose Adam's lr (the seeds column); a row on tuning seeds "
+        "alone is labelled provisional.",
         "",
         "## Total momentum against its target",
         "",

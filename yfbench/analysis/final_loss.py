@@ -7,9 +7,10 @@ never given a number. Two grid points are compared seed by seed (paired by seed 
 the difference method - baseline at the common budget, its mean over seeds and a 95%
 Student-t interval. An interval that contains 0 says the two are not told apart at this
 budget by these seeds. The interval and the loss at a step are the report's own
-(:mod:`yfbench.analysis.fixed_budget`); what differs is the pairing: the report compares
-a tuned optimizer on its evaluation seeds at shares of the run, these experiments compare
-two grid points on every seed both have, at one iteration count.
+(:mod:`yfbench.analysis.fixed_budget`), and so are the seeds: the caller passes the
+:class:`~yfbench.analysis.protocol.SeedPlan` of the pair (evaluation seeds only, or the
+tuning seeds labelled provisional), so that no point chosen on a seed is credited with
+it; what differs from the report is one iteration count instead of shares of the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from yfbench.analysis import fixed_budget
+from yfbench.analysis.protocol import SeedPlan
 from yfbench.analysis.speedup import Curve, GridPoint
 
 
@@ -47,15 +49,18 @@ def mean_interval(values: Iterable[float]) -> tuple[float, float, float, int]:
 
 
 def paired_budget_difference(
-    method: GridPoint, baseline: GridPoint, budget: int | None = None
+    method: GridPoint, baseline: GridPoint, plan: SeedPlan, budget: int | None = None
 ) -> dict[str, object]:
-    """Per common seed, ``method``'s smoothed loss minus ``baseline``'s at the budget.
+    """Per seed of ``plan`` (both points ran it), ``method``'s smoothed loss minus
+    ``baseline``'s at the budget; ``seeds_used`` and ``provisional`` say which seeds.
 
-    ``budget`` defaults to the shortest run length among the paired runs (so every pair is
-    compared at one iteration count). Seeds where either run has no loss at the budget
-    (diverged, stopped early) are counted in ``missing`` and left out of the mean.
+    The seeds come from the plan, never from "every seed both have": a baseline tuned on
+    seed 1 must not be compared on seed 1 (:mod:`yfbench.analysis.protocol`). ``budget``
+    defaults to the shortest run length among the paired runs (so every pair is compared
+    at one iteration count). Seeds where either run has no loss at the budget (diverged,
+    stopped early) are counted in ``missing`` and left out of the mean.
     """
-    seeds = sorted(set(method.curves) & set(baseline.curves))
+    seeds = sorted(set(plan.used) & set(method.curves) & set(baseline.curves))
     if budget is None:
         lengths = [
             c.last_step for p in (method, baseline) for s, c in p.curves.items() if s in seeds
@@ -69,6 +74,8 @@ def paired_budget_difference(
     return {
         "budget": budget,
         "seeds": len(seeds),
+        "seeds_used": plan.label,
+        "provisional": plan.provisional,
         "paired": n,
         "missing": len(seeds) - n,
         "difference": mean,
@@ -79,7 +86,8 @@ def paired_budget_difference(
 
 
 def difference_text(row: dict[str, object] | pd.Series) -> str:
-    """``-0.012 [-0.030, +0.006] (3 seeds)``; says when seeds are missing."""
+    """``-0.012 [-0.030, +0.006] (3 seeds)``; says when seeds are missing, and when the
+    seeds are provisional (tuning seeds only)."""
     n, missing = int(row["paired"]), int(row["missing"])
     if n == 0:
         return f"— (no seed pair with a loss at {row['budget']} iterations)"
@@ -89,6 +97,8 @@ def difference_text(row: dict[str, object] | pd.Series) -> str:
     text += f" ({n} seed{'s' if n > 1 else ''}"
     if missing:
         text += f"; {missing} without a loss at the budget"
+    if bool(row.get("provisional", False)):
+        text += "; provisional: tuning seeds only"
     return text + ")"
 
 

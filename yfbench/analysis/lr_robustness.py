@@ -2,20 +2,25 @@
 
 For Adam and momentum SGD the multiplier is lr over the optimizer's tuned lr, the tuned
 point being chosen by :func:`yfbench.analysis.speedup.tuned` on the speedup grid's runs
-(``--tuned-from``: the seed-1 choice of the committed grid); for YellowFin it is its
-``lr_factor`` (absent = 1). Per grid point and seed: the final smoothed training loss
-(:func:`yfbench.analysis.final_loss.final_loss`; none for a run that did not complete) and the last
-validation metric (perplexity where the task logs it, else the validation loss). The
-table and figure give the median over seeds and the min-max band, and count the seeds
-that diverged or failed, which have no value.
+(``--tuned-from``) over the grid's tuning seeds (:mod:`yfbench.analysis.protocol`: seed 1
+of a two-stage grid); for YellowFin it is its ``lr_factor`` (absent = 1). Per grid point
+and seed: the final smoothed training loss (:func:`yfbench.analysis.final_loss.final_loss`;
+none for a run that did not complete) and the last validation metric (perplexity where
+the task logs it, else the validation loss). The table and figure give the median over
+seeds and the min-max band, and count the seeds that diverged or failed, which have no
+value.
 
-The multiplier-1 points were chosen on seed 1, which is also one of the evaluated seeds:
-the curve's minimum at 1x is slightly favoured on that seed (the band shows it).
+Seeds. The 1x point won its grid on the tuning seeds, so on them the curve's minimum at
+1x is favoured (the winner's curse) and the curve's shape would flatter the tuned
+optimizers. Every point, at every multiplier and for every optimizer, YellowFin included,
+therefore aggregates only its evaluation seeds (its seeds minus the tuning seeds), and
+says which; a point with no other seed yet shows its tuning seeds, labelled provisional
+as in the speedup report.
 
 Runs found twice (the same config hash, e.g. a speedup-grid run passed again) count once.
 
 ``python -m yfbench.analysis.lr_robustness RUN_DIRS --tuned-from GRID_DIR --out DIR``
-``python -m yfbench.analysis.lr_robustness missing GRID_DIR --seeds 2,3`` prints the
+``python -m yfbench.analysis.lr_robustness missing GRID_DIR --seeds 4`` prints the
 ``grid_point`` names of the grid whose runs lack one of ``--seeds`` (for a second stage).
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -34,6 +40,7 @@ from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
+from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
 from yfbench.analysis.runs import load_runs, runs_table
 from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
@@ -44,15 +51,26 @@ OPTIMIZERS = ("adam", "momentum_sgd", "yellowfin")
 VALID_METRICS = ("perplexity", "accuracy", "f1", "loss")
 
 
-def tuned_lrs(grid: pd.DataFrame, window: int | None = None) -> dict[tuple[str, str], float]:
-    """(task, optimizer) -> the tuned lr of Adam and momentum SGD in the speedup grid."""
-    found = {}
+@dataclass(frozen=True)
+class Tuned:
+    """The speedup grid's tuned lrs, (task, optimizer) -> lr, and per task the tuning seeds
+    that chose them (every reported number leaves those out)."""
+
+    lrs: dict[tuple[str, str], float] = field(default_factory=dict)
+    seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def tuned_lrs(grid: pd.DataFrame, window: int | None = None) -> Tuned:
+    """The tuned lr of Adam and momentum SGD in the speedup grid, and its tuning seeds."""
+    found = Tuned()
     for (task, _, _), group in grid.groupby(GROUP_KEYS, sort=True):
         points = grid_points(group, resolve_window(group, window))
+        seeds = set(found.seeds.get(task, ())) | set(tuning_seeds(points))
+        found.seeds[task] = tuple(sorted(seeds))
         for optimizer in ("adam", "momentum_sgd"):
             point, _ = tuned(points, optimizer)
             if point is not None:
-                found[(task, optimizer)] = float(point.settings["lr"])
+                found.lrs[(task, optimizer)] = float(point.settings["lr"])
     return found
 
 
@@ -63,9 +81,11 @@ def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def robustness_table(
-    frame: pd.DataFrame, tuned_lr: dict[tuple[str, str], float], window: int | None = None
+    frame: pd.DataFrame, tuned_lr: Tuned, window: int | None = None
 ) -> pd.DataFrame:
-    """One row per (task, scale, setting, optimizer, grid point) with its multiplier."""
+    """One row per (task, scale, setting, optimizer, grid point) with its multiplier, over
+    the point's evaluation seeds (``seeds_used`` says which, ``provisional`` when only
+    tuning seeds exist)."""
     rows = []
     frame = _dedupe(frame)
     for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
@@ -74,19 +94,20 @@ def robustness_table(
         for point in grid_points(group[group["optimizer"].isin(OPTIMIZERS)], size):
             if point.optimizer == "yellowfin":
                 multiplier = float(point.settings.get("lr_factor", 1.0))
-            elif (task, point.optimizer) in tuned_lr:
-                multiplier = float(point.settings["lr"]) / tuned_lr[(task, point.optimizer)]
+            elif (task, point.optimizer) in tuned_lr.lrs:
+                multiplier = float(point.settings["lr"]) / tuned_lr.lrs[(task, point.optimizer)]
             else:
                 raise UserError(
                     f"{task}: no tuned {point.optimizer} lr in the speedup grid passed with "
                     "--tuned-from; pass the task's speedup grid runs"
                 )
+            plan = own_plan(point, tuned_lr.seeds.get(task, ()))
             losses = [
-                final_loss(c) if point.statuses[seed] == "completed" else math.nan
-                for seed, c in point.curves.items()
+                final_loss(point.curves[seed]) if point.statuses[seed] == "completed" else math.nan
+                for seed in plan.used
             ]
-            metrics = [_last_valid(group, d, metric) for d in point.run_dirs.values()]
-            statuses = list(point.statuses.values())
+            metrics = [_last_valid(group, point.run_dirs[seed], metric) for seed in plan.used]
+            statuses = [point.statuses[seed] for seed in plan.used]
             rows.append(
                 {
                     "task": task,
@@ -96,6 +117,8 @@ def robustness_table(
                     "optimizer": point.optimizer,
                     "hparams": point.hparams,
                     "multiplier": multiplier,
+                    "seeds_used": plan.label,
+                    "provisional": plan.provisional,
                     "seeds": len(statuses),
                     "diverged": statuses.count("diverged"),
                     "failed": sum(s not in ("completed", "diverged") for s in statuses),
@@ -142,6 +165,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
             row["optimizer"],
             f"{row['multiplier']:.3g}x",
             row["hparams"],
+            row["seeds_used"],
             f"{row['diverged']} / {row['failed']}",
             _cell(row, "loss"),
             f"{row['metric']}: {_cell(row, 'valid')}" if row["metric"] else DASH,
@@ -154,6 +178,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "optimizer",
         "lr multiplier",
         "hyperparameters",
+        "seeds",
         "diverged / failed",
         "final smoothed training loss: median (min–max) [seeds with a value]",
         "validation metric, last evaluation",
@@ -162,8 +187,9 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
-    """Final loss and validation metric vs multiplier; median line, min-max band, and an x
-    at the top for every point where some seed diverged or failed."""
+    """Final loss and validation metric vs multiplier; median line and min-max band over
+    each point's evaluation seeds, a hollow marker where a point has only tuning seeds
+    (provisional), and an x at the top for every point where some seed diverged or failed."""
     names = sorted(table["optimizer"].unique())
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.2))
@@ -184,6 +210,14 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
                     color=style["color"],
                     alpha=0.15,
                 )
+                provisional = rows[rows["provisional"].astype(bool)]
+                ax.plot(
+                    provisional["multiplier"],
+                    provisional[f"{prefix}_median"],
+                    "o",
+                    markerfacecolor="white",
+                    markeredgecolor=style["color"],
+                )
                 lost = rows[(rows["diverged"] + rows["failed"]) > 0]
                 ax.plot(
                     lost["multiplier"],
@@ -202,7 +236,10 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
         axes[0].set_ylabel("final smoothed training loss")
         axes[1].set_ylabel(f"validation {metric} (last evaluation)")
         axes[0].legend()
-        fig.suptitle(f"{title}: median and min–max over seeds; × = a seed diverged")
+        fig.suptitle(
+            f"{title}: median and min–max over evaluation seeds "
+            "(hollow: provisional, tuning seeds only); × = a seed diverged"
+        )
         return save_figure(fig, stem)
 
 
@@ -229,12 +266,19 @@ def write_outputs(
         "# Robustness to the learning rate",
         "",
         "Generated by `python -m yfbench.analysis.lr_robustness` from the run directories. "
-        "Multiplier: lr over the optimizer's tuned lr in the speedup grid (tuned on seed 1), "
-        "YellowFin's lr_factor. Cells: median over seeds (min–max) [seeds with a value]; a "
-        "diverged run has no final loss and is counted, never given a number.",
+        "Multiplier: lr over the optimizer's tuned lr in the speedup grid, YellowFin's "
+        "lr_factor. Cells: median over the point's evaluation seeds (min–max) [seeds with a "
+        "value]: every point, at every multiplier and for every optimizer, leaves out the "
+        "tuning seeds that chose the 1x lrs (the winner's curse would flatter 1x on them); "
+        "the seeds column names the seeds, and a point with only tuning seeds is labelled "
+        "provisional. A diverged run has no final loss and is counted, never given a number.",
         "",
         "Tuned lrs used: "
-        + ", ".join(f"{t} {o} {lr:g}" for (t, o), lr in sorted(tuned_lr.items()))
+        + ", ".join(f"{t} {o} {lr:g}" for (t, o), lr in sorted(tuned_lr.lrs.items()))
+        + "; chosen on tuning seeds "
+        + "; ".join(
+            f"{t} {seed_list(seeds) or 'none'}" for t, seeds in sorted(tuned_lr.seeds.items())
+        )
         + ".",
         "",
         markdown_table(display(table)),
@@ -254,7 +298,7 @@ def _tuned_from(parser: argparse.ArgumentParser) -> None:
 def _missing(args: list[str]) -> str:
     parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.lr_robustness missing")
     parser.add_argument("grid_dir", type=Path)
-    parser.add_argument("--seeds", default="2,3")
+    parser.add_argument("--seeds", default="2,3,4")
     parsed = parser.parse_args(args)
     return ",".join(missing_grid_points(parsed.grid_dir, [int(s) for s in parsed.seeds.split(",")]))
 

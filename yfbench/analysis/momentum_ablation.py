@@ -13,6 +13,12 @@ mean over seeds and 95% t interval, and the verdict: "YellowFin lower" (the tune
 helps), "variant lower", or "tie" (the interval contains 0). The figure shows the smoothed
 losses and the effective step lr / (1 - mu) that each run applied.
 
+Seeds (:mod:`yfbench.analysis.protocol`). Nothing here is chosen on a seed: YellowFin is
+untuned, each variant is one fixed point (mu = 0 and mu = 0.9 are both reported, never
+the better of them), so no seed tunes and every seed both points ran is an evaluation
+seed; the table names them. A tuned baseline must never enter this table: it would
+need the tuning seeds left out, as the asynchrony and clipping analyses do.
+
 ``python -m yfbench.analysis.momentum_ablation RUN_DIRS --out DIR``
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -36,12 +43,15 @@ from yfbench.analysis.final_loss import (
     verdict,
 )
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
+from yfbench.analysis.protocol import evaluation_plan
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import GROUP_KEYS, GridPoint, grid_points, resolve_window
 from yfbench.analysis.tables import markdown_table
 from yfbench.errors import UserError
 
 BASELINE = "yellowfin"
+# The seeds that chose a point here: none (see the module docstring).
+NO_TUNING: tuple[int, ...] = ()
 VARIANTS = ("yellowfin_rescaled_sgd", "yellowfin_fixed_momentum")
 VERDICTS = {"higher": "YellowFin lower", "lower": "variant lower", "tie": "tie"}
 
@@ -76,7 +86,8 @@ def ablation_table(frame: pd.DataFrame, window: int | None = None) -> pd.DataFra
             continue
         base = _baseline(points, f"{task}/{scale} ({setting})")
         for point in variants:
-            difference = paired_budget_difference(point, base)
+            plan = evaluation_plan(point, base, NO_TUNING)
+            difference = paired_budget_difference(point, base, plan)
             rows.append(
                 {
                     "task": task,
@@ -86,8 +97,8 @@ def ablation_table(frame: pd.DataFrame, window: int | None = None) -> pd.DataFra
                     "variant": variant_label(point),
                     "optimizer": point.optimizer,
                     "hparams": point.hparams,
-                    "variant_final": _median_final(point),
-                    "yellowfin_final": _median_final(base),
+                    "variant_final": _median_final(point, plan.used),
+                    "yellowfin_final": _median_final(base, plan.used),
                     "variant_diverged": sum(s == "diverged" for s in point.statuses.values()),
                     **{k: v for k, v in difference.items() if k != "per_seed"},
                     "verdict": VERDICTS.get(verdict(difference), verdict(difference)),
@@ -96,8 +107,9 @@ def ablation_table(frame: pd.DataFrame, window: int | None = None) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _median_final(point: GridPoint) -> float:
-    values = [final_loss(c) for c in point.curves.values()]
+def _median_final(point: GridPoint, seeds: Iterable[int]) -> float:
+    """Median final smoothed loss over ``seeds`` (the pair's), so both medians are paired."""
+    values = [final_loss(point.curves[s]) for s in seeds]
     finite = [v for v in values if math.isfinite(v)]
     return float(np.median(finite)) if finite else math.nan
 
@@ -109,6 +121,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
             row["scale"],
             row["setting"],
             row["variant"],
+            row["seeds_used"],
             f"{row['yellowfin_final']:.4f}",
             f"{row['variant_final']:.4f}"
             + (f" ({row['variant_diverged']} diverged)" if row["variant_diverged"] else ""),
@@ -123,6 +136,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "scale",
         "setting",
         "variant",
+        "seeds",
         "YellowFin final loss (median)",
         "variant final loss (median)",
         "budget (iterations)",

@@ -73,3 +73,11 @@ def own_evaluation_seeds(point: Seeded, tuning: Iterable[int]) -> tuple[tuple[in
     if evaluation:
         return evaluation, False
     return tuple(sorted(point.curves)), True
+
+
+def own_plan(point: Seeded, tuning: Iterable[int]) -> SeedPlan:
+    """:func:`own_evaluation_seeds` as a :class:`SeedPlan`, for a number about one point
+    (a median, a band) that a table labels the way the speedup report labels its rows."""
+    tuning = tuple(sorted(tuning))
+    seeds, provisional = own_evaluation_seeds(point, tuning)
+    return SeedPlan(tuning, seeds, provisional)
