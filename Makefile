@@ -206,7 +206,7 @@ claims: asynchrony lr-robustness momentum-ablation clipping
 # peers-<name>: YellowFin and its peers (conf/experiment/peers_<name>.yaml) at $(SCALE) into
 # results/peers/runs/<task>/<scale> (outside results/runs, as the claims' runs): every grid point on the tuning seed 1, then each
 # optimizer's tuned point on PEER_SEEDS (never the tuning seed). `make leaderboard` reads them.
-PEER_SEEDS ?= 2,3,4
+PEER_SEEDS ?= $(SEEDS)
 PEERS_SWEEP = $(PY) -m yfbench -m experiment=peers_$(1) scale=$(SCALE) \
 	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
 	hydra.sweep.dir=results/peers/runs/$(2)/$(SCALE)

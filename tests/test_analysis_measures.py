@@ -24,7 +24,7 @@ from yfbench.analysis.fixed_budget import (
     t_interval,
 )
 from yfbench.analysis.protocol import evaluation_plan, tuning_seeds
-from yfbench.analysis.speedup import compare_all, grid_points, seeds_frame, summary_frame
+from yfbench.analysis.speedup import compare_all, grid_points, seeds_frame, summary_frame, tuned
 from yfbench.analysis.tables import speedup_cell
 from yfbench.errors import UserError
 
@@ -77,6 +77,20 @@ def test_the_tuned_point_is_chosen_on_the_tuning_seed_alone():
     assert row["baseline_hparams"] == "lr=2"
     assert row["provisional"] and row["seeds_used"].startswith("provisional: tuning seed 1")
     assert row["seeds"] == 1
+
+
+def test_an_evaluation_seed_that_diverges_cannot_move_the_tuned_point():
+    # Adam lr=1 wins on the tuning seed 1 and then diverges on evaluation seed 3; lr=2
+    # (seed 1 only) must not take its place, and seed 3's divergence is reported.
+    adam = [records("adam", 1.0, 1, LINE, window=1), records("adam", 1.0, 2, LINE, window=1)]
+    adam.append(records("adam", 1.0, 3, LINE[:4], status="diverged", window=1))
+    other = records("adam", 2.0, 1, [9.0] * 10, window=1)
+    method = [records("m", 1.0, s, LINE, window=1) for s in (1, 2, 3)]
+    data = frame(*adam, other, *method)
+    points = grid_points(data, 1)
+    chosen, note = tuned(points, "adam")
+    assert (chosen.optimizer, chosen.hparams) == ("adam", "lr=1.0") and "partial" not in note
+    assert chosen.statuses[3] == "diverged"
 
 
 # --- reverse measure and the not-meaningful mark ---------------------------------------------

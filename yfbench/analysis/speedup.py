@@ -252,10 +252,6 @@ class GridPoint:
     curves: dict[int, Curve] = field(default_factory=dict)
 
     @property
-    def all_completed(self) -> bool:
-        return all(status == COMPLETED for status in self.statuses.values())
-
-    @property
     def score(self) -> float:
         """Seed-mean of each seed's lowest smoothed loss (NaN if some seed has none)."""
         return self.score_on(self.curves)
@@ -326,19 +322,26 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     points) the choice stays the one
     seed 1 made, instead of pitting a 3-seed mean against single seeds. A grid point with
     a diverged, failed or unfinished run is a candidate only when no grid point of that
-    optimizer completed all its seeds. Ties: the first in ``points``.
+    optimizer completed all its tuning seeds. Ties: the first in ``points``.
     """
-    own = [p for p in points if p.optimizer == optimizer and np.isfinite(p.score)]
-    completed = [p for p in own if p.all_completed]
+    tuning = set(tuning_seeds(points))
+
+    def chosen_on(point: GridPoint) -> set[int]:
+        return tuning or set(point.curves)
+
+    # Completion and scores on the tuning seeds only: an evaluation seed that diverges or
+    # fails later cannot move the choice.
+    own = [p for p in points if p.optimizer == optimizer and np.isfinite(p.score_on(chosen_on(p)))]
+    completed = [p for p in own if all(p.statuses.get(seed) == COMPLETED for seed in chosen_on(p))]
     note = ""
     if not completed and own:
-        note = "no grid point completed all seeds; tuned among partial runs"
+        note = "no grid point completed all its tuning seeds; tuned among partial runs"
     candidates = completed or own
     if not candidates:
         return None, "no run has a smoothed loss (all failed, or shorter than the window)"
     # The group's tuning seeds (every grid point of every optimizer has them), else the
     # seeds this optimizer's candidates share.
-    common = set(tuning_seeds(points)) or set.intersection(*(set(p.curves) for p in candidates))
+    common = tuning or set.intersection(*(set(p.curves) for p in candidates))
     if common and any(set(p.curves) != common for p in candidates):
         chosen = ", ".join(str(s) for s in sorted(common))
         note = "; ".join(
