@@ -1,6 +1,7 @@
 """Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``.
 
-``torchrun --nproc_per_node=N -m yfbench ...`` trains the same run with N processes.
+``python -m yfbench.torchrun --nproc_per_node=N -m yfbench ...`` (torchrun's arguments;
+yfbench/torchrun.py) trains the same run with N processes.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def main(cfg: DictConfig) -> None:
         return
     status = summary["status"]
     report_to_sweep(run_dir, status, summary.get("error"))
-    log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
-    if status == "diverged":
-        log.info("%s", summary["error"])
+    if ranks.is_main:  # one status line per run, not one per process
+        log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
+        if status == "diverged":
+            log.info("%s", summary["error"])
     if status == "interrupted" and multirun and sweep_signals.in_worker():
         return  # the sweep's main process stops the sweep (yfbench/sweep_signals.py)
     if status == "interrupted" or (not multirun and EXIT_CODES[status]):
