@@ -1,12 +1,15 @@
 """One run over two processes (torchrun, gloo on CPU): the same run as one process, resumable,
-written once.
+written once, stopped by a signal with one line.
 
-The torchrun runs share one module-scoped uninterrupted reference: every launch costs
+Runs start through the documented launcher, ``python -m yfbench.torchrun`` (torchrun's
+arguments). They share one module-scoped uninterrupted reference: every launch costs
 seconds of start-up on a busy machine.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import signal
 import subprocess
@@ -16,8 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.distributed.elastic.multiprocessing import api as elastic_api
 
 from tests.helpers import REPO_ROOT, records, run_cli, summary
+from yfbench import torchrun
 from yfbench.config import compose
 from yfbench.engine import checkpoint
 from yfbench.errors import UserError
@@ -53,7 +58,7 @@ def _torchrun(args: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "yfbench.torchrun",
         "--standalone",
         "--nproc_per_node=2",
         "-m",
@@ -73,16 +78,21 @@ def run_two(args: list[str], timeout: float = 240) -> subprocess.CompletedProces
     )
 
 
-def start_two(args: list[str]) -> subprocess.Popen:
-    """torchrun in the background (a session of its own: no terminal signal reaches it)."""
-    return subprocess.Popen(
-        _torchrun(args),
-        cwd=REPO_ROOT,
-        env=_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def start_two(args: list[str], output: Path | None = None) -> subprocess.Popen:
+    """torchrun in the background (a session of its own: no terminal signal reaches it);
+    its stdout and stderr into ``output``/stdout and ``output``/stderr when given."""
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        streams = {name: open(output / name, "w") for name in streams}
+    try:
+        return subprocess.Popen(
+            _torchrun(args), cwd=REPO_ROOT, env=_environment(), start_new_session=True, **streams
+        )
+    finally:
+        for stream in streams.values():
+            if stream is not subprocess.DEVNULL:
+                stream.close()  # the child holds its own copy
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 180) -> None:
@@ -173,16 +183,20 @@ def test_a_killed_run_resumes_like_an_uninterrupted_one(reference, tmp_path):
     assert records(run_dir) == records(reference)
 
 
-def test_sigterm_to_torchrun_stops_every_rank_at_one_step_then_resumes(reference, tmp_path):
-    run_dir = tmp_path / "stopped"
+@pytest.mark.slow  # two torchrun launches: minutes on a busy machine
+def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_then_resumes(reference, tmp_path):
+    run_dir, output = tmp_path / "stopped", tmp_path / "output"
     args = [*RUN, "trainer.flush_every=1", f"hydra.run.dir={run_dir}"]
-    process = start_two(args)
+    process = start_two(args, output)
     wait_for(lambda: metrics_lines(run_dir) >= 5, process)
-    process.send_signal(signal.SIGTERM)  # torchrun passes it on to its workers
-    assert process.wait(timeout=60) != 0
-    stopped = summary(run_dir)
-    assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
-    assert stopped["steps"] < 40
+    process.send_signal(signal.SIGTERM)  # the launcher passes it on to its workers
+    assert process.wait(timeout=60) == torchrun.STOP_EXIT_CODE  # 130, as one process
+    stderr = (output / "stderr").read_text()
+    assert stderr.splitlines() == [STOPPED.format("SIGTERM")], stderr  # no traceback
+    assert (output / "stdout").read_text().count("interrupted after") == 1  # rank 0's line
+    stopped = summary(run_dir)  # the workers got SIGUSR2: another stop signal, passed on
+    assert stopped["status"] == "interrupted" and "SIGUSR2" in stopped["error"]
+    assert stopped["steps"] < 40 and (run_dir / "checkpoint.pt").exists()
 
     resumed = run_two(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -190,6 +204,93 @@ def test_sigterm_to_torchrun_stops_every_rank_at_one_step_then_resumes(reference
 
 
 # ------------------------------------------------------------------ in one process
+STOPPED = "[yfbench] stopped by {}; rerun the same command to resume the run from its checkpoint"
+LAUNCH = ["--standalone", "--nproc_per_node=2", "-m", "yfbench", "task=noisy_quadratic"]
+
+
+@pytest.fixture
+def launcher(monkeypatch):
+    """yfbench.torchrun's main with torchrun's launch replaced by ``action(args)``; returns
+    the args it got. Restored after: torch's handler, the process's signal handlers, the
+    launcher's record of stops and the environment."""
+    monkeypatch.setattr(
+        elastic_api, "_terminate_process_handler", elastic_api._terminate_process_handler
+    )
+    monkeypatch.setattr(torchrun, "_stops", [])
+    monkeypatch.delenv(torchrun.SHUTDOWN_TIMEOUT_ENV, raising=False)
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2)
+    before = {sig: signal.getsignal(sig) for sig in handled}
+    launched = []
+
+    def launch(action=lambda args: None):
+        def fake(args) -> None:
+            launched.append(args)
+            action(args)
+
+        monkeypatch.setattr(torchrun, "_launch", fake)
+        return launched
+
+    yield launch
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+def test_the_launcher_ends_torchruns_stop_with_one_line_and_exit_130(launcher, capsys):
+    # A real SIGTERM to this process while torchrun's agent runs (its rendezvous, say).
+    launcher(lambda args: os.kill(os.getpid(), signal.SIGTERM))
+    assert torchrun.main(LAUNCH) == 130
+    captured = capsys.readouterr()
+    assert captured.err == STOPPED.format("SIGTERM") + "\n" and captured.out == ""
+    # once it starts the processes, torchrun's agent installs this module's handler
+    assert elastic_api._terminate_process_handler is torchrun._on_stop_signal
+    assert "_terminate_process_handler" in inspect.getsource(elastic_api.PContext.start)
+
+
+def test_the_launcher_handles_sigusr2_and_waits_for_a_checkpoint(launcher, monkeypatch):
+    launched = launcher()
+    assert torchrun.main(LAUNCH) == 0
+    assert launched[-1].signals_to_handle.split(",")[-1] == "SIGUSR2"
+    assert launched[-1].shutdown_timeout == torchrun.SHUTDOWN_TIMEOUT_S
+    assert torchrun.main(["--signals_to_handle=SIGTERM", "--shutdown_timeout=5", *LAUNCH]) == 0
+    assert (launched[-1].signals_to_handle, launched[-1].shutdown_timeout) == ("SIGTERM", 5)
+    monkeypatch.setenv(torchrun.SHUTDOWN_TIMEOUT_ENV, "7")  # torchrun reads it itself
+    assert torchrun.main(LAUNCH) == 0 and launched[-1].shutdown_timeout is None
+
+
+def test_a_second_stop_signal_to_the_launcher_kills_its_processes_at_once(
+    launcher, monkeypatch, capsys
+):
+    killed, handlers = [], {}
+    monkeypatch.setattr(torchrun, "descendants", lambda pid: [101, 102])
+    monkeypatch.setattr(torchrun.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    monkeypatch.setattr(torchrun.signal, "signal", lambda sig, h: handlers.setdefault(sig, h))
+    with pytest.raises(elastic_api.SignalException) as first:  # torchrun's own handling
+        torchrun._on_stop_signal(signal.SIGINT, None)
+    assert first.value.sigval == signal.SIGUSR2  # passed on as another stop signal
+    assert killed == [] and capsys.readouterr().err == ""
+    with pytest.raises(SystemExit):  # only as the signal is not delivered here
+        torchrun._on_stop_signal(signal.SIGINT, None)
+    own = (os.getpid(), signal.SIGINT)  # then ends by the signal, as one process does
+    assert killed == [(101, signal.SIGKILL), (102, signal.SIGKILL), own]
+    assert handlers == {signal.SIGINT: signal.SIG_DFL}
+    assert "stopped at once by a second SIGINT" in capsys.readouterr().err
+
+
+def _record(logger: logging.Logger, message: str, *args) -> logging.LogRecord:
+    return logger.makeRecord(logger.name, logging.WARNING, "", 0, message, args, None)
+
+
+def test_torchruns_own_lines_about_a_stop_are_quiet_after_one(launcher):
+    launcher()
+    torchrun.main(LAUNCH)  # installs the filter
+    logger = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
+    chatter = _record(logger, "Sending process %s closing signal %s", 1, "SIGUSR2")
+    failure = _record(logger, "Unable to shutdown process %s via %s, forcefully exiting", 1, 2)
+    assert logger.filter(chatter) and logger.filter(failure)  # no stop yet: all shown
+    torchrun._stops.append(signal.SIGTERM)
+    assert not logger.filter(chatter) and logger.filter(failure)
+
+
 def test_the_ranks_rows_make_up_the_one_process_batch(build_tiny_task):
     whole = build_tiny_task("tinyshakespeare_lstm")
     shares = [build_tiny_task("tinyshakespeare_lstm", rank=r, world_size=2) for r in (0, 1)]

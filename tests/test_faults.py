@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import random
@@ -14,11 +15,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
-from tests.helpers import REPO_ROOT, compose_config, records, run_cli, summary
+from tests.helpers import (
+    REPO_ROOT,
+    compose_config,
+    compose_with_hydra,
+    records,
+    run_cli,
+    summary,
+)
+from yfbench import sweep_signals
+from yfbench.__main__ import stop_on_a_full_disk
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
+from yfbench.hydra_callbacks import STATUS_ENV, RunCallbacks, abandon_sweep
 from yfbench.tasks import TASKS
 from yfbench.tasks.noisy_quadratic import NoisyQuadratic
 
@@ -97,6 +108,67 @@ def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
     assert (run_dir / "checkpoint.pt").exists()
     assert run_cli([*common, f"hydra.run.dir={run_dir}"]).returncode == 0
     assert records(run_dir) == records(reference_dir)
+
+
+# ------------------------------------------------------------- a sweep on a full disk
+FULL_DISK = "yfbench: error: cannot write {} ({}): free some space and rerun the same command"
+
+
+def test_a_sweep_on_a_full_disk_is_one_message_and_leaves_nothing_half_written(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    # Hydra's own write of the sweep's multirun.yaml (before any run) fails with ENOSPC.
+    (sweep_dir / "multirun.yaml").symlink_to("/dev/full")
+    grid = ["-m", "task=noisy_quadratic", "trainer.max_steps=2", "seed=1,2"]
+    result = run_cli([*grid, f"hydra.sweep.dir={sweep_dir}"])
+    assert result.returncode == 2, result.stderr
+    message = FULL_DISK.format(sweep_dir / "multirun.yaml", "No space left on device")
+    assert result.stderr.splitlines() == [message]  # no traceback
+    assert list(sweep_dir.iterdir()) == []  # no multirun.yaml cut short, no status file, no run
+
+
+@pytest.fixture
+def sweep_started(tmp_path):
+    """on_multirun_start has run (status file, signal handlers, environment) for tmp_path."""
+    cfg = compose_with_hydra(["task=noisy_quadratic", f"hydra.sweep.dir={tmp_path}"])
+    before = {sig: signal.getsignal(sig) for sig in sweep_signals.STOP_SIGNALS}
+    RunCallbacks().on_multirun_start(cfg)
+    yield OmegaConf.to_yaml(cfg)
+    abandon_sweep()  # a no-op where the test's own call undid it
+    assert {sig: signal.getsignal(sig) for sig in sweep_signals.STOP_SIGNALS} == before
+    assert not {STATUS_ENV, sweep_signals.STOP_ENV, sweep_signals.MAIN_ENV} & set(os.environ)
+
+
+def _full_disk(filename: str | None = None, code: int = errno.ENOSPC):
+    def hydra_write() -> None:
+        raise OSError(code, os.strerror(code), *([filename] if filename else []))
+
+    return hydra_write
+
+
+def test_a_multirun_yaml_cut_short_by_a_full_disk_is_removed(sweep_started, tmp_path, capsys):
+    (tmp_path / "multirun.yaml").write_text(sweep_started[:100])  # Hydra stopped there
+    with pytest.raises(SystemExit) as stop:
+        stop_on_a_full_disk(_full_disk())
+    assert stop.value.code == 2
+    message = FULL_DISK.format(tmp_path / "multirun.yaml", "No space left on device")
+    assert capsys.readouterr().err == message + "\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_whole_multirun_yaml_stays_and_the_failed_file_is_named(sweep_started, tmp_path, capsys):
+    (tmp_path / "multirun.yaml").write_text(sweep_started)
+    job_dir = tmp_path / "sgd" / "lr0.1-seed1"
+    with pytest.raises(SystemExit):
+        stop_on_a_full_disk(_full_disk(str(job_dir), errno.EDQUOT))
+    assert capsys.readouterr().err == FULL_DISK.format(job_dir, "Disk quota exceeded") + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["multirun.yaml"]
+
+
+def test_only_a_full_disk_is_caught_at_the_entry_point(sweep_started):
+    with pytest.raises(PermissionError):
+        stop_on_a_full_disk(_full_disk("x", errno.EACCES))
+    assert stop_on_a_full_disk(lambda: 3) == 3
 
 
 def _checkpointed_run(run_dir: Path, steps: int = 10) -> list[str]:

@@ -1,6 +1,7 @@
 """Hydra entry point: ``python -m yfbench task=... optimizer=... scale=cpu|paper seed=...``.
 
-``torchrun --nproc_per_node=N -m yfbench ...`` trains the same run with N processes.
+``python -m yfbench.torchrun --nproc_per_node=N -m yfbench ...`` (torchrun's arguments;
+yfbench/torchrun.py) trains the same run with N processes.
 Under Hydra's Optuna sweeper (``hydra/sweeper=optuna``, e.g. ``experiment=optuna_lr``)
 each run returns its objective (:mod:`yfbench.analysis.objective`); a failed run returns
 none, and the sweeper records that trial as failed.
@@ -8,12 +9,16 @@ none, and the sweeper records that trial as failed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra import compose
+from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -23,7 +28,7 @@ from yfbench import sweep_signals
 from yfbench.engine.distributed import Ranks, log_file_for_main_only
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
-from yfbench.hydra_callbacks import report_to_sweep
+from yfbench.hydra_callbacks import abandon_sweep, report_to_sweep
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_CODES = {"completed": 0, "diverged": 0, "interrupted": 130, "failed": 1}
@@ -67,9 +72,10 @@ def main(cfg: DictConfig) -> float | None:
         return
     status = summary["status"]
     report_to_sweep(run_dir, status, summary.get("error"))
-    log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
-    if status == "diverged":
-        log.info("%s", summary["error"])
+    if ranks.is_main:  # one status line per run, not one per process
+        log.info("%s: %s after %d steps", run_dir, status, summary["steps"])
+        if status == "diverged":
+            log.info("%s", summary["error"])
     if status == "interrupted" and multirun and sweep_signals.in_worker():
         return  # the sweep's main process stops the sweep (yfbench/sweep_signals.py)
     if status == "interrupted" or (not multirun and EXIT_CODES[status]):
@@ -92,5 +98,38 @@ def _reference(choices: dict[str, str | None]) -> DictConfig:
     return compose(config_name="config", overrides=overrides)
 
 
+def stop_on_a_full_disk(func: Callable[[], Any]) -> Any:
+    """``func()``; a full disk under it is one message and exit 2, never a traceback.
+
+    Hydra writes some files itself before any run of a sweep starts (the sweep's
+    multirun.yaml; ``hydra.output_subdir`` is null, so no ``.hydra/`` copies) and reports
+    an error there with a traceback. Only ENOSPC and EDQUOT are caught; a multirun.yaml
+    Hydra cut short is removed (``abandon_sweep``).
+    """
+    try:
+        return func()
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        cut_short = abandon_sweep()
+        where = error.filename or cut_short or "Hydra's files"
+        print(
+            f"yfbench: error: cannot write {where} ({error.strerror}): free some space and "
+            "rerun the same command",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def _full_disk_is_one_message() -> None:
+    """Hydra runs the app through ``run_and_report``, which prints any error's traceback:
+    each function it runs goes through ``stop_on_a_full_disk`` first."""
+    report = getattr(hydra_utils, "run_and_report", None)
+    if report is None:  # another Hydra: its own report stays
+        return
+    hydra_utils.run_and_report = lambda func: report(lambda: stop_on_a_full_disk(func))
+
+
 if __name__ == "__main__":
+    _full_disk_is_one_message()
     main()

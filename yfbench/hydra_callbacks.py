@@ -1,5 +1,6 @@
 """Hydra callbacks: check the output directory before Hydra writes to it, and end a sweep
-with one line per run and a non-zero exit status when any run failed.
+with one line per run and a non-zero exit status when any run failed (or, when Hydra's own
+write fails on a full disk, undo the sweep's set-up: ``abandon_sweep``).
 
 Every job of a sweep (in this process, a joblib worker or a SLURM job) appends its
 outcome to a status file in the sweep directory, named in ``YFBENCH_SWEEP_STATUS``;
@@ -28,6 +29,8 @@ from yfbench.errors import UserError
 
 STATUS_ENV = "YFBENCH_SWEEP_STATUS"
 log = logging.getLogger("yfbench")
+# The sweep this process started (on_multirun_start): its directory and multirun.yaml text.
+_sweep: dict[str, Any] = {}
 
 
 class RunCallbacks(Callback):
@@ -40,6 +43,9 @@ class RunCallbacks(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         _writable_or_exit(sweep_dir, "hydra.sweep.dir")
         _refuse_duplicate_values(config)
+        # What Hydra's sweeper writes next (OmegaConf.save, unresolved): a multirun.yaml
+        # that is not this text was cut short (abandon_sweep).
+        _sweep.update(dir=sweep_dir, multirun_yaml=OmegaConf.to_yaml(config))
         status_file = sweep_dir / f".sweep-status-{os.getpid()}-{time.time_ns()}.jsonl"
         try:
             status_file.write_text("")
@@ -51,6 +57,7 @@ class RunCallbacks(Callback):
         sweep_signals.install(sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _sweep.clear()
         os.environ.pop(COMMAND_ENV, None)
         stopped = sweep_signals.finish()
         status_file = Path(os.environ.pop(STATUS_ENV, ""))
@@ -63,6 +70,34 @@ class RunCallbacks(Callback):
             sys.exit(130)  # as a single run stopped by a signal
         if any(o["status"] not in ("completed", "diverged") for o in outcomes):
             sys.exit(1)
+
+
+def abandon_sweep() -> Path | None:
+    """A sweep that Hydra could not go on with (its own write failed, on a full disk): undo
+    what on_multirun_start set up, and remove a multirun.yaml that Hydra left cut short.
+    Returns that file's path, or None."""
+    sweep_dir, expected = _sweep.pop("dir", None), _sweep.pop("multirun_yaml", None)
+    os.environ.pop(COMMAND_ENV, None)
+    sweep_signals.finish()
+    status = os.environ.pop(STATUS_ENV, "")
+    if status:
+        Path(status).unlink(missing_ok=True)
+    if sweep_dir is None:
+        return None
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not (path.exists() or path.is_symlink()) or _holds(path, expected):
+        return None
+    path.unlink()
+    return path
+
+
+def _holds(path: Path, text: str) -> bool:
+    """``path`` is a plain file with exactly ``text`` (read no further than that)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    data = text.encode()
+    with open(path, "rb") as handle:
+        return handle.read(len(data) + 1) == data
 
 
 def report_to_sweep(run_dir: Path, status: str, error: str | None) -> None:

@@ -50,7 +50,10 @@ def finish() -> bool:
         signal.signal(sig, handler)
     _previous.clear()
     os.environ.pop(MAIN_ENV, None)
-    stop_file = Path(os.environ.pop(STOP_ENV, "") or "/nonexistent")
+    named = os.environ.pop(STOP_ENV, "")
+    if not named:  # no sweep was installed in this process
+        return False
+    stop_file = Path(named)
     stopped = stop_file.is_file()
     stop_file.unlink(missing_ok=True)
     workers = _workers(stop_file)

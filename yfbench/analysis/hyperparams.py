@@ -106,8 +106,10 @@ def hyperparams_rows(
         row["change"] = row["effective_end"] / row["effective_1/3"] - 1.0
         row["decay_change"], row["tuner_change"] = math.nan, row["change"]
         if decay is not None:
-            ends = [averaged_at(decay.to_frame("m"), share * decay.index.max(), window)["m"]
-                    for share in MARKS.values()]
+            ends = [
+                averaged_at(decay.to_frame("m"), share * decay.index.max(), window)["m"]
+                for share in MARKS.values()
+            ]
             row["decay_change"] = ends[1] / ends[0] - 1.0
             row["tuner_change"] = (1.0 + row["change"]) / (1.0 + row["decay_change"]) - 1.0
         rows.append(row)
@@ -198,7 +200,7 @@ def section(table: pd.DataFrame, figures: list[str]) -> list[str]:
         "YellowFin's tuned lr and momentum μ and the effective step lr/(1−μ), beside tuned "
         "momentum SGD's, averaged over the W steps ending at 1/3 of the run and at its end "
         "(median over evaluation seeds). The recipe's lr decay (read from momentum SGD's "
-        "applied lr) acts on both; \"net of the decay\" is what YellowFin's tuner itself "
+        'applied lr) acts on both; "net of the decay" is what YellowFin\'s tuner itself '
         "did. A YellowFin whose net effective step still moves at the end had not settled, "
         "and a longer run could change its comparison.",
         "",

@@ -367,7 +367,7 @@ def _seeds_section(table: pd.DataFrame) -> list[str]:
         "keeps each series' autocorrelation and breaks any step-locked relation; the central "
         f"{NULL_LEVEL:.0%} of those values is the band. The language models reset their LSTM "
         "state at every epoch start, at the same steps in every seed: the loss jumps there "
-        "in every seed, which raises r without any shared data. \"r without epoch starts\" "
+        'in every seed, which raises r without any shared data. "r without epoch starts" '
         "leaves out the steps within half a detrending window of an epoch start, and its "
         "null is built from the same steps: where r falls inside that band, the excess "
         "came from the resets, not from shared batches.",
