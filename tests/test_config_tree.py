@@ -34,8 +34,11 @@ def options(group: str) -> list[str]:
 
 
 def experiment_grid(name: str) -> list[str]:
-    """The grid points an experiment sweeps (hydra.sweeper.params.grid_point)."""
+    """The grid points an experiment sweeps (hydra.sweeper.params.grid_point; none for a
+    search such as experiment=optuna_lr)."""
     params = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").hydra.sweeper.params
+    if "grid_point" not in params:
+        return []
     return [point.strip() for point in str(params.grid_point).split(",")]
 
 
@@ -108,7 +111,11 @@ def test_scales_are_cpu_and_paper():
 def test_every_experiment_composes(compose_tree: Compose, experiment: str, scale: str):
     cfg = compose_tree([f"experiment={experiment}", f"scale={scale}"])
     assert_tree_rules(cfg)
-    assert {"grid_point", "seed"} <= set(cfg.hydra.sweeper.params)
+    if "optuna" in cfg.hydra.sweeper._target_.lower():  # a search over the lr, not a grid
+        assert set(cfg.hydra.sweeper.params) == {"optimizer.lr"}
+        assert cfg.hydra.sweeper.direction == "minimize"
+    else:
+        assert {"grid_point", "seed"} <= set(cfg.hydra.sweeper.params)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
