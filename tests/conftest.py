@@ -16,6 +16,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from tests.helpers import TINY_TASK_OVERRIDES
 from yfbench.config import compose
 from yfbench.tasks import Task, TaskContext, build_task
 
@@ -24,42 +25,6 @@ torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-# Small versions of each task, for tests that build one (a task not listed here is built
-# at its CPU scale: correct, only slower).
-TINY_TASK_OVERRIDES: dict[str, list[str]] = {
-    "noisy_quadratic": ["task.dim=50"],
-    "tinyshakespeare_lstm": [
-        "task.model.hidden_size=16",
-        "task.model.embed_size=16",
-        "task.batch_size=10",
-        "task.unroll=10",
-        "task.data.train_fraction=0.98",
-    ],
-    "ptb_lstm": ["task.model.hidden_size=16", "task.model.embed_size=16", "task.unroll=10"],
-    "wsj_parse_lstm": [
-        "task.model.hidden_size=16",
-        "task.model.embed_size=16",
-        "task.model.num_layers=1",
-        "task.model.dropout=0.0",
-    ],
-    "cifar10_resnet": [
-        "task.train_subset=256",
-        "task.test_subset=64",
-        "task.batch_size=16",
-        "task.eval_batch_size=64",
-        "task.model.units_per_stage=1",
-        "task.model.filters=[4,4,8,8]",
-    ],
-    "cifar100_resnet": [
-        "task.train_subset=256",
-        "task.test_subset=64",
-        "task.batch_size=16",
-        "task.eval_batch_size=64",
-        "task.model.units_per_stage=1",
-        "task.model.filters=[4,4,8,8]",
-    ],
-}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,12 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_cuda)
 
 
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache of decoded data, shared by every test that builds a task or runs
+    one: decoding CIFAR-10's 60,000 JPEGs takes tens of seconds, once."""
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
 @pytest.fixture(autouse=True)
-def _offline_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+def _offline_environment(monkeypatch: pytest.MonkeyPatch, data_cache: Path) -> None:
     monkeypatch.setenv(
         "YFBENCH_DATA_DIR", os.environ.get("YFBENCH_TEST_DATA_DIR", str(SHARED_DATA))
     )
-    monkeypatch.setenv("YFBENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("YFBENCH_CACHE_DIR", str(data_cache))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -100,12 +72,9 @@ def quadratic_config() -> DictConfig:
 
 
 @pytest.fixture
-def build_tiny_task(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[..., Task]:
+def build_tiny_task(shared_data: Path, data_cache: Path) -> Callable[..., Task]:
     """``build_tiny_task(name, seed=1, overrides=(), rank=0, world_size=1)``: the task
     ``name`` at CPU scale with :data:`TINY_TASK_OVERRIDES`, on the CPU."""
-    cache = tmp_path_factory.getbasetemp() / "cache"
 
     def build(
         name: str,
@@ -120,7 +89,7 @@ def build_tiny_task(
             seed=seed,
             device=torch.device("cpu"),
             data_dir=shared_data,
-            cache_dir=cache,
+            cache_dir=data_cache,
             rank=rank,
             world_size=world_size,
         )

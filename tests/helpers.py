@@ -15,6 +15,42 @@ from yfbench.config import compose
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Small versions of each task, for tests that build one (a task not listed here is built
+# at its CPU scale: correct, only slower).
+TINY_TASK_OVERRIDES: dict[str, list[str]] = {
+    "noisy_quadratic": ["task.dim=50"],
+    "tinyshakespeare_lstm": [
+        "task.model.hidden_size=16",
+        "task.model.embed_size=16",
+        "task.batch_size=10",
+        "task.unroll=10",
+        "task.data.train_fraction=0.98",
+    ],
+    "ptb_lstm": ["task.model.hidden_size=16", "task.model.embed_size=16", "task.unroll=10"],
+    "wsj_parse_lstm": [
+        "task.model.hidden_size=16",
+        "task.model.embed_size=16",
+        "task.model.num_layers=1",
+        "task.model.dropout=0.0",
+    ],
+    "cifar10_resnet": [
+        "task.train_subset=256",
+        "task.test_subset=64",
+        "task.batch_size=16",
+        "task.eval_batch_size=64",
+        "task.model.units_per_stage=1",
+        "task.model.filters=[4,4,8,8]",
+    ],
+    "cifar100_resnet": [
+        "task.train_subset=256",
+        "task.test_subset=64",
+        "task.batch_size=16",
+        "task.eval_batch_size=64",
+        "task.model.units_per_stage=1",
+        "task.model.filters=[4,4,8,8]",
+    ],
+}
+
 
 def compose_config(overrides: list[str]) -> DictConfig:
     return compose(overrides)

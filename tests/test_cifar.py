@@ -36,13 +36,6 @@ def _build(cfg: DictConfig, data_dir: Path, cache_dir: Path, seed: int = 1) -> C
     return build_task(cfg, ctx)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's decoded-JPEG cache (decoding 60,000 images takes seconds), shared
-    with the task contract test."""
-    return tmp_path_factory.getbasetemp() / "cache"
-
-
 def _fits_repeated_batch(task: CifarTask, steps: int = 8) -> tuple[float, float]:
     """Loss on batch 0 before and after a few Adam steps on that batch."""
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
@@ -56,8 +49,8 @@ def _fits_repeated_batch(task: CifarTask, steps: int = 8) -> tuple[float, float]
     return before.item(), after.item()
 
 
-def test_cifar10_cpu_scale_trains_on_the_jpeg_copy(shared_data: Path, cache: Path) -> None:
-    task = _build(_config("cifar10_resnet"), shared_data, cache)
+def test_cifar10_cpu_scale_trains_on_the_jpeg_copy(shared_data: Path, data_cache: Path) -> None:
+    task = _build(_config("cifar10_resnet"), shared_data, data_cache)
     assert task.data_source == "cifar10_jpeg (lossy JPEG copy)"
     assert task.train_images.shape == (50000, 32, 32, 3) and task.train_images.dtype == torch.uint8
     assert task.test_images.shape == (2000, 32, 32, 3)
@@ -68,9 +61,9 @@ def test_cifar10_cpu_scale_trains_on_the_jpeg_copy(shared_data: Path, cache: Pat
     assert after < before
 
 
-def test_batches_are_a_pure_function_of_seed_and_step(shared_data: Path, cache: Path) -> None:
+def test_batches_are_a_pure_function_of_seed_and_step(shared_data: Path, data_cache: Path) -> None:
     cfg = _config("cifar10_resnet")
-    task, again, other = (_build(cfg, shared_data, cache, seed) for seed in (1, 1, 2))
+    task, again, other = (_build(cfg, shared_data, data_cache, seed) for seed in (1, 1, 2))
     later = task.steps_per_epoch + 3  # a step of the next epoch
     x0, y0 = task.batch(5)
     task.batch(later)
@@ -85,10 +78,10 @@ def test_batches_are_a_pure_function_of_seed_and_step(shared_data: Path, cache: 
 
 
 def test_weight_decay_is_half_the_squared_conv_and_linear_weights(
-    shared_data: Path, cache: Path
+    shared_data: Path, data_cache: Path
 ) -> None:
-    plain = _build(_config("cifar10_resnet", "task.weight_decay=0"), shared_data, cache)
-    decayed = _build(_config("cifar10_resnet", "task.weight_decay=0.01"), shared_data, cache)
+    plain = _build(_config("cifar10_resnet", "task.weight_decay=0"), shared_data, data_cache)
+    decayed = _build(_config("cifar10_resnet", "task.weight_decay=0.01"), shared_data, data_cache)
     squared = sum(
         module.weight.pow(2).sum().item()
         for module in decayed.model.modules()
@@ -292,12 +285,12 @@ def test_depth_option_builds_the_papers_layer_count(
 
 
 def test_depth_setting_overrides_units_and_rejects_bad_depths(
-    shared_data: Path, cache: Path
+    shared_data: Path, data_cache: Path
 ) -> None:
-    task = _build(_config("cifar10_resnet", "task.model.depth=20"), shared_data, cache)
+    task = _build(_config("cifar10_resnet", "task.model.depth=20"), shared_data, data_cache)
     assert sum(isinstance(m, BasicUnit) for m in task.model.modules()) == 9
     with pytest.raises(UserError, match="6n\\+2"):
-        _build(_config("cifar10_resnet", "task.model.depth=21"), shared_data, cache)
+        _build(_config("cifar10_resnet", "task.model.depth=21"), shared_data, data_cache)
 
 
 def test_cifar10_model_has_the_tf_models_parameter_shapes() -> None:

@@ -167,6 +167,7 @@ def test_only_rank_0_writes_the_run_files(reference):
     assert log_text.count("completed after 40 steps") == 1
 
 
+@pytest.mark.slow  # two torchrun launches; an in-process crash of each task is in test_faults
 def test_a_killed_run_resumes_like_an_uninterrupted_one(reference, tmp_path):
     run_dir = tmp_path / "crashed"
     args = [*RUN, "trainer.checkpoint_every=8", "trainer.flush_every=1", f"hydra.run.dir={run_dir}"]

@@ -161,7 +161,11 @@ def test_launchers_keep_the_run_directories(launcher):
 
 
 # ---------------------------------------------------------------- real local grids
-@pytest.fixture(scope="module", params=sorted(LOCAL_LAUNCHERS))
+@pytest.fixture(
+    scope="module",
+    # submitit's local launcher is slow; the stand-in SLURM below runs submitit in make test.
+    params=[pytest.param("submitit_local", marks=pytest.mark.slow), "joblib"],
+)
 def grid(request, tmp_path_factory) -> Sweep:
     """The 2-point grid through each local launcher, once for the tests below."""
     sweep_dir = tmp_path_factory.mktemp(request.param) / "sweep"

@@ -3,6 +3,7 @@ SEEDS/JOBS/THREADS, failing CUDA tests; and the CLI's bad input is one message."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -171,9 +172,10 @@ def test_gpu_check_fails_when_the_cuda_tests_fail(tmp_path):
 
 # ---------------------------------------------------------------- the CLI
 @pytest.mark.parametrize("seed", [2**63, 2**32, -1])
-def test_a_seed_out_of_range_is_one_message(seed):
+def test_a_seed_out_of_range_is_one_message(seed, tmp_path):
     with pytest.raises(UserError, match="seed must be an integer"):
-        run(compose_config(["task=noisy_quadratic", f"seed={seed}"]), Path("/nonexistent/x"))
+        run(compose_config(["task=noisy_quadratic", f"seed={seed}"]), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
 
 
 def test_a_huge_seed_on_the_command_line_is_one_message(tmp_path):

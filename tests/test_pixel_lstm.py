@@ -32,11 +32,11 @@ def test_binarize_pools_grayscale_and_thresholds() -> None:
         binarize(images, 5, 0.5)
 
 
-def test_pixel_task_trains_and_its_batches_follow_seed_and_step(shared_data, tmp_path) -> None:
-    task = _task(shared_data, tmp_path)
+def test_pixel_task_trains_and_its_batches_follow_seed_and_step(shared_data, data_cache) -> None:
+    task = _task(shared_data, data_cache)
     assert task.train_bits.shape == (50000, 64) and set(task.train_bits.unique().tolist()) <= {0, 1}
     assert task.steps_per_epoch == 50000 // 32 and task.grad_clip_norm is None
-    again = _task(shared_data, tmp_path)
+    again = _task(shared_data, data_cache)
     assert torch.equal(task.train_loss(task.model, 3), again.train_loss(again.model, 3))
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-2)
     before = task.train_loss(task.model, 0).item()
