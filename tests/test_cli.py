@@ -1,11 +1,16 @@
-"""End-to-end CLI: run contract, multirun with a divergence, bad input, W&B offline."""
+"""End-to-end CLI: run contract, multirun with a divergence, bad input, W&B offline.
+
+What does not depend on the process (records, W&B's files) is run in-process."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
-from tests.helpers import REPO_ROOT, records, run_cli, summary
+from tests.helpers import REPO_ROOT, compose_config, records, run_cli, summary
+from yfbench.engine.trainer import run
 
 QUADRATIC = ["task=noisy_quadratic", "trainer.max_steps=30", "trainer.eval_every=10"]
 
@@ -17,6 +22,8 @@ def test_single_run_writes_the_run_contract(tmp_path):
     config = json.loads((run_dir / "run_config.json").read_text())["config"]
     assert config["task"]["name"] == "noisy_quadratic"
     assert config["optimizer"]["name"] == "yellowfin"
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert all(isinstance(json.loads(line)["step"], int) for line in lines)  # JSON lines
     rows = records(run_dir, drop=())
     train = [r for r in rows if r["split"] == "train"]
     valid = [r for r in rows if r["split"] == "valid"]
@@ -34,10 +41,8 @@ def test_single_run_writes_the_run_contract(tmp_path):
 
 
 def test_log_every_controls_train_records(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli([*QUADRATIC, "trainer.log_every=7", f"hydra.run.dir={run_dir}"])
-    assert result.returncode == 0, result.stderr
-    steps = [r["step"] for r in records(run_dir) if r["split"] == "train"]
+    assert run(compose_config([*QUADRATIC, "trainer.log_every=7"]), tmp_path)["steps"] == 30
+    steps = [r["step"] for r in records(tmp_path) if r["split"] == "train"]
     assert steps == [7, 14, 21, 28, 30]
 
 
@@ -84,6 +89,16 @@ def test_unknown_task_names_the_choices(tmp_path):
     _assert_clear_error(result, "no_such_task", "noisy_quadratic")
 
 
+def test_a_command_line_is_checked_before_torch_is_imported():
+    """What runs before the config composes (the CLI module, the sweep callbacks) leaves
+    torch out, so a mistyped command answers in a second, not after torch's import."""
+    probe = "import sys, yfbench.__main__, yfbench.hydra_callbacks; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
 def test_unknown_optimizer_names_the_choices(tmp_path):
     result = run_cli(["optimizer=adamw_typo", f"hydra.run.dir={tmp_path}"])
     # Hydra's message lists every option, one a line: a few lines more than there are options.
@@ -124,20 +139,10 @@ def test_help_lists_config_groups():
 
 
 def test_wandb_offline_run_is_created(tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli([*QUADRATIC, "logger=wandb", f"hydra.run.dir={run_dir}"])
-    assert result.returncode == 0, result.stderr
-    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
-    assert offline_runs, list(run_dir.rglob("*"))
+    assert run(compose_config([*QUADRATIC, "logger=wandb"]), tmp_path)["status"] == "completed"
+    offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert offline_runs, list(tmp_path.rglob("*"))
     assert any(offline_runs[0].rglob("*.wandb"))
-    assert summary(run_dir)["status"] == "completed"
-
-
-def test_metrics_are_valid_json_lines(tmp_path):
-    run_dir = tmp_path / "run"
-    run_cli([*QUADRATIC, f"hydra.run.dir={run_dir}"])
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        assert isinstance(json.loads(line)["step"], int)
 
 
 def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):

@@ -25,8 +25,6 @@ from omegaconf import DictConfig
 
 import yfbench.config  # noqa: F401 - registers the config tree's resolver
 from yfbench import sweep_signals
-from yfbench.engine.distributed import Ranks, log_file_for_main_only
-from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 from yfbench.hydra_callbacks import abandon_sweep, report_to_sweep
 
@@ -38,6 +36,11 @@ log = logging.getLogger("yfbench")
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Train one run; in a multirun, a failed run is recorded and the sweep goes on."""
+    # The engine (and torch, seconds to import) only once the config has composed: a
+    # mistyped command line answers at once.
+    from yfbench.engine.distributed import Ranks, log_file_for_main_only
+    from yfbench.engine.trainer import run
+
     logging.captureWarnings(True)  # library warnings (a rebuilt cache, say) reach the run's log
     # A log file that cannot be written (a full disk) must not print logging's tracebacks
     # around the run's own message; the console handlers still show every line.

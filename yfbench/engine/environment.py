@@ -12,9 +12,10 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,8 +43,12 @@ def _git(*args: str) -> str:
 
 
 @cache
+# torch is imported where it is used: the sweep callbacks import this module for the
+# command line, and a mistyped command must answer before torch's seconds of import.
 def versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     def installed(name: str) -> str | None:
         try:
@@ -62,6 +67,8 @@ def versions() -> dict[str, str | None]:
 
 def describe_device(device: torch.device) -> str:
     """The device in words, with the same detail on every device type."""
+    import torch
+
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)}, torch {torch.__version__})"
     cpu = _cpu_model()
