@@ -271,6 +271,22 @@ def test_a_run_directory_that_cannot_be_created_is_one_message(tmp_path):
         ),
         (["optimizer=momentum_sgd", "optimizer.momentum=1.5"], ["optimizer.momentum", "[0, 1)"]),
         (["optimizer=yellowfin", "optimizer.lr=inf"], ["optimizer.lr must be finite"]),
+    ],
+)
+def test_bad_settings_are_refused_and_recorded(tmp_path, overrides, fragments):
+    with pytest.raises(UserError) as refused:
+        run(compose_config([*QUADRATIC, *overrides]), tmp_path)
+    for fragment in fragments:
+        assert fragment in str(refused.value)
+    assert summary(tmp_path)["status"] == "failed"
+
+
+# Through the CLI: a refusal above as one message, and keys and types checked against the
+# schema of the chosen config groups (which only the CLI knows).
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["trainer.device=mps"], ["trainer.device=mps is not supported", "cpu and cuda"]),
         (["trainer.max_steps=true"], ["trainer.max_steps=True has the wrong type"]),
         (["+trainer.max_step=10"], ["unknown config key", "did you mean trainer.max_steps"]),
         (["++task.dimension=3"], ["unknown config key", "task.dimension"]),
