@@ -281,14 +281,13 @@ def test_bad_settings_are_refused_and_recorded(tmp_path, overrides, fragments):
     assert summary(tmp_path)["status"] == "failed"
 
 
-# Through the CLI: a refusal above as one message, and keys and types checked against the
-# schema of the chosen config groups (which only the CLI knows).
+# Through the CLI: a refusal above as one message, and a key checked against the schema of
+# the chosen config groups, which only the CLI knows (test_config_tree has a misspelt key
+# and a value of the wrong type).
 @pytest.mark.parametrize(
     ("overrides", "fragments"),
     [
         (["trainer.device=mps"], ["trainer.device=mps is not supported", "cpu and cuda"]),
-        (["trainer.max_steps=true"], ["trainer.max_steps=True has the wrong type"]),
-        (["+trainer.max_step=10"], ["unknown config key", "did you mean trainer.max_steps"]),
         (["++task.dimension=3"], ["unknown config key", "task.dimension"]),
     ],
 )
