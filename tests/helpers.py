@@ -15,6 +15,16 @@ from yfbench.config import compose
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The small ResNet of both CIFAR tasks.
+TINY_RESNET = [
+    "task.train_subset=256",
+    "task.test_subset=64",
+    "task.batch_size=16",
+    "task.eval_batch_size=64",
+    "task.model.units_per_stage=1",
+    "task.model.filters=[4,4,8,8]",
+]
+
 # Small versions of each task, for tests that build one (a task not listed here is built
 # at its CPU scale: correct, only slower).
 TINY_TASK_OVERRIDES: dict[str, list[str]] = {
@@ -33,22 +43,8 @@ TINY_TASK_OVERRIDES: dict[str, list[str]] = {
         "task.model.num_layers=1",
         "task.model.dropout=0.0",
     ],
-    "cifar10_resnet": [
-        "task.train_subset=256",
-        "task.test_subset=64",
-        "task.batch_size=16",
-        "task.eval_batch_size=64",
-        "task.model.units_per_stage=1",
-        "task.model.filters=[4,4,8,8]",
-    ],
-    "cifar100_resnet": [
-        "task.train_subset=256",
-        "task.test_subset=64",
-        "task.batch_size=16",
-        "task.eval_batch_size=64",
-        "task.model.units_per_stage=1",
-        "task.model.filters=[4,4,8,8]",
-    ],
+    "cifar10_resnet": TINY_RESNET,
+    "cifar100_resnet": TINY_RESNET,
 }
 
 
