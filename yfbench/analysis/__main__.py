@@ -195,23 +195,9 @@ def run_seeds(args: argparse.Namespace) -> None:
 def run_tuned(args: argparse.Namespace) -> None:
     """Print ``adam_lr1e-3,momentum_sgd_lr1e-1,yellowfin``: the second stage's grid points."""
     from yfbench.analysis.runs import load_runs
-    from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
+    from yfbench.analysis.speedup import tuned_grid_point_names
 
-    frame = load_runs(args.run_dirs)
-    names: list[str] = []
-    for _, group in frame.groupby(GROUP_KEYS, sort=True):
-        points = grid_points(group, resolve_window(group, args.window))
-        for optimizer in sorted({p.optimizer for p in points}):
-            point, _ = tuned(points, optimizer)
-            runs = group[group["run_dir"].isin(point.run_dirs.values())] if point else group[:0]
-            chosen = runs["grid_point"].dropna().unique()
-            if len(chosen) != 1:
-                raise UserError(
-                    f"the tuned {optimizer} runs under {args.run_dirs[0]} were not started "
-                    "with a grid_point=... choice; re-run that point with more seeds by hand"
-                )
-            names.append(str(chosen[0]))
-    print(",".join(dict.fromkeys(names)))
+    print(",".join(tuned_grid_point_names(load_runs(args.run_dirs), args.window)))
 
 
 def run_tables(args: argparse.Namespace) -> None:

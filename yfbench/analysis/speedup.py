@@ -354,6 +354,26 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     return candidates[min(finite)[1]], note
 
 
+def tuned_grid_point_names(frame: pd.DataFrame, window: int | None = None) -> list[str]:
+    """The ``grid_point=`` names of every optimizer's tuned point, e.g. ``adam_lr5e-3``:
+    what a second stage reruns with more seeds, and what the demo trains."""
+    names: list[str] = []
+    for _, group in frame.groupby(GROUP_KEYS, sort=True):
+        points = grid_points(group, resolve_window(group, window))
+        for optimizer in sorted({p.optimizer for p in points}):
+            point, _ = tuned(points, optimizer)
+            runs = group[group["run_dir"].isin(point.run_dirs.values())] if point else group[:0]
+            chosen = runs["grid_point"].dropna().unique()
+            if len(chosen) != 1:
+                where = "{task}/{scale} ({setting})".format(**group.iloc[0][GROUP_KEYS])
+                raise UserError(
+                    f"the tuned {optimizer} runs of {where} were not started with a "
+                    "grid_point=... choice; re-run that point with more seeds by hand"
+                )
+            names.append(str(chosen[0]))
+    return list(dict.fromkeys(names))
+
+
 def resolve_window(frame: pd.DataFrame, window: int | None) -> int:
     """``window`` if given, else the runs' ``analysis.window``, which must agree."""
     if window is not None:
