@@ -124,10 +124,32 @@ def test_every_experiment_sweeps_existing_grid_points(experiment: str):
     assert not missing, f"{experiment} sweeps grid points no file defines: {sorted(missing)}"
 
 
+def interpolates(group: str, name: str) -> bool:
+    """Whether ``conf/<group>/<name>.yaml`` reads another value of the config (``${...}``)."""
+    return "${" in (CONF / group / f"{name}.yaml").read_text()
+
+
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("task", options("task"))
+def test_every_task_and_scale_composes(compose_tree: Compose, task: str, scale: str):
+    plain = assert_tree_rules(compose_tree([f"task={task}", f"scale={scale}"]))
+    assert plain["task"]["name"] == task
+
+
 @pytest.mark.parametrize("optimizer", options("optimizer"))
-def test_every_optimizer_task_scale_composes(
+def test_every_optimizer_composes(compose_tree: Compose, optimizer: str):
+    """An optimizer file that reads no other value is the same node under every task and
+    scale, so one composition checks it; one that does is composed under all of them next."""
+    plain = assert_tree_rules(compose_tree([f"optimizer={optimizer}"]))
+    assert plain["optimizer"]["name"] == optimizer
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("task", options("task"))
+@pytest.mark.parametrize(
+    "optimizer", [name for name in options("optimizer") if interpolates("optimizer", name)]
+)
+def test_an_optimizer_that_interpolates_composes_under_every_task_and_scale(
     compose_tree: Compose, optimizer: str, task: str, scale: str
 ):
     cfg = compose_tree([f"optimizer={optimizer}", f"task={task}", f"scale={scale}"])
