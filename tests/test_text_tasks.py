@@ -39,10 +39,10 @@ def _one_thread():
 
 
 def make_task(
-    name: str, data_dir: Path, tmp_path: Path, seed: int = 1, overrides: tuple[str, ...] = ()
+    name: str, data_dir: Path, cache_dir: Path, seed: int = 1, overrides: tuple[str, ...] = ()
 ):
     cfg = compose([f"task={name}", "scale=cpu", *overrides])
-    ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=tmp_path)
+    ctx = TaskContext(seed=seed, device=torch.device("cpu"), data_dir=data_dir, cache_dir=cache_dir)
     return build_task(cfg.task, ctx)
 
 
@@ -56,8 +56,8 @@ def first_batch_loss(task) -> float:
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_a_few_adam_steps_lower_the_loss(name, shared_data, tmp_path):
-    task = make_task(name, shared_data, tmp_path)
+def test_a_few_adam_steps_lower_the_loss(name, shared_data, data_cache):
+    task = make_task(name, shared_data, data_cache)
     before = first_batch_loss(task)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=3e-3)
     for step in range(15):
@@ -70,9 +70,9 @@ def test_a_few_adam_steps_lower_the_loss(name, shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_evaluate_reports_validation_perplexity(name, shared_data, tmp_path):
+def test_evaluate_reports_validation_perplexity(name, shared_data, data_cache):
     # A small model: the whole validation set is scored, and any width is near uniform.
-    task = make_task(name, shared_data, tmp_path, overrides=tuple(TINY_TASK_OVERRIDES[name]))
+    task = make_task(name, shared_data, data_cache, overrides=tuple(TINY_TASK_OVERRIDES[name]))
     with eval_mode(task.model):
         metrics = task.evaluate()
     assert task.model.training
@@ -98,10 +98,10 @@ def _batch(task, step: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_each_seed_has_its_own_data_order_and_keeps_it(name, shared_data, tmp_path):
-    first = make_task(name, shared_data, tmp_path, seed=1)
-    again = make_task(name, shared_data, tmp_path, seed=1)
-    other = make_task(name, shared_data, tmp_path, seed=2)
+def test_each_seed_has_its_own_data_order_and_keeps_it(name, shared_data, data_cache):
+    first = make_task(name, shared_data, data_cache, seed=1)
+    again = make_task(name, shared_data, data_cache, seed=1)
+    other = make_task(name, shared_data, data_cache, seed=2)
     later = 2 * first.steps_per_epoch + 5
     for step in (0, 1, first.steps_per_epoch, later):
         # A pure function of (seed, step), whatever was asked before (resume is exact) ...
@@ -114,14 +114,14 @@ def test_each_seed_has_its_own_data_order_and_keeps_it(name, shared_data, tmp_pa
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_the_hidden_state_restarts_from_zeros_every_epoch(name, shared_data, tmp_path):
-    first = make_task(name, shared_data, tmp_path, seed=1)
+def test_the_hidden_state_restarts_from_zeros_every_epoch(name, shared_data, data_cache):
+    first = make_task(name, shared_data, data_cache, seed=1)
     first.model.eval()  # no dropout: the loss is a function of the batch and the state
     for step in range(3):
         first.train_loss(first.model, step)
     epoch = first.steps_per_epoch
     loss = first.train_loss(first.model, epoch)
-    fresh = make_task(name, shared_data, tmp_path, seed=1)
+    fresh = make_task(name, shared_data, data_cache, seed=1)
     fresh.model.load_state_dict(first.model.state_dict())
     fresh.model.eval()
     fresh.hidden = None
@@ -129,26 +129,26 @@ def test_the_hidden_state_restarts_from_zeros_every_epoch(name, shared_data, tmp
     assert torch.equal(loss, fresh.train_loss(fresh.model, 0))
 
 
-def test_schedules_and_clipping_follow_the_recipes(shared_data, tmp_path):
-    shakespeare = make_task("tinyshakespeare_lstm", shared_data, tmp_path)
+def test_schedules_and_clipping_follow_the_recipes(shared_data, data_cache):
+    shakespeare = make_task("tinyshakespeare_lstm", shared_data, data_cache)
     assert shakespeare.grad_clip_norm == 5.0
     assert shakespeare.lr_multiplier(0) == 1.0
     assert shakespeare.lr_multiplier(3) == pytest.approx(0.97**3)
-    ptb = make_task("ptb_lstm", shared_data, tmp_path)
+    ptb = make_task("ptb_lstm", shared_data, data_cache)
     assert ptb.grad_clip_norm is None
     assert ptb.lr_multiplier(12) == 1.0
-    wsj = make_task("wsj_parse_lstm", shared_data, tmp_path)
+    wsj = make_task("wsj_parse_lstm", shared_data, data_cache)
     assert wsj.grad_clip_norm == 20.0
     assert wsj.lr_multiplier(14) == 1.0
     assert wsj.lr_multiplier(16) == pytest.approx(0.81)
 
 
-def test_paper_scale_matches_the_paper_iteration_counts(shared_data, tmp_path):
+def test_paper_scale_matches_the_paper_iteration_counts(shared_data, data_cache):
     # 423 windows per epoch (50 epochs: 21,150) and 2,323 per epoch (13 epochs: 30,199).
     for name, per_epoch, total in [("tinyshakespeare_lstm", 423, 21150), ("ptb_lstm", 2323, 30199)]:
         cfg = compose([f"task={name}", "scale=paper"])
         ctx = TaskContext(
-            seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path
+            seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=data_cache
         )
         assert build_task(cfg.task, ctx).steps_per_epoch == per_epoch
         assert cfg.trainer.max_steps == total

@@ -28,7 +28,7 @@ from yfbench.data.treebank import (
 )
 from yfbench.errors import DataError, UserError
 from yfbench.parsing import bracket_score, read_nbest, rerank
-from yfbench.tasks import TaskContext, build_task
+from yfbench.tasks import TaskContext, build_task, wsj_parse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def test_linearized_sample_follows_the_reference_vocabulary(sample_documents):
         reference = {line.split()[0] for line in handle}
     assert len(reference) == 6922
     train = [t for doc in sample_documents[:159] for t in doc]
-    vocab = TreeVocabulary(train, min_count=10)
+    vocab = TreeVocabulary.from_trees(train, min_count=10)
     symbols = [s for t in train for s in vocab.symbols(t)]
     coverage = sum(s in reference for s in symbols) / len(symbols)
     assert coverage >= 0.95
@@ -185,12 +185,10 @@ def test_read_nbest_and_rerank_pick_the_best_scored_candidate(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wsj_task(tmp_path_factory):
+def wsj_task(data_cache):
     cfg = compose(["task=wsj_parse_lstm", "scale=cpu"])
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    ctx = TaskContext(
-        seed=1, device=torch.device("cpu"), data_dir=data, cache_dir=tmp_path_factory.mktemp("c")
-    )
+    ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=data, cache_dir=data_cache)
     return build_task(cfg.task, ctx)
 
 
@@ -205,6 +203,28 @@ def test_lm_reranker_picks_the_candidate_with_the_highest_log_probability(wsj_ta
     best = candidates[max(range(3), key=log_probs.__getitem__)]
     assert rerank([candidates], wsj_task.log_probs) == [best]
     assert wsj_task.rerank_score([gold], [candidates]) == bracket_score([gold], [best])
+
+
+def test_the_encoded_sample_is_cached_and_equals_a_fresh_encoding(
+    sample_documents, shared_data, tmp_path, monkeypatch
+):
+    cfg = compose(["task=wsj_parse_lstm", "scale=cpu"])
+    ctx = TaskContext(seed=1, device=torch.device("cpu"), data_dir=shared_data, cache_dir=tmp_path)
+    first = build_task(cfg.task, ctx)
+    # The second build reads the cache, not the trees.
+    monkeypatch.setattr(wsj_parse, "read_sample", lambda *_: pytest.fail("trees were re-read"))
+    cached = build_task(cfg.task, ctx)
+    train = [t for doc in sample_documents[:159] for t in doc]
+    dev = [t for doc in sample_documents[159:179] for t in doc]
+    vocab, train_ids, dev_ids = wsj_parse._encode(train, dev, cfg.task.data.min_count)
+    for task in (first, cached):
+        assert task.vocab.ids == vocab.ids and task.vocab.known_words == vocab.known_words
+        assert torch.equal(task.train_batches.rows(), first.train_batches.rows())
+    assert torch.equal(wsj_parse._sample_corpus(ctx, 10)[1], train_ids)
+    assert torch.equal(wsj_parse._sample_corpus(ctx, 10)[2], dev_ids)
+    # Named after what made it, so another min_count or treebank code is another cache.
+    (cache,) = (tmp_path / "wsj").glob("*.pt")
+    assert cache.name.startswith(f"sample-{TREEBANK_SAMPLE.sha256[:16]}-min10-code")
 
 
 def test_full_wsj_is_read_from_an_ldc_layout(shared_data, tmp_path):

@@ -225,11 +225,18 @@ class TreeVocabulary:
     ``<unk>``.
     """
 
-    def __init__(self, train_trees: list[Tree], min_count: int = 10) -> None:
+    def __init__(self, known_words: frozenset[str], ids: dict[str, int]) -> None:
+        self.known_words = known_words
+        self.ids = ids
+
+    @classmethod
+    def from_trees(cls, train_trees: list[Tree], min_count: int = 10) -> TreeVocabulary:
+        """The vocabulary of ``train_trees``: known words seen ``min_count`` times or more."""
         counts = Counter(w.lower() for tree in train_trees for w in tree.words())
-        self.known_words = frozenset(w for w, c in counts.items() if c >= min_count)
-        symbols = [s for tree in train_trees for s in self.symbols(tree)]
-        self.ids = build_vocab([*symbols, UNK])
+        vocab = cls(frozenset(w for w, c in counts.items() if c >= min_count), {})
+        symbols = [s for tree in train_trees for s in vocab.symbols(tree)]
+        vocab.ids = build_vocab([*symbols, UNK])
+        return vocab
 
     def symbols(self, tree: Tree) -> list[str]:
         """Linearization of a normalized ``tree`` with words mapped, ending in ``<eos>``."""

@@ -11,13 +11,27 @@ wsj_0160-0179 dev, wsj_0180-0199 test (held out, unused here).
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
+from yfbench.data import treebank
+from yfbench.data.cache import cached_tensors
+from yfbench.data.files import fetch
 from yfbench.data.text import EOS
-from yfbench.data.treebank import Tree, TreeVocabulary, normalize, read_sample, read_wsj_sections
+from yfbench.data.treebank import (
+    TREEBANK_SAMPLE,
+    Tree,
+    TreeVocabulary,
+    normalize,
+    read_sample,
+    read_wsj_sections,
+)
 from yfbench.errors import UserError
 from yfbench.parsing import BracketScore, bracket_score, rerank
 from yfbench.seeding import seed_global
@@ -34,16 +48,13 @@ class WsjParseTask(LanguageModelTask):
     def __init__(
         self,
         vocab: TreeVocabulary,
-        train: list[Tree],
-        dev: list[Tree],
+        train_ids: Tensor,
+        dev_ids: Tensor,
         cfg: DictConfig,
         ctx: TaskContext,
         data_source: str,
     ) -> None:
         self.vocab = vocab
-        train_ids, dev_ids = (
-            torch.tensor([i for t in trees for i in vocab.encode(t)]) for trees in (train, dev)
-        )
         super().__init__(build_lstm(len(vocab), cfg), train_ids, dev_ids, cfg, ctx, data_source)
 
     @torch.no_grad()
@@ -89,14 +100,63 @@ def build(cfg: DictConfig, ctx: TaskContext) -> WsjParseTask:
     check_settings(cfg)
     if cfg.data.wsj_dir is None:
         source = "wsj_sample"
-        documents = read_sample(ctx.data_dir)
-        train = [t for doc in documents[:SAMPLE_TRAIN_END] for t in doc]
-        dev = [t for doc in documents[SAMPLE_TRAIN_END:SAMPLE_DEV_END] for t in doc]
+        vocab, train_ids, dev_ids = _sample_corpus(ctx, cfg.data.min_count)
     else:
         _check_sections(cfg.data)
         source = "wsj"
         train = read_wsj_sections(cfg.data.wsj_dir, cfg.data.train_sections)
         dev = read_wsj_sections(cfg.data.wsj_dir, cfg.data.dev_sections)
-    vocab = TreeVocabulary(train, cfg.data.min_count)
+        vocab, train_ids, dev_ids = _encode(train, dev, cfg.data.min_count)
     seed_global(ctx.seed)
-    return WsjParseTask(vocab, train, dev, cfg, ctx, source)
+    return WsjParseTask(vocab, train_ids, dev_ids, cfg, ctx, source)
+
+
+def _encode(
+    train: list[Tree], dev: list[Tree], min_count: int
+) -> tuple[TreeVocabulary, Tensor, Tensor]:
+    """The training trees' vocabulary and the token ids of both splits."""
+    vocab = TreeVocabulary.from_trees(train, min_count)
+    train_ids, dev_ids = (
+        torch.tensor([i for t in trees for i in vocab.encode(t)]) for trees in (train, dev)
+    )
+    return vocab, train_ids, dev_ids
+
+
+def _sample_corpus(ctx: TaskContext, min_count: int) -> tuple[TreeVocabulary, Tensor, Tensor]:
+    """The NLTK sample encoded by :func:`_encode`, cached: parsing and linearizing its
+    3,914 trees is seconds of Python at every start. The cache is named after what made it:
+    the archive's sha256, ``min_count`` and the treebank code (a change to the
+    linearization never reuses an old cache)."""
+    archive = fetch(TREEBANK_SAMPLE, ctx.data_dir)
+    code = hashlib.sha256(Path(treebank.__file__).read_bytes()).hexdigest()[:12]
+    name = f"sample-{TREEBANK_SAMPLE.sha256[:16]}-min{min_count}-code{code}.pt"
+
+    def encode_sample() -> dict[str, Tensor]:
+        documents = read_sample(ctx.data_dir)
+        train = [t for doc in documents[:SAMPLE_TRAIN_END] for t in doc]
+        dev = [t for doc in documents[SAMPLE_TRAIN_END:SAMPLE_DEV_END] for t in doc]
+        vocab, train_ids, dev_ids = _encode(train, dev, min_count)
+        return {
+            "known_words": _strings_to_tensor(sorted(vocab.known_words)),
+            "symbols": _strings_to_tensor(list(vocab.ids)),  # in id order
+            "train_ids": train_ids,
+            "dev_ids": dev_ids,
+        }
+
+    cached = cached_tensors(ctx.cache_dir / "wsj" / name, encode_sample, archive)
+    symbols = _tensor_to_strings(cached["symbols"])
+    vocab = TreeVocabulary(
+        frozenset(_tensor_to_strings(cached["known_words"])),
+        {symbol: index for index, symbol in enumerate(symbols)},
+    )
+    return vocab, cached["train_ids"], cached["dev_ids"]
+
+
+def _strings_to_tensor(strings: list[str]) -> Tensor:
+    """Newline-separated UTF-8 bytes (no symbol holds a newline: tokens are split on space)."""
+    return torch.frombuffer(bytearray("\n".join(strings).encode("utf-8")), dtype=torch.uint8)
+
+
+def _tensor_to_strings(data: Tensor) -> list[str]:
+    text = data.numpy().tobytes().decode("utf-8")
+    return text.split("\n") if text else []
