@@ -8,7 +8,10 @@ initialises Hydra itself.
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -96,3 +99,44 @@ def build_tiny_task(shared_data: Path, data_cache: Path) -> Callable[..., Task]:
         return build_task(cfg.task, ctx)
 
     return build
+
+
+CliCall = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def run_main(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliCall:
+    """``run_main(args, env=None)``: ``python -m yfbench ARGS`` in this process, as
+    ``yfbench.__main__.main()`` with that command line; returns its exit status and what
+    it printed, as ``tests.helpers.run_cli`` does. For tests of what a run does and says;
+    ``run_cli`` starts a real interpreter (seconds of torch's import on a busy machine)
+    where the process is the subject: its start-up, a signal, the module's own exit path.
+    What main() changes process-wide (logging, torch's threads) is put back."""
+    from yfbench import __main__ as cli
+
+    def call(args: Sequence[str], env: dict[str, str] | None = None):
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(REPO_ROOT)
+        monkeypatch.setattr(sys, "argv", ["yfbench", *args])
+        root = logging.getLogger()
+        handlers, level, raise_exceptions = root.handlers[:], root.level, logging.raiseExceptions
+        threads = torch.get_num_threads()
+        capfd.readouterr()
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        finally:
+            for handler in set(root.handlers) - set(handlers):
+                handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            logging.raiseExceptions = raise_exceptions
+            logging.captureWarnings(False)
+            torch.set_num_threads(threads)
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", "yfbench", *args], code, out, err)
+
+    return call

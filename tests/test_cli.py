@@ -1,6 +1,8 @@
 """End-to-end CLI: run contract, multirun with a divergence, bad input, W&B offline.
 
-What does not depend on the process (records, W&B's files) is run in-process."""
+What does not depend on the process (records, messages, exit statuses, W&B's files) runs
+in-process (the ``run_main`` fixture); the run contract, the fast answer to a mistyped
+command and ``--help`` start a real ``python -m yfbench``."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def test_log_every_controls_train_records(tmp_path):
     assert steps == [7, 14, 21, 28, 30]
 
 
-def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
+def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path, run_main):
     sweep = tmp_path / "sweep"
     args = [
         "-m",
@@ -56,7 +58,7 @@ def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
         "seed=1,2",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = run_cli(args)
+    result = run_main(args)
     assert result.returncode == 0, result.stderr
     statuses = {p.parent.name: summary(p.parent)["status"] for p in sweep.rglob("summary.json")}
     assert statuses == {
@@ -70,7 +72,7 @@ def test_multirun_survives_a_diverged_run_and_skips_completed_ones(tmp_path):
     assert f"(step {diverged['diverged_step']})" in diverged["error"]
 
     before = (sweep / "sgd" / "lr0.1-seed1" / "metrics.jsonl").read_bytes()
-    again = run_cli(args)
+    again = run_main(args)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipping") == 4
     assert (sweep / "sgd" / "lr0.1-seed1" / "metrics.jsonl").read_bytes() == before
@@ -106,24 +108,24 @@ def test_unknown_optimizer_names_the_choices(tmp_path):
     _assert_clear_error(result, "adamw_typo", "yellowfin", max_lines=options + 12)
 
 
-def test_mistyped_key_is_rejected(tmp_path):
-    result = run_cli([*QUADRATIC, "trainer.max_step=5", f"hydra.run.dir={tmp_path}"])
+def test_mistyped_key_is_rejected(tmp_path, run_main):
+    result = run_main([*QUADRATIC, "trainer.max_step=5", f"hydra.run.dir={tmp_path}"])
     _assert_clear_error(result, "max_step")
 
 
-def test_negative_step_count_is_rejected(tmp_path):
-    result = run_cli(["task=noisy_quadratic", "trainer.max_steps=-3", f"hydra.run.dir={tmp_path}"])
+def test_negative_step_count_is_rejected(tmp_path, run_main):
+    result = run_main(["task=noisy_quadratic", "trainer.max_steps=-3", f"hydra.run.dir={tmp_path}"])
     _assert_clear_error(result, "trainer.max_steps", "-3")
     assert summary(tmp_path)["status"] == "failed"
 
 
-def test_bad_optimizer_value_is_rejected(tmp_path):
-    result = run_cli([*QUADRATIC, "optimizer.momentum=1.5", f"hydra.run.dir={tmp_path}"])
+def test_bad_optimizer_value_is_rejected(tmp_path, run_main):
+    result = run_main([*QUADRATIC, "optimizer.momentum=1.5", f"hydra.run.dir={tmp_path}"])
     _assert_clear_error(result, "momentum", "1.5")
 
 
-def test_missing_data_directory_names_file_and_fix(tmp_path):
-    result = run_cli(
+def test_missing_data_directory_names_file_and_fix(tmp_path, run_main):
+    result = run_main(
         ["task=tinyshakespeare_lstm", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
         env={"YFBENCH_DATA_DIR": str(tmp_path / "nowhere"), "YFBENCH_OFFLINE": "1"},
     )
@@ -145,11 +147,11 @@ def test_wandb_offline_run_is_created(tmp_path):
     assert any(offline_runs[0].rglob("*.wandb"))
 
 
-def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):
+def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path, run_main):
     run_dir = tmp_path / "run"
     args = [*QUADRATIC, "trainer.checkpoint_every=5", f"hydra.run.dir={run_dir}"]
     started = time.perf_counter()
-    assert run_cli(args).returncode == 0
+    assert run_main(args).returncode == 0
     elapsed = time.perf_counter() - started
     times = [r["time_s"] for r in records(run_dir, drop=()) if r["split"] == "train"]
     assert all(b > a for a, b in zip(times, times[1:], strict=False))
@@ -157,22 +159,22 @@ def test_wall_time_is_not_double_counted_across_checkpoints(tmp_path):
     assert summary(run_dir)["wall_time_s"] < elapsed  # start-up excluded, nothing counted twice
 
 
-def test_a_corrected_config_can_reuse_the_run_directory(tmp_path):
-    bad = run_cli(["task=noisy_quadratic", "trainer.max_steps=0", f"hydra.run.dir={tmp_path}"])
+def test_a_corrected_config_can_reuse_the_run_directory(tmp_path, run_main):
+    bad = run_main(["task=noisy_quadratic", "trainer.max_steps=0", f"hydra.run.dir={tmp_path}"])
     assert bad.returncode == 2 and summary(tmp_path)["status"] == "failed"
-    good = run_cli(["task=noisy_quadratic", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}"])
+    good = run_main(["task=noisy_quadratic", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}"])
     assert good.returncode == 0, good.stderr
     assert summary(tmp_path)["status"] == "completed"
 
 
-def test_a_finished_run_is_not_skipped_under_another_config(tmp_path):
-    assert run_cli([*QUADRATIC, f"hydra.run.dir={tmp_path}"]).returncode == 0
-    result = run_cli([*QUADRATIC, "task.noise_std=0.5", f"hydra.run.dir={tmp_path}"])
+def test_a_finished_run_is_not_skipped_under_another_config(tmp_path, run_main):
+    assert run_main([*QUADRATIC, f"hydra.run.dir={tmp_path}"]).returncode == 0
+    result = run_main([*QUADRATIC, "task.noise_std=0.5", f"hydra.run.dir={tmp_path}"])
     _assert_clear_error(result, "different config", "task.noise_std")
     assert summary(tmp_path)["status"] == "completed"
 
 
-def test_bad_device_is_a_clear_error(tmp_path):
-    result = run_cli([*QUADRATIC, "trainer.device=gpu", f"hydra.run.dir={tmp_path}"])
+def test_bad_device_is_a_clear_error(tmp_path, run_main):
+    result = run_main([*QUADRATIC, "trainer.device=gpu", f"hydra.run.dir={tmp_path}"])
     _assert_clear_error(result, "trainer.device", "gpu")
     assert summary(tmp_path)["status"] == "failed"

@@ -19,7 +19,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tests.helpers import REPO_ROOT, run_cli
+from tests.helpers import REPO_ROOT
 from yfbench.config import compose, smoothing_window
 
 CONF = REPO_ROOT / "conf"
@@ -237,18 +237,18 @@ def assert_refused(result, *fragments: str) -> str:
     return message
 
 
-def test_cli_refuses_a_misspelt_added_key(tmp_path: Path):
+def test_cli_refuses_a_misspelt_added_key(tmp_path: Path, run_main):
     args = ["task=noisy_quadratic", "+trainer.max_step=10", f"hydra.run.dir={tmp_path}"]
-    assert_refused(run_cli(args, timeout=120), r"trainer\.max_step\b(?!s)", r"trainer\.max_steps")
+    assert_refused(run_main(args), r"trainer\.max_step\b(?!s)", r"trainer\.max_steps")
 
 
-def test_cli_refuses_a_boolean_step_count(tmp_path: Path):
+def test_cli_refuses_a_boolean_step_count(tmp_path: Path, run_main):
     args = ["task=noisy_quadratic", "trainer.max_steps=true", f"hydra.run.dir={tmp_path}"]
-    assert_refused(run_cli(args, timeout=120), r"trainer\.max_steps", r"\bint\b")
+    assert_refused(run_main(args), r"trainer\.max_steps", r"\bint\b")
 
 
-def test_cli_prints_an_experiment_job_config():
-    result = run_cli(["--cfg", "job", "experiment=ptb_speedup"], timeout=120)
+def test_cli_prints_an_experiment_job_config(run_main):
+    result = run_main(["--cfg", "job", "experiment=ptb_speedup"])
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     assert printed["task"]["name"] == "ptb_lstm"

@@ -41,9 +41,9 @@ def _assert_one_message(result, *fragments: str, code: int = 2) -> None:
 
 
 # ---------------------------------------------------------------- a run's identity
-def test_a_refused_rerun_leaves_the_finished_runs_record_alone(tmp_path):
+def test_a_refused_rerun_leaves_the_finished_runs_record_alone(tmp_path, run_main):
     # Both momenta map to the same directory (optimizer/lr/seed): the second is refused.
-    result = run_cli(
+    result = run_main(
         [
             "-m",
             *QUADRATIC,
@@ -254,10 +254,10 @@ def test_a_checkpoint_that_cannot_be_written_leaves_no_temporary_file(tmp_path, 
 
 
 # ---------------------------------------------------------------- one message, not a traceback
-def test_a_run_directory_that_cannot_be_created_is_one_message(tmp_path):
+def test_a_run_directory_that_cannot_be_created_is_one_message(tmp_path, run_main):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    result = run_cli([*QUADRATIC, f"hydra.run.dir={blocker / 'run'}"])
+    result = run_main([*QUADRATIC, f"hydra.run.dir={blocker / 'run'}"])
     _assert_one_message(result, "cannot write to the run directory", "hydra.run.dir")
 
 
@@ -291,15 +291,15 @@ def test_bad_settings_are_refused_and_recorded(tmp_path, overrides, fragments):
         (["++task.dimension=3"], ["unknown config key", "task.dimension"]),
     ],
 )
-def test_bad_input_is_one_message(tmp_path, overrides, fragments):
-    result = run_cli([*QUADRATIC, *overrides, f"hydra.run.dir={tmp_path}"])
+def test_bad_input_is_one_message(tmp_path, overrides, fragments, run_main):
+    result = run_main([*QUADRATIC, *overrides, f"hydra.run.dir={tmp_path}"])
     _assert_one_message(result, *fragments)
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
     assert summary(tmp_path)["status"] == "failed"
 
 
-def test_paper_scale_on_a_cpu_says_how_long_and_checkpoints(tmp_path):
-    result = run_cli(
+def test_paper_scale_on_a_cpu_says_how_long_and_checkpoints(tmp_path, run_main):
+    result = run_main(
         [
             "task=noisy_quadratic",
             "scale=paper",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import compose_config, run_cli, summary
+from tests.helpers import compose_config, summary
 from yfbench.engine.trainer import run
 from yfbench.errors import UserError
 
@@ -103,10 +103,10 @@ def test_another_tools_files_in_the_run_directory_are_never_overwritten(tmp_path
     assert left == foreign
 
 
-def test_hydra_run_dir_over_foreign_files_is_one_message(tmp_path):
+def test_hydra_run_dir_over_foreign_files_is_one_message(tmp_path, run_main):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     (tmp_path / "summary.json").write_text('{"status": "mine"}')
-    result = run_cli([*QUADRATIC, f"hydra.run.dir={tmp_path}"])
+    result = run_main([*QUADRATIC, f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "they are not this run's" in result.stderr
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.5}\n'

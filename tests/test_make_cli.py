@@ -178,14 +178,15 @@ def test_a_seed_out_of_range_is_one_message(seed, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
 
 
-def test_a_huge_seed_on_the_command_line_is_one_message(tmp_path):
-    result = run_cli(["task=noisy_quadratic", f"seed={2**63}", f"hydra.run.dir={tmp_path}"])
+def test_a_huge_seed_on_the_command_line_is_one_message(tmp_path, run_main):
+    result = run_main(["task=noisy_quadratic", f"seed={2**63}", f"hydra.run.dir={tmp_path}"])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "seed must be an integer" in result.stderr
 
 
 def test_a_full_disk_under_the_log_file_prints_no_logging_traceback(tmp_path):
-    """/dev/full fails every write with ENOSPC, as the run's log file does on a full disk."""
+    """/dev/full fails every write with ENOSPC, as the run's log file does on a full disk;
+    a real process, since logging flushes the file again at the interpreter's exit."""
     result = run_cli(
         [
             "task=noisy_quadratic",
