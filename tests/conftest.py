@@ -111,7 +111,8 @@ def run_main(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
     it printed, as ``tests.helpers.run_cli`` does. For tests of what a run does and says;
     ``run_cli`` starts a real interpreter (seconds of torch's import on a busy machine)
     where the process is the subject: its start-up, a signal, the module's own exit path.
-    What main() changes process-wide (logging, torch's threads) is put back."""
+    What main() changes process-wide is put back: logging, torch's threads, and subnormal
+    flushing (off, torch's default, which every run without trainer.flush_denormal sets)."""
     from yfbench import __main__ as cli
 
     def call(args: Sequence[str], env: dict[str, str] | None = None):
@@ -136,6 +137,7 @@ def run_main(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
             logging.raiseExceptions = raise_exceptions
             logging.captureWarnings(False)
             torch.set_num_threads(threads)
+            torch.set_flush_denormal(False)
         out, err = capfd.readouterr()
         return subprocess.CompletedProcess(["python", "-m", "yfbench", *args], code, out, err)
 

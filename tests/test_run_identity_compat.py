@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.helpers import REPO_ROOT, compose_config, run_cli, run_config
+from tests.helpers import REPO_ROOT, compose_config, run_config
 from yfbench.config import semantic_config
 from yfbench.run_contract import config_hash
 
@@ -28,15 +28,15 @@ def test_committed_runs_are_there():
     assert len(COMMITTED) >= 4 * 9  # four tasks, every grid point's seed 1
 
 
-def test_flushing_subnormals_is_part_of_a_runs_identity(tmp_path):
+def test_flushing_subnormals_is_part_of_a_runs_identity(tmp_path, run_main):
     base = ["task=noisy_quadratic", "optimizer=momentum_sgd", "trainer.max_steps=5"]
     assert "flush_denormal" not in semantic_config(compose_config(base))["trainer"]
     flushed = semantic_config(compose_config([*base, "trainer.flush_denormal=true"]))
     assert flushed["trainer"]["flush_denormal"] is True
     run_dir = tmp_path / "run"
-    result = run_cli([*base, "trainer.flush_denormal=true", f"hydra.run.dir={run_dir}"])
+    result = run_main([*base, "trainer.flush_denormal=true", f"hydra.run.dir={run_dir}"])
     assert result.returncode == 0, result.stderr
     assert run_config(run_dir)["trainer"]["flush_denormal"] is True
     # The same run without flushing is another run: refused in that directory.
-    refused = run_cli([*base, f"hydra.run.dir={run_dir}"])
+    refused = run_main([*base, f"hydra.run.dir={run_dir}"])
     assert refused.returncode != 0 and "different config" in refused.stderr.lower(), refused.stderr
