@@ -11,7 +11,6 @@ from matplotlib.image import imread
 
 from tests.test_analysis_records import write_run
 from yfbench.analysis.__main__ import main
-from yfbench.analysis.plots import plot_runs
 from yfbench.analysis.report import grid_protocol, write_report
 from yfbench.analysis.runs import load_runs, runs_table
 
@@ -22,10 +21,8 @@ def decaying(rate: float, offset: float = 0.0) -> list[float]:
     return [offset + math.exp(-rate * t) for t in range(1, STEPS + 1)]
 
 
-@pytest.fixture
-def runs(tmp_path: Path) -> Path:
+def write_toy_runs(root: Path) -> Path:
     """Adam (2 lrs), momentum SGD, YellowFin (2 seeds), a diverged and a failed run."""
-    root = tmp_path / "runs"
     for seed in (1, 2):
         write_run(root, {"name": "adam", "lr": 0.001}, seed, decaying(0.05))
         write_run(root, {"name": "yellowfin", "lr": 1.0}, seed, decaying(0.2), yellowfin_stats=True)
@@ -40,6 +37,23 @@ def runs(tmp_path: Path) -> Path:
     )
     write_run(root, {"name": "adam", "lr": 1.0}, 1, [], status="failed")
     return root
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return write_toy_runs(tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def plotted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(runs, results): the toy runs' figures drawn once by the plot CLI into
+    results/toy_task/mini, where the report links them (drawing takes seconds)."""
+    root = tmp_path_factory.mktemp("plotted")
+    runs = write_toy_runs(root / "runs")
+    results = root / "results"
+    figures = results / "toy_task" / "mini"
+    assert main(["plot", str(runs), "--out", str(figures), "--window", "3"]) == 0
+    return runs, results
 
 
 def test_speedup_cli_writes_summary_seed_and_curve_csv_and_markdown(
@@ -83,22 +97,17 @@ def _check_png_and_svg(paths: list[Path]) -> None:
             assert ET.parse(path).getroot().tag.endswith("svg")
 
 
-def test_plots_write_readable_png_and_svg_including_the_speedup_curve(runs: Path, tmp_path: Path):
-    paths = plot_runs(load_runs([runs]), tmp_path / "figures")
+def test_plot_cli_writes_readable_png_and_svg_including_the_speedup_curve(plotted):
+    figures = plotted[1] / "toy_task" / "mini"
+    paths = sorted(figures.iterdir())
     names = {p.name for p in paths}
     for stem in ("train_loss", "valid", "yellowfin_hyperparams", "speedup_curve"):
         assert {f"toy_task_mini_{stem}.png", f"toy_task_mini_{stem}.svg"} <= names
     _check_png_and_svg(paths)
 
 
-def test_plot_cli(runs: Path, tmp_path: Path):
-    assert main(["plot", str(runs), "--out", str(tmp_path / "plots"), "--window", "3"]) == 0
-    assert (tmp_path / "plots" / "toy_task_mini_speedup_curve.svg").is_file()
-
-
-def test_report_lists_paper_and_ours_in_both_conventions(runs: Path, tmp_path: Path):
-    results = tmp_path / "results"
-    plot_runs(load_runs([runs]), results / "toy_task" / "mini")
+def test_report_lists_paper_and_ours_in_both_conventions(plotted):
+    runs, results = plotted
     text = write_report(runs, results / "README.md").read_text()
     paper = json.loads(
         (Path(__file__).parents[1] / "yfbench/analysis/paper_numbers.json").read_text()

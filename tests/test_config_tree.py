@@ -164,21 +164,50 @@ def test_every_trainer_and_logger_composes(compose_tree: Compose, override: str)
     assert_tree_rules(compose_tree([override]))
 
 
+def grid_point_settings(point: str) -> tuple[str, dict[str, Any]]:
+    """(optimizer, settings) of ``conf/grid_point/<point>.yaml``, read as written: a global
+    package that picks one optimizer and sets only keys that optimizer's file has."""
+    path = CONF / "grid_point" / f"{point}.yaml"
+    assert "# @package _global_" in path.read_text().splitlines(), path
+    body = yaml.safe_load(path.read_text())
+    [choice] = body.pop("defaults")
+    [(group, optimizer)] = choice.items()
+    assert group == "override /optimizer" and optimizer in options("optimizer"), (path, choice)
+    settings = body.pop("optimizer", {})
+    assert not body, f"{path} sets more than the optimizer: {sorted(body)}"
+    known = yaml.safe_load((CONF / "optimizer" / f"{optimizer}.yaml").read_text())
+    assert set(settings) <= set(known), (path, sorted(set(settings) - set(known)))
+    return optimizer, settings
+
+
 @pytest.mark.parametrize("point", options("grid_point"))
-def test_every_grid_point_sets_its_optimizer_and_lr(compose_tree: Compose, point: str):
+def test_every_grid_point_sets_its_optimizer_and_lr(point: str):
     """``<optimizer>_lr<lr>`` sets that optimizer and lr; a bare name, the optimizer as is;
     ``<optimizer>_<variant>`` (an experiment's point, e.g. ``yellowfin_lrf3``) that optimizer."""
-    plain = assert_tree_rules(compose_tree([f"grid_point={point}"]))
-    optimizer = max((o for o in options("optimizer") if point.startswith(o)), key=len)
+    optimizer, settings = grid_point_settings(point)
+    assert optimizer == max((o for o in options("optimizer") if point.startswith(o)), key=len)
     rest = point[len(optimizer) :]
-    assert plain["optimizer"]["name"] == optimizer
     if re.fullmatch(r"_lr[0-9.e-]+", rest):
-        assert plain["optimizer"]["lr"] == float(rest[3:])
+        assert settings == {"lr": float(rest[3:])}
     elif not rest:
-        assert (
-            plain["optimizer"]
-            == resolve_completely(compose_tree([f"optimizer={optimizer}"]))["optimizer"]
-        )
+        assert settings == {}
+
+
+def one_point_per_shape() -> list[str]:
+    """A grid point for each (optimizer, keys it sets): the others differ only in values."""
+    shapes: dict[tuple[str, tuple[str, ...]], str] = {}
+    for point in options("grid_point"):
+        optimizer, settings = grid_point_settings(point)
+        shapes.setdefault((optimizer, tuple(sorted(settings))), point)
+    return sorted(shapes.values())
+
+
+@pytest.mark.parametrize("point", one_point_per_shape())
+def test_grid_points_compose_with_their_settings(compose_tree: Compose, point: str):
+    plain = assert_tree_rules(compose_tree([f"grid_point={point}"]))
+    optimizer, settings = grid_point_settings(point)
+    assert plain["optimizer"]["name"] == optimizer
+    assert {key: plain["optimizer"][key] for key in settings} == settings
 
 
 # ---------------------------------------------------------------- experiments' docs

@@ -100,13 +100,14 @@ def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
     common = [
         "task=noisy_quadratic",
         "task.dim=20000",
-        "trainer.max_steps=1000",
-        "trainer.eval_every=250",
+        "trainer.max_steps=600",
+        "trainer.eval_every=150",
     ]
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     assert run(compose_config(common), reference_dir)["status"] == "completed"
     process = _start([*common, f"hydra.run.dir={run_dir}"])
-    _wait_for_lines(run_dir / "metrics.jsonl", 300, process)
+    # Some 400 steps (seconds) before the run would end: the signal lands mid-run.
+    _wait_for_lines(run_dir / "metrics.jsonl", 200, process)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
     interrupted = summary(run_dir)
@@ -120,12 +121,13 @@ def test_sigterm_saves_and_records_interrupted_then_resumes(tmp_path):
 FULL_DISK = "yfbench: error: cannot write {} ({}): free some space and rerun the same command"
 
 
-def test_a_sweep_on_a_full_disk_is_one_message_and_leaves_nothing_half_written(tmp_path):
+def test_a_sweep_on_a_full_disk_is_one_message_and_leaves_nothing_half_written(tmp_path, run_main):
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     # Hydra's own write of the sweep's multirun.yaml (before any run) fails with ENOSPC.
     (sweep_dir / "multirun.yaml").symlink_to("/dev/full")
     grid = ["-m", "task=noisy_quadratic", "trainer.max_steps=2", "seed=1,2"]
+    # A process: the full-disk message is the entry point's, around main().
     result = run_cli([*grid, f"hydra.sweep.dir={sweep_dir}"])
     assert result.returncode == 2, result.stderr
     message = FULL_DISK.format(sweep_dir / "multirun.yaml", "No space left on device")
@@ -213,12 +215,12 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
         run(cfg, tmp_path)
 
 
-def test_truncated_data_file_is_refused(tmp_path, shared_data):
+def test_truncated_data_file_is_refused(tmp_path, shared_data, run_main):
     data = tmp_path / "data"
     shutil.copytree(shared_data / "tinyshakespeare", data / "tinyshakespeare")
     text = data / "tinyshakespeare" / "input.txt"
     text.write_bytes(text.read_bytes()[:1000])
-    result = run_cli(
+    result = run_main(
         ["task=tinyshakespeare_lstm", "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'run'}"],
         env={"YFBENCH_DATA_DIR": str(data)},
     )
@@ -227,13 +229,13 @@ def test_truncated_data_file_is_refused(tmp_path, shared_data):
     assert "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed" in result.stderr
 
 
-def test_unwritable_output_directory(tmp_path):
+def test_unwritable_output_directory(tmp_path, run_main):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     if os.access(locked, os.W_OK):
         pytest.skip("running as a user that ignores directory permissions")
-    result = run_cli(["task=noisy_quadratic", f"hydra.run.dir={locked / 'run'}"])
+    result = run_main(["task=noisy_quadratic", f"hydra.run.dir={locked / 'run'}"])
     assert result.returncode != 0
     assert "run" in result.stderr and "Traceback" not in result.stderr
 
@@ -338,7 +340,7 @@ class _Crash(Exception):
 @pytest.mark.parametrize(
     ("task", "extra"),
     [
-        ("cifar10_resnet", ["task.train_subset=512", "task.test_subset=256", "task.batch_size=32"]),
+        ("cifar10_resnet", TINY_TASK_OVERRIDES["cifar10_resnet"]),
         ("ptb_lstm", TINY_TASK_OVERRIDES["ptb_lstm"]),
         # Small, with its dropout: the RNG state must be restored exactly.
         ("wsj_parse_lstm", ["task.model.hidden_size=16", "task.model.embed_size=16"]),

@@ -167,13 +167,17 @@ def test_launchers_keep_the_run_directories(launcher):
     params=[pytest.param("submitit_local", marks=pytest.mark.slow), "joblib"],
 )
 def grid(request, tmp_path_factory) -> Sweep:
-    """The 2-point grid through each local launcher, once for the tests below."""
+    """The 2-point grid plus a point that fails (lr -1) through each local launcher, once
+    for the tests below: one sweep shows both the runs' contract and the failure's report."""
     sweep_dir = tmp_path_factory.mktemp(request.param) / "sweep"
-    return run_sweep(sweep_dir, LRS, LOCAL_LAUNCHERS[request.param])
+    return run_sweep(sweep_dir, (*LRS, "-1"), LOCAL_LAUNCHERS[request.param])
 
 
 def test_grid_runs_write_their_run_contract(grid: Sweep):
-    assert_grid_completed(grid)
+    runs = sweep_runs(grid.sweep_dir)
+    assert set(runs) == {*RUNS, "sgd/lr-1-seed1"}
+    for lr in LRS:
+        assert_run_contract(runs[f"sgd/lr{lr}-seed1"], float(lr))
 
 
 def test_grid_runs_record_a_yfbench_command(grid: Sweep):
@@ -182,25 +186,19 @@ def test_grid_runs_record_a_yfbench_command(grid: Sweep):
         assert summary(run_dir)["command"].startswith("python -m yfbench"), run_dir
 
 
-@pytest.mark.parametrize(
-    "launcher",
-    # submitit returns a failed point the way it returns a completed one (test above).
-    [pytest.param("submitit_local", marks=pytest.mark.slow), "joblib"],
-)
-def test_a_failed_point_fails_the_sweep_and_is_listed(launcher: str, tmp_path: Path):
-    sweep = run_sweep(tmp_path / "sweep", ("0.01", "-1"), LOCAL_LAUNCHERS[launcher])
-    output = sweep.result.stdout
-    assert sweep.result.returncode == 1, output + sweep.result.stderr
+def test_a_failed_point_fails_the_sweep_and_is_listed(grid: Sweep):
+    """Under every local launcher a failed point makes the sweep exit 1 and is listed with
+    its error, beside the completed points."""
+    output = grid.result.stdout
+    assert grid.result.returncode == 1, output + grid.result.stderr
     lines = output.splitlines()
-    assert "[yfbench] sweep finished: 2 runs: 1 completed, 1 failed" in lines, output
+    assert "[yfbench] sweep finished: 3 runs: 2 completed, 1 failed" in lines, output
     failed = [line for line in lines if line.startswith("[yfbench]   failed: ")]
     assert failed == [
-        f"[yfbench]   failed: {sweep.sweep_dir}/sgd/lr-1-seed1: bad optimizer settings for "
+        f"[yfbench]   failed: {grid.sweep_dir}/sgd/lr-1-seed1: bad optimizer settings for "
         "'sgd': Invalid learning rate: -1"
     ]
-    runs = sweep_runs(sweep.sweep_dir)
-    assert summary(runs["sgd/lr-1-seed1"])["status"] == "failed"
-    assert_run_contract(runs["sgd/lr0.01-seed1"], 0.01)
+    assert summary(sweep_runs(grid.sweep_dir)["sgd/lr-1-seed1"])["status"] == "failed"
 
 
 # ---------------------------------------------------------------- a stand-in SLURM

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import compose_config, records, summary
+from tests.helpers import TINY_TASK_OVERRIDES, compose_config, records, summary
 from yfbench.engine import trainer as trainer_module
 from yfbench.engine.modes import set_mode
 from yfbench.engine.optimizers import LrSchedule, build_optimizer
@@ -21,36 +21,11 @@ from yfbench.peers import PEERS
 from yfbench.peers.muon import MuonWithAdamW, split_parameters
 from yfbench.tasks import TASKS
 
-TINY = {
-    "tinyshakespeare_lstm": [
-        "task.model.hidden_size=16",
-        "task.model.embed_size=16",
-        "task.batch_size=8",
-        "task.unroll=10",
-    ],
-    "ptb_lstm": [
-        "task.data.max_vocab=500",
-        "task.model.hidden_size=16",
-        "task.model.embed_size=16",
-        "task.batch_size=4",
-        "task.unroll=10",
-    ],
-    "cifar10_resnet": [
-        "task.train_subset=256",
-        "task.test_subset=128",
-        "task.batch_size=16",
-        "task.model.units_per_stage=1",
-        "task.model.filters=[4,4,8,8]",
-        "trainer.channels_last=true",
-    ],
-    "wsj_parse_lstm": [
-        "task.model.hidden_size=16",
-        "task.model.embed_size=16",
-        "task.model.num_layers=1",
-        "task.batch_size=4",
-    ],
-    "noisy_quadratic": ["task.dim=50"],
-    "cifar100_resnet": [],  # no offline copy of CIFAR-100
+# The tests' small task sizes (tests/helpers.py); the ResNet in channels_last memory format,
+# so that a peer which views conv kernels as matrices (Muon) meets non-contiguous ones.
+PEER_TASK_OVERRIDES = {
+    **TINY_TASK_OVERRIDES,
+    "cifar10_resnet": [*TINY_TASK_OVERRIDES["cifar10_resnet"], "trainer.channels_last=true"],
 }
 OFFLINE_TASKS = [task for task in TASKS if task != "cifar100_resnet"]
 # Peers whose adapters carry state the package loses, or swap parameters: fast by default.
@@ -67,7 +42,7 @@ def _train(task: str, name: str, run_dir, steps: int = 20, extra: tuple[str, ...
         f"optimizer={name}",
         f"trainer.max_steps={steps}",
         f"trainer.eval_every={steps // 2}",
-        *TINY[task],
+        *PEER_TASK_OVERRIDES[task],
         *extra,
     ]
     return run(compose_config(overrides), run_dir)

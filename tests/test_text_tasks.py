@@ -18,11 +18,13 @@ from yfbench.data.text import (
     PTB_FILES,
     TINYSHAKESPEARE,
     BpttBatches,
+    encode,
+    encode_characters,
     load_ptb,
     load_tinyshakespeare,
 )
 from yfbench.engine.modes import eval_mode
-from yfbench.errors import DataError
+from yfbench.errors import DataError, UserError
 from yfbench.tasks import TaskContext, build_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +164,14 @@ def test_corpora_match_their_published_counts(shared_data):
     assert len(chars) == 65
     assert len(split["train"]) + len(split["valid"]) == 1_115_394
     assert len(split["train"]) == int(1_115_394 * 0.95)
+
+
+def test_characters_are_encoded_as_the_token_loop_encodes_them():
+    text = "To be, or not to be: that is the question.\nÆther ☃"
+    vocab = {char: index for index, char in enumerate(sorted(set(text)))}
+    assert torch.equal(encode_characters(text, vocab), encode(text, vocab))
+    with pytest.raises(UserError, match="character 'z' is not in the vocabulary"):
+        encode_characters("to be, z", vocab)
 
 
 def test_a_modified_data_file_is_refused(shared_data, tmp_path):
