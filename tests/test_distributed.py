@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch.distributed.elastic.multiprocessing import api as elastic_api
 
-from tests.helpers import REPO_ROOT, records, run_cli, summary
+from tests.helpers import REPO_ROOT, records, summary
 from yfbench import torchrun
 from yfbench.config import compose
 from yfbench.engine import checkpoint
@@ -144,9 +144,9 @@ def reference(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_two_processes_train_the_one_process_run(reference, tmp_path):
+def test_two_processes_train_the_one_process_run(reference, tmp_path, run_main):
     single = tmp_path / "single"
-    result = run_cli([*RUN, f"hydra.run.dir={single}"])
+    result = run_main([*RUN, f"hydra.run.dir={single}"])
     assert result.returncode == 0, result.stderr
     one, two = records(single), records(reference)
     assert [(r["step"], r["split"]) for r in two] == [(r["step"], r["split"]) for r in one]
