@@ -289,3 +289,38 @@ def test_bundle_findings_lead_with_a_loss_to_momentum_sgd():
     lines = findings(build(data), paper_numbers(), pd.DataFrame())
     assert "hand-tuned momentum SGD beats untuned YellowFin on 1 of 1 tasks" in lines[0]
     assert "reverse measure" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("yellowfin_offsets", "line"),
+    [
+        # Reaches momentum SGD's best on every seed and ends lower on every seed: a win.
+        ((-0.5, -0.6), "**At the mini scale, untuned YellowFin beats hand-tuned momentum SGD"),
+        # Reaches it on every seed, but the end-of-run difference straddles zero: a tie.
+        ((-0.5, 0.5), "YellowFin against tuned momentum SGD at the mini scale: "),
+    ],
+)
+def test_bundle_findings_call_a_win_only_where_the_end_of_run_loss_is_lower_too(
+    yellowfin_offsets, line
+):
+    from yfbench.analysis.findings import findings
+    from yfbench.analysis.report import paper_numbers
+
+    def sooner(by: float) -> list[float]:
+        # Below momentum SGD's best (1, at t=9) from t=8 on; the curve ends at 1 + by.
+        return [10.0 - t for t in range(2, 9)] + [0.9, 0.9, 1.0 + by]
+
+    # Two grid points each (seed 1 tunes them), then the tuned points on seeds 2 and 3.
+    data = frame(
+        records("adam", 0.1, 1, offset(LINE, 2.0), window=1),
+        records("momentum_sgd", 0.1, 1, offset(LINE, 2.0), window=1),
+        *[records("adam", 1.0, s, offset(LINE, 0.1), window=1) for s in (1, 2, 3)],
+        *[records("momentum_sgd", 1.0, s, LINE, window=1) for s in (1, 2, 3)],
+        *[
+            records("yellowfin", 1.0, s, sooner(by), window=1)
+            for s, by in zip((2, 3), yellowfin_offsets, strict=True)
+        ],
+        records("yellowfin", 1.0, 1, sooner(0.0), window=1),
+    )
+    lines = findings(build(data), paper_numbers(), pd.DataFrame())
+    assert any(text.startswith(f"- {line}") for text in lines), lines

@@ -3,9 +3,9 @@ at the top of results/README.md and between markers in the project README.md.
 
 Every number comes from the :class:`~yfbench.analysis.bundle.Bundle` the tables are
 printed from (paper convention, evaluation seeds). Where YellowFin loses, the first lines
-say so: against hand-tuned momentum SGD first, then against tuned Adam, then how far the
-largest speedup is from the paper's, whether YellowFin had settled, and what the seeds
-are worth.
+say so: against hand-tuned momentum SGD first (per scale: losses, then clear wins, then
+ties and mixed results), then against tuned Adam, then how far the largest speedup is from
+the paper's, whether YellowFin had settled, and what the seeds are worth.
 """
 
 from __future__ import annotations
@@ -93,8 +93,17 @@ def _grid(row: pd.Series) -> str:
     return ""
 
 
+def beats(bundle: Bundle, row: pd.Series) -> bool:
+    """YellowFin wins (every evaluation seed reached the baseline's target, median > 1) and
+    ends the run with the lower smoothed loss, its interval below zero: a clear win, not a
+    speedup that ends in a tie."""
+    budget = _budget(bundle, row)
+    return outcome(row) == "wins" and budget is not None and budget["verdict"] == "method lower"
+
+
 def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
-    """YellowFin against tuned momentum SGD, losses first."""
+    """YellowFin against tuned momentum SGD per scale: losses first, then clear wins (both
+    in bold, with their tasks), then the rest."""
     head = bundle.headline
     if head.empty:
         return []
@@ -104,6 +113,7 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     lines = []
     for scale, group in rows.groupby("scale", sort=True):
         losses = group[[outcome(r) == "loses" for _, r in group.iterrows()]]
+        wins = group[[beats(bundle, r) for _, r in group.iterrows()]]
         provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
         if not losses.empty:
             tasks = ", ".join(_label(paper, t) for t in losses["task"])
@@ -115,17 +125,33 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
                 else ""
             )
             share = f"{len(losses)} of {len(group)} tasks"
+            reach = (
+                "does not reach"
+                if (losses["reached_paper"] == 0).all()
+                else "reaches, later than momentum SGD or not at all,"
+            )
             lines.append(
                 f"**At the {scale} scale{provisional}, hand-tuned momentum SGD beats untuned "
-                f"YellowFin on {share}: {tasks}.** YellowFin does not reach tuned momentum "
-                f"SGD's lowest smoothed training loss{span}."
+                f"YellowFin on {share}: {tasks}.** YellowFin {reach} tuned momentum SGD's "
+                f"lowest smoothed training loss{span}."
             )
-        lines += [f"  - {_row_line(bundle, paper, r)}" for _, r in losses.iterrows()]
-        others = group.drop(losses.index)
-        if not others.empty:
+            lines += [f"  - {_row_line(bundle, paper, r)}" for _, r in losses.iterrows()]
+        if not wins.empty:
+            tasks = ", ".join(_label(paper, t) for t in wins["task"])
             lines.append(
-                f"YellowFin against tuned momentum SGD{' elsewhere' if not losses.empty else ''}"
-                f" at the {scale} scale{provisional}: "
+                f"**At the {scale} scale{provisional}, untuned YellowFin beats hand-tuned "
+                f"momentum SGD on {len(wins)} of {len(group)} tasks: {tasks}.** Every "
+                f"evaluation seed reaches tuned momentum SGD's lowest smoothed training loss, "
+                f"{_span(wins['speedup_paper'])} sooner (median over seeds), and ends the run "
+                "lower."
+            )
+            lines += [f"  - {_row_line(bundle, paper, r)}" for _, r in wins.iterrows()]
+        others = group.drop(losses.index.union(wins.index))
+        if not others.empty:
+            elsewhere = " elsewhere" if len(others) < len(group) else ""
+            lines.append(
+                f"YellowFin against tuned momentum SGD{elsewhere} at the {scale} scale"
+                f"{provisional}: "
                 + "; ".join(_row_line(bundle, paper, r) for _, r in others.iterrows())
                 + "."
             )
