@@ -249,6 +249,11 @@ def test_ablation_verdicts(ablation_runs, tmp_path):
     assert (table["seeds_used"] == "3 evaluation seeds (1,2,3)").all()
     momentum_ablation.write_outputs([ablation_runs], tmp_path)
     assert "YellowFin lower" in (tmp_path / "momentum_ablation.md").read_text()
+    [sentence] = momentum_ablation.findings(table.reset_index(), str.upper)
+    assert sentence.startswith("Does the tuned momentum matter? ")
+    assert "rescaled SGD (μ=0, lr=α/(1−μ)) +0.1000 [" in sentence
+    assert sentence.count("(3 seeds): YellowFin lower") == 1
+    assert sentence.count("(3 seeds): tie") == 1
 
 
 def test_ablation_refuses_two_yellowfin_points(ablation_runs, tmp_path):

@@ -36,7 +36,7 @@ def _name(optimizer: str) -> str:
     )
 
 
-def _label(paper: dict[str, Any], task: str) -> str:
+def task_label(paper: dict[str, Any], task: str) -> str:
     return paper["tasks"].get(task, {}).get("label", task)
 
 
@@ -77,7 +77,7 @@ def _budget_text(bundle: Bundle, row: pd.Series) -> str:
 
 def _where(paper: dict[str, Any], row: pd.Series) -> str:
     setting = "" if row["setting"] == "default" else f", {row['setting']}"
-    return f"{_label(paper, row['task'])} ({row['scale']}{setting})"
+    return f"{task_label(paper, row['task'])} ({row['scale']}{setting})"
 
 
 def _row_line(bundle: Bundle, paper: dict[str, Any], row: pd.Series) -> str:
@@ -116,7 +116,7 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
         wins = group[[beats(bundle, r) for _, r in group.iterrows()]]
         provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
         if not losses.empty:
-            tasks = ", ".join(_label(paper, t) for t in losses["task"])
+            tasks = ", ".join(task_label(paper, t) for t in losses["task"])
             reverse = losses["reverse_paper"].dropna()
             span = (
                 f"; momentum SGD reaches YellowFin's own best smoothed loss in "
@@ -137,7 +137,7 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
             )
             lines += [f"  - {_row_line(bundle, paper, r)}" for _, r in losses.iterrows()]
         if not wins.empty:
-            tasks = ", ".join(_label(paper, t) for t in wins["task"])
+            tasks = ", ".join(task_label(paper, t) for t in wins["task"])
             lines.append(
                 f"**At the {scale} scale{provisional}, untuned YellowFin beats hand-tuned "
                 f"momentum SGD on {len(wins)} of {len(group)} tasks: {tasks}.** Every "
@@ -236,7 +236,7 @@ def settling(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
             else ""
         )
         parts.append(
-            f"{_label(paper, r['task'])} ({r['scale']}) {r['effective_1/3']:.2g} → "
+            f"{task_label(paper, r['task'])} ({r['scale']}) {r['effective_1/3']:.2g} → "
             f"{r['effective_end']:.2g} ({r['change']:+.0%}{decay}{versus})"
         )
     text = "YellowFin's effective step lr/(1−μ) from 1/3 of the run to its end: " + "; ".join(parts)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -144,6 +144,23 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "verdict",
     ]
     return pd.DataFrame(rows, columns=headers)
+
+
+def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """One sentence per (task, scale, setting) for the report's "What we found": each
+    variant's loss minus YellowFin's at the budget, with its interval and verdict."""
+    lines = []
+    for (task, scale, setting), group in table.groupby(["task", "scale", "setting"], sort=True):
+        where = f"{label(task)} ({scale}{'' if setting == 'default' else ', ' + setting})"
+        parts = [
+            f"{row['variant']} {difference_text(row)}: {row['verdict']}"
+            for _, row in group.iterrows()
+        ]
+        lines.append(
+            f"Does the tuned momentum matter? {where}, smoothed training loss of each "
+            f"variant minus YellowFin's at the budget (95% t interval): " + "; ".join(parts) + "."
+        )
+    return lines
 
 
 def plot_task(group: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:

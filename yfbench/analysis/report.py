@@ -16,10 +16,17 @@ from typing import Any
 import pandas as pd
 
 from yfbench import atomic
-from yfbench.analysis import best_baseline, clipping, fixed_budget, hyperparams, validation
+from yfbench.analysis import (
+    best_baseline,
+    clipping,
+    fixed_budget,
+    hyperparams,
+    momentum_ablation,
+    validation,
+)
 from yfbench.analysis.bundle import BASELINE, Bundle, build
 from yfbench.analysis.differences import differences_section
-from yfbench.analysis.findings import findings, write_findings
+from yfbench.analysis.findings import findings, task_label, write_findings
 from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
 from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, NULL_LEVEL, seed_correlations
@@ -64,7 +71,7 @@ def write_report(
     seeds = seed_correlations(frame).dropna(subset=["r_median"]) if has_runs else pd.DataFrame()
     runs = runs_table(frame) if has_runs else pd.DataFrame()
     command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
-    found = findings(bundle, paper, seeds)
+    found = findings(bundle, paper, seeds) + _ablation_findings(out.parent, Path(runs_dir), paper)
     lines = [
         "# Results: the paper vs yfbench",
         "",
@@ -173,7 +180,7 @@ def _our_cells(row: pd.Series, runs: pd.DataFrame, out: Path) -> list[str]:
 def sentence(row: pd.Series, paper: dict[str, Any]) -> str:
     """A plain sentence from one headline row (paper convention), e.g. "PTB LSTM (mini):
     YellowFin does not reach tuned Adam's lowest smoothed loss in 3/3 seeds (< 0.90x)."."""
-    label = paper["tasks"].get(row["task"], {}).get("label", row["task"])
+    label = task_label(paper, row["task"])
     where = f"{label} ({row['scale']}" + (
         ")" if row["setting"] == DEFAULT_SETTING else f", {row['setting']})"
     )
@@ -451,6 +458,21 @@ CLAIM_EXPERIMENTS = {
     "clipping": "adaptive clipping on a model with exploding gradients",
     "momentum_ablation": "momentum ablation: rescaled SGD and fixed momentum",
 }
+
+
+def _ablation_findings(root: Path, runs_dir: Path, paper: dict[str, Any]) -> list[str]:
+    """The momentum ablation's sentences, from its runs (``root``/momentum_ablation/runs/
+    <task>/<scale>) and the speedup grid's YellowFin runs of the same task and scale."""
+    lines = []
+    for ablation in sorted((root / "momentum_ablation" / "runs").glob("*/*")):
+        task, scale = ablation.parts[-2:]
+        yellowfin = runs_dir / task / scale / "yellowfin"
+        if not (yellowfin.is_dir() and find_run_dirs([ablation])):
+            continue
+        table = momentum_ablation.ablation_table(load_runs([ablation, yellowfin]))
+        found = momentum_ablation.findings(table, lambda name: task_label(paper, name))
+        lines += [f"- {line}" for line in found]
+    return lines
 
 
 def _claims_section(root: Path) -> list[str]:
