@@ -71,7 +71,9 @@ def write_report(
     seeds = seed_correlations(frame).dropna(subset=["r_median"]) if has_runs else pd.DataFrame()
     runs = runs_table(frame) if has_runs else pd.DataFrame()
     command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
-    found = findings(bundle, paper, seeds) + _ablation_findings(out.parent, Path(runs_dir), paper)
+    found = findings(bundle, paper, seeds) + momentum_ablation.report_findings(
+        out.parent, Path(runs_dir), lambda task: task_label(paper, task)
+    )
     lines = [
         "# Results: the paper vs yfbench",
         "",
@@ -458,21 +460,6 @@ CLAIM_EXPERIMENTS = {
     "clipping": "adaptive clipping on a model with exploding gradients",
     "momentum_ablation": "momentum ablation: rescaled SGD and fixed momentum",
 }
-
-
-def _ablation_findings(root: Path, runs_dir: Path, paper: dict[str, Any]) -> list[str]:
-    """The momentum ablation's sentences, from its runs (``root``/momentum_ablation/runs/
-    <task>/<scale>) and the speedup grid's YellowFin runs of the same task and scale."""
-    lines = []
-    for ablation in sorted((root / "momentum_ablation" / "runs").glob("*/*")):
-        task, scale = ablation.parts[-2:]
-        yellowfin = runs_dir / task / scale / "yellowfin"
-        if not (yellowfin.is_dir() and find_run_dirs([ablation])):
-            continue
-        table = momentum_ablation.ablation_table(load_runs([ablation, yellowfin]))
-        found = momentum_ablation.findings(table, lambda name: task_label(paper, name))
-        lines += [f"- {line}" for line in found]
-    return lines
 
 
 def _claims_section(root: Path) -> list[str]:

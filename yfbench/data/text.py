@@ -60,16 +60,15 @@ def build_vocab(tokens: Iterable[str], min_count: int = 1) -> dict[str, int]:
 
 def encode(tokens: Iterable[str], vocab: dict[str, int], unk: str | None = None) -> Tensor:
     """Token ids as int64; out-of-vocabulary tokens map to ``unk`` (an error when None)."""
-    if unk is None:
-        try:
-            ids = [vocab[token] for token in tokens]
-        except KeyError as missing:
+    fallback = None if unk is None else vocab[unk]
+    ids = []
+    for token in tokens:
+        index = vocab.get(token, fallback)
+        if index is None:
             raise UserError(
-                f"token {missing.args[0]!r} is not in the vocabulary and no unknown symbol is set"
-            ) from None
-    else:
-        lookup, fallback = vocab.get, vocab[unk]
-        ids = [lookup(token, fallback) for token in tokens]
+                f"token {token!r} is not in the vocabulary and no unknown symbol is set"
+            )
+        ids.append(index)
     return torch.tensor(ids, dtype=torch.long)
 
 
