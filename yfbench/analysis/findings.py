@@ -101,9 +101,19 @@ def beats(bundle: Bundle, row: pd.Series) -> bool:
     return outcome(row) == "wins" and budget is not None and budget["verdict"] == "method lower"
 
 
+def trails(bundle: Bundle, row: pd.Series) -> bool:
+    """YellowFin loses (no seed reached the baseline's target, or all reached it later) and
+    does not end the run lower: a loss that the end-of-run interval does not contradict.
+    Reaching later but ending lower is a mixed result, not a loss."""
+    budget = _budget(bundle, row)
+    ends_lower = budget is not None and budget["verdict"] == "method lower"
+    return outcome(row) == "loses" and not ends_lower
+
+
 def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
-    """YellowFin against tuned momentum SGD per scale: losses first, then clear wins (both
-    in bold, with their tasks), then the rest."""
+    """YellowFin against tuned momentum SGD per scale: clear losses first, then clear wins
+    (both in bold, with their tasks), then the rest (ties, and results where the time to
+    target and the end-of-run loss disagree)."""
     head = bundle.headline
     if head.empty:
         return []
@@ -112,7 +122,7 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
         return []
     lines = []
     for scale, group in rows.groupby("scale", sort=True):
-        losses = group[[outcome(r) == "loses" for _, r in group.iterrows()]]
+        losses = group[[trails(bundle, r) for _, r in group.iterrows()]]
         wins = group[[beats(bundle, r) for _, r in group.iterrows()]]
         provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
         if not losses.empty:
