@@ -206,9 +206,13 @@ claims: asynchrony lr-robustness momentum-ablation clipping
 # peers-<name>: YellowFin and its peers (conf/experiment/peers_<name>.yaml) at $(SCALE) into
 # results/peers/runs/<task>/<scale> (outside results/runs, as the claims' runs): every grid point on the tuning seed 1, then each
 # optimizer's tuned point on PEER_SEEDS (never the tuning seed). `make leaderboard` reads them.
+# The peers' grids run their own YellowFin, Adam and momentum SGD, so they need not match the
+# speedup grids' setting: they flush subnormals, which keeps a grid point whose values sink
+# into them from running ~10x slower (results/perf/denormal_cpu.md).
 PEER_SEEDS ?= $(SEEDS)
 PEERS_SWEEP = $(PY) -m yfbench -m experiment=peers_$(1) scale=$(SCALE) \
-	trainer.checkpoint_every=500 trainer.threads=$(THREADS) $(LAUNCHER) \
+	trainer.checkpoint_every=500 trainer.threads=$(THREADS) trainer.flush_denormal=true \
+	$(LAUNCHER) \
 	hydra.sweep.dir=results/peers/runs/$(2)/$(SCALE)
 define peers
 peers-$(1): venv
