@@ -42,7 +42,7 @@ export WANDB_MODE ?= offline
 .PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
         reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean \
         claims asynchrony lr-robustness momentum-ablation clipping \
-        peers-tinyshakespeare peers-ptb peers-cifar10 peers-overhead leaderboard
+        peers-tinyshakespeare peers-ptb peers-cifar10 peers-overhead peers-speed leaderboard
 
 venv: $(VENV)/.installed
 
@@ -229,9 +229,18 @@ $(eval $(call peers,cifar10,cifar10_resnet))
 peers-overhead: venv
 	$(PY) scripts/measure_peers.py --out results/peers/overhead.json
 
+# Every leaderboard optimizer's steps/s in one interleaved benchmark, on a quiet machine: the
+# leaderboard's wall-clock seconds come from it, not from the grid's runs (which share cores).
+PEERS_SPEED_STEPS ?= 100
+peers-speed: venv
+	$(PY) scripts/bench_training.py --variants peers --steps $(PEERS_SPEED_STEPS) --rounds 3 \
+		--tasks tinyshakespeare_lstm ptb_lstm cifar10_resnet \
+		--out results/peers/speed.md --json results/peers/speed.json
+
 leaderboard: venv
 	$(PY) -m yfbench.analysis leaderboard results/peers/runs \
-		--overhead results/peers/overhead.json --out results/leaderboard.md
+		--overhead results/peers/overhead.json --speed results/peers/speed.json \
+		--out results/leaderboard.md
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

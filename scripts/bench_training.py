@@ -1,14 +1,22 @@
 """End-to-end training speed: steps/s of every task under each optimizer, in one process.
 
+Two families of variants: ``training`` (YellowFin eager and fused, Adam, momentum SGD, and
+the trainer's compile and precision options) and ``peers`` (every optimizer of the peers
+leaderboard at its config's defaults: the cost of a step does not depend on the lr), whose
+``--json`` file gives the leaderboard its wall-clock times.
+
 Each measurement is a real yfbench run (`yfbench.engine.trainer.run`: the loop, its
 records, flushes and all) of ``--steps`` iterations in a temporary directory. Variants
 are interleaved round by round, in rotating order, and each run's rate is taken over its
 second half (after warm-up: caches, oneDNN/cuDNN autotuning, fused YellowFin's and
 ``trainer.compile``'s compilation). The report gives the median it/s per variant and its
-overhead over momentum SGD, with the machine, its load, the torch version and the command.
+overhead over the family's first variant (momentum SGD), with the machine, its load, the
+torch version and the command.
 
     python scripts/bench_training.py --out results/perf/cpu.md          # CPU, cpu scale
     python scripts/bench_training.py --device cuda --scale paper --out results/perf/cuda.md
+    python scripts/bench_training.py --variants peers --tasks ptb_lstm --steps 100 \
+        --out results/peers/speed.md --json results/peers/speed.json    # make peers-speed
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ import torch
 from yfbench.config import compose
 from yfbench.engine.environment import describe_device, git_state
 from yfbench.engine.trainer import run
+from yfbench.peers import PEERS
 from yfbench.run_contract import METRICS_FILE
 
 TASKS = ("cifar10_resnet", "ptb_lstm", "tinyshakespeare_lstm", "wsj_parse_lstm")
 BASELINE = "momentum SGD"
-# name -> overrides. The optimizer variants run on every task; the trainer variants
+# name -> overrides; each family's first variant is the one the others are compared with.
+# The optimizer variants run on every task; the trainer variants
 # (compile, bf16) on the tasks named in TRAINER_VARIANT_TASKS.
 OPTIMIZER_VARIANTS = {
     BASELINE: ["grid_point=momentum_sgd_lr1e-1"],
@@ -59,6 +69,10 @@ CUDA_VARIANTS = {
         "trainer.precision=bf16",
     ],
     "momentum SGD + bf16": ["grid_point=momentum_sgd_lr1e-1", "trainer.precision=bf16"],
+}
+# The leaderboard's optimizers, named as their runs name them.
+PEER_VARIANTS = {
+    name: [f"optimizer={name}"] for name in ("momentum_sgd", "adam", "yellowfin", *PEERS)
 }
 
 
@@ -109,7 +123,9 @@ def measure(
         return second_half_rate(Path(run_dir)), peak
 
 
-def variants_for(task: str, device: str) -> dict[str, list[str]]:
+def variants_for(task: str, device: str, family: str) -> dict[str, list[str]]:
+    if family == "peers":
+        return dict(PEER_VARIANTS)
     chosen = dict(OPTIMIZER_VARIANTS)
     if task in TRAINER_VARIANT_TASKS:
         chosen.update(TRAINER_VARIANTS)
@@ -129,7 +145,7 @@ def benchmark(args: argparse.Namespace, root: Path, load_before: tuple) -> list[
     time limit still leaves the tasks measured so far."""
     results: list[Measurement] = []
     for task in args.tasks:
-        variants = variants_for(task, args.device)
+        variants = variants_for(task, args.device, args.variants)
         rates: dict[str, list[float]] = {name: [] for name in variants}
         peaks: dict[str, float | None] = {}
         names = list(variants)
@@ -143,13 +159,33 @@ def benchmark(args: argparse.Namespace, root: Path, load_before: tuple) -> list[
         done = argparse.Namespace(
             **{**vars(args), "tasks": list(dict.fromkeys(m.task for m in results))}
         )
-        write(report(results, done, (load_before, os.getloadavg())), args.out)
+        load = (load_before, os.getloadavg())
+        write(report(results, done, load), args.out)
+        if args.json:
+            write(json.dumps(speeds(results, args, load), indent=1) + "\n", args.json)
     return results
 
 
 def write(text: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+
+
+def speeds(results: list[Measurement], args: argparse.Namespace, load: tuple) -> dict:
+    """The medians as ``{"tasks": {task: {variant: it/s}}}`` with how they were measured."""
+    tasks: dict[str, dict[str, float]] = {}
+    for m in results:
+        tasks.setdefault(m.task, {})[m.variant] = m.median
+    return {
+        "tasks": tasks,
+        "measured": (
+            f"{shlex.join(['python', *sys.argv])} at commit {git_state()['commit']}; "
+            f"{describe_device(torch.device(args.device))}; torch {torch.__version__}; "
+            f"{args.threads} thread(s); load average (1, 5, 15 min) before "
+            f"{_load(load[0])}, after {_load(load[1])}; median of {args.rounds} interleaved "
+            f"runs of {args.steps} iterations, rate over each run's second half"
+        ),
+    }
 
 
 def report(results: list[Measurement], args: argparse.Namespace, load: tuple) -> str:
@@ -164,15 +200,14 @@ def report(results: list[Measurement], args: argparse.Namespace, load: tuple) ->
         "",
         f"Each cell: median it/s over {args.rounds} interleaved runs of {args.steps} "
         "iterations (rate over each run's second half), and the time per step relative to "
-        f"{BASELINE} (+x% = slower).",
+        "the first variant of each task (+x% = slower).",
         "",
-        "| task | variant | it/s (median) | runs (it/s) | time/step vs momentum SGD "
-        "| peak memory |",
+        "| task | variant | it/s (median) | runs (it/s) | time/step vs the first | peak memory |",
         "|---|---|---|---|---|---|",
     ]
     for task in args.tasks:
         own = [m for m in results if m.task == task]
-        base = next(m for m in own if m.variant == BASELINE).median
+        base = own[0].median
         for m in own:
             overhead = base / m.median - 1.0
             runs = ", ".join(f"{r:.1f}" for r in m.rates)
@@ -195,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=200, help="iterations per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per variant")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", choices=("training", "peers"), default="training")
+    parser.add_argument("--json", type=Path, help="also write the medians here (peers)")
     parser.add_argument("--out", type=Path, default=Path("results/perf/cpu.md"))
     args = parser.parse_args(argv)
     os.environ.setdefault("YFBENCH_DATA_DIR", str(Path("../shared/data").resolve()))

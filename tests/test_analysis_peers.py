@@ -112,6 +112,31 @@ def test_leaderboard_reports_evaluation_seeds_against_the_reference_target(peer_
     assert (out.parent / "peers" / "profiles.png").stat().st_size > 0
 
 
+def test_leaderboard_seconds_come_from_the_interleaved_benchmark_when_given(
+    peer_runs, tmp_path, capsys
+):
+    # The runs' own clocks say fast 2.0 s/step, the reference 0.5; the benchmark says the
+    # opposite order: fast 0.5 steps/s, the reference 4, never 1.
+    speed = tmp_path / "speed.json"
+    rates = {"fast": 0.5, "nadamw_algoperf": 4.0, "never": 1.0}
+    speed.write_text(json.dumps({"tasks": {"toy": rates}, "measured": "a quiet test machine"}))
+    out = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", str(peer_runs), "--out", str(out), "--speed", str(speed)]) == 0
+    text = out.read_text()
+    assert "one interleaved benchmark (`speed.json`: a quiet test machine)" in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if "lr=" in line}
+    # Seconds to target = iterations to target / steps/s; a bound stays a bound.
+    assert "| 3/3 | 10 | 20 | 0.9 [0.9, 0.9] | 0.50 |" in rows["fast"]
+    assert "| 2/3 | 40 | 10 | 0.8 [0.7, 0.9] | 4.00 |" in rows["nadamw_algoperf"]
+    assert "| 0/3 | > 40 | > 40 |" in rows["never"]
+    # Seconds profile: the reference is fastest now, fast at ratio 2 of r_max 4 scores 2/3.
+    assert "| nadamw_algoperf | 0.0 | 1.0 |" in text and "| fast | 1.0 | 0.667 |" in text
+
+    speed.write_text(json.dumps({"tasks": {"toy": {"fast": 0.5}}, "measured": "partial"}))
+    assert main(["leaderboard", str(peer_runs), "--out", str(out), "--speed", str(speed)]) == 2
+    assert "no rate for nadamw_algoperf on toy" in capsys.readouterr().err
+
+
 def test_leaderboard_without_the_reference_says_what_to_run(peer_runs, tmp_path, capsys):
     out = tmp_path / "leaderboard.md"
     assert main(["leaderboard", str(peer_runs), "--out", str(out), "--reference", "adam"]) == 2

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     board.add_argument("--out", type=Path, default=Path("results/leaderboard.md"))
     board.add_argument("--overhead", type=Path, help="scripts/measure_peers.py's JSON")
+    board.add_argument(
+        "--speed", type=Path, help="bench_training.py --variants peers --json (steps/s)"
+    )
     board.add_argument("--reference", default="nadamw_algoperf", help="sets each task's target")
     board.add_argument("--tuning-seed", type=int, default=1, help="left out of the table")
     board.add_argument("--r-max", type=float, default=4.0, help="profile range (AlgoPerf: 4)")
@@ -222,7 +225,13 @@ def run_leaderboard(args: argparse.Namespace) -> None:
     from yfbench.analysis.leaderboard import write_leaderboard
 
     written = write_leaderboard(
-        args.run_dirs, args.out, args.overhead, args.tuning_seed, args.reference, args.r_max
+        args.run_dirs,
+        args.out,
+        args.overhead,
+        args.tuning_seed,
+        args.reference,
+        args.r_max,
+        args.speed,
     )
     print("wrote " + ", ".join(str(p) for p in written))
 

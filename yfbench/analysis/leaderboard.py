@@ -10,6 +10,13 @@ is read on the evaluation grid (every ``trainer.eval_every`` steps). A seed that
 reaches it is infinite in the median and shown as a bound ("> T"), never as a zero.
 Optimizer-state bytes per parameter and host syncs per step come from a measured file
 (``scripts/measure_peers.py``), not from the runs.
+
+Wall-clock seconds: the grid's runs share the machine with each other, so their own clocks
+measure the load as much as the optimizer. Given ``--speed`` (``scripts/bench_training.py
+--variants peers --json``: every optimizer's steps/s measured in one interleaved benchmark),
+seconds to target are iterations to target over that rate (training only, evaluations left
+out, as AlgoPerf counts them); without it they are the runs' own clocks, and the
+leaderboard says so.
 """
 
 from __future__ import annotations
@@ -154,6 +161,36 @@ def read_overhead(path: Path | None) -> dict[str, dict[str, dict[str, float]]]:
         ) from error
 
 
+def read_speed(path: Path) -> tuple[dict[str, dict[str, float]], str]:
+    """``({task: {optimizer: steps/s}}, how it was measured)`` from bench_training's JSON."""
+    try:
+        data = json.loads(path.read_text())
+        return data["tasks"], data["measured"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise UserError(
+            f"cannot read {path} ({error!r}); regenerate it with `make peers-speed`"
+        ) from error
+
+
+def with_measured_speed(rows: pd.DataFrame, speed: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Seconds to target (and their bounds) and steps/s from the benchmark's rates."""
+    rates = []
+    for _, row in rows.iterrows():
+        rate = speed.get(row["task"], {}).get(row["optimizer"])
+        if not rate:
+            raise UserError(
+                f"the speed file has no rate for {row['optimizer']} on {row['task']}; "
+                "rerun `make peers-speed` with that task (or leave --speed out)"
+            )
+        rates.append(float(rate))
+    rate = pd.Series(rates, index=rows.index)
+    return rows.assign(
+        seconds=rows["iterations"] / rate,
+        bound_seconds=rows["bound_iterations"] / rate,
+        steps_per_s=rate,
+    )
+
+
 def time_table(rows: pd.DataFrame, measure: str) -> pd.DataFrame:
     """(task x optimizer) medians of time to target in ``measure`` (inf: not reached)."""
     keyed = rows.assign(case=rows["task"] + "/" + rows["scale"] + "/" + rows["setting"])
@@ -167,10 +204,23 @@ def write_leaderboard(
     tuning_seed: int = TUNING_SEED,
     reference: str = REFERENCE,
     r_max: float = R_MAX,
+    speed: Path | None = None,
 ) -> list[Path]:
     """results/leaderboard.md and, beside it, the profiles plot (png + svg)."""
     rows, targets = entries(paths, tuning_seed, reference)
     measured = read_overhead(overhead)
+    if speed is None:
+        clock = (
+            "the runs' own clocks: training wall time, evaluations included, on a machine "
+            "the grid's runs shared (see the runs' records for its load)"
+        )
+    else:
+        rates, how = read_speed(speed)
+        rows = with_measured_speed(rows, rates)
+        clock = (
+            f"one interleaved benchmark (`{speed.name}`: {how}); seconds to target = "
+            "iterations to target / steps/s (training only, evaluations left out)"
+        )
     measures = {"iterations": "iterations", "seconds": "seconds"}
     tables = {m: ratios(time_table(rows, column)) for m, column in measures.items()}
     plot = out.parent / "peers" / "profiles"
@@ -188,8 +238,8 @@ def write_leaderboard(
         f"- Target per task: the median final validation metric of `{reference}`; time to "
         "target is read at the evaluations; a median over seeds that is infinite (most "
         "seeds never reached it) is shown as a bound '> T' (the longest run).",
-        "- steps/s: training steps over training wall time (evaluations and the optimizer's "
-        "own host syncs included). State bytes and host syncs per step are measured "
+        f"- Wall-clock seconds and steps/s (the optimizer's own cost and host syncs "
+        f"included) come from {clock}. State bytes and host syncs per step are measured "
         "(scripts/measure_peers.py): tensor bytes in the optimizer's state_dict per model "
         "parameter, and tensor-to-host reads (`.item()`, `float()`, `bool()`, ...) per step.",
         f"- Performance profiles (Dolan & Moré), r_max = {r_max:g} (AlgoPerf's): score = "
