@@ -353,3 +353,48 @@ def test_a_loss_is_called_only_where_yellowfin_reaches_later_and_does_not_end_lo
     assert any(line in text for text in lines), lines
     called_a_loss = any("momentum SGD beats untuned YellowFin" in text for text in lines)
     assert called_a_loss == (end > 1.2)
+
+
+def test_validation_findings_rank_yellowfin_on_the_held_out_metric():
+    from yfbench.analysis.validation import COLUMNS, findings
+
+    def row(task: str, optimizer: str, values: list[float], higher: bool) -> dict:
+        metric = "accuracy" if higher else "perplexity"
+        return dict.fromkeys(COLUMNS) | {
+            "task": task,
+            "scale": "mini",
+            "setting": "default",
+            "optimizer": optimizer,
+            "metric": metric,
+            "higher_is_better": higher,
+            "seeds": "2,3,4",
+            "provisional": False,
+            "median": float(np.median(values)),
+            "low": min(values),
+            "high": max(values),
+        }
+
+    table = pd.DataFrame(
+        [
+            # Perplexity: YellowFin's median is the highest, so it is last though its range
+            # overlaps Adam's.
+            row("lm", "adam", [5.0, 5.2, 5.4], higher=False),
+            row("lm", "momentum_sgd", [4.9, 5.0, 5.1], higher=False),
+            row("lm", "yellowfin", [5.1, 5.5, 5.6], higher=False),
+            # Accuracy: YellowFin's is the highest, so it is first.
+            row("cnn", "adam", [0.60, 0.61, 0.62], higher=True),
+            row("cnn", "yellowfin", [0.63, 0.64, 0.70], higher=True),
+            # No YellowFin run: nothing to rank.
+            row("other", "adam", [1.0, 1.0, 1.0], higher=False),
+        ],
+        columns=COLUMNS,
+    )
+    lines = findings(table, lambda r: f"{r['task']} ({r['scale']})", str)
+    assert "ranks **last of 3 on lm (mini)**; 1st of 2 on cnn (mini)." in lines[0]
+    assert lines[1:] == [
+        "  - cnn (mini), accuracy (higher is better): yellowfin 0.64 [0.63–0.7], "
+        "adam 0.61 [0.6–0.62] [seeds 2,3,4]",
+        "  - lm (mini), perplexity (lower is better): momentum_sgd 5 [4.9–5.1], "
+        "adam 5.2 [5–5.4], yellowfin 5.5 [5.1–5.6] [seeds 2,3,4]",
+    ]
+    assert findings(table[table["task"] == "other"], str, str) == []

@@ -4,8 +4,9 @@ at the top of results/README.md and between markers in the project README.md.
 Every number comes from the :class:`~yfbench.analysis.bundle.Bundle` the tables are
 printed from (paper convention, evaluation seeds). Where YellowFin loses, the first lines
 say so: against hand-tuned momentum SGD first (per scale: losses, then clear wins, then
-ties and mixed results), then against tuned Adam, then how far the largest speedup is from
-the paper's, whether YellowFin had settled, and what the seeds are worth.
+ties and mixed results), then against tuned Adam, then YellowFin's rank on the held-out
+metric, then how far the largest speedup is from the paper's, whether YellowFin had
+settled, and what the seeds are worth.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from yfbench import atomic
 from yfbench.analysis.bundle import Bundle
 from yfbench.analysis.speedup import SINGLE_SETTING
 from yfbench.analysis.tables import speedup_cell, times
+from yfbench.analysis.validation import findings as validation_findings
 from yfbench.errors import UserError
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -286,6 +288,7 @@ def _span(values: pd.Series) -> str:
 def findings(bundle: Bundle, paper: dict[str, Any], seeds: pd.DataFrame) -> list[str]:
     """The findings as Markdown bullet lines (sub-bullets indented)."""
     lines = versus_momentum(bundle, paper) + versus_adam(bundle, paper)
+    lines += validation_findings(bundle.validation, lambda row: _where(paper, row), _name)
     lines += largest_speedup(bundle, paper) + settling(bundle, paper) + seeds_line(seeds)
     return [line if line.startswith("  ") else f"- {line}" for line in lines]
 

@@ -11,7 +11,7 @@ better. Seeds: the tuned point's seeds minus the tuning seeds
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,4 +116,48 @@ def section(table: pd.DataFrame) -> list[str]:
         "evaluation seeds (its seeds minus the tuning seeds).",
         "",
         markdown_table(display_validation(table)),
+    ]
+
+
+def _ordinal(rank: int, of: int) -> str:
+    return (
+        "last" if rank == of and of > 1 else {1: "1st", 2: "2nd", 3: "3rd"}.get(rank, f"{rank}th")
+    )
+
+
+def findings(
+    table: pd.DataFrame, where: Callable[[pd.Series], str], name: Callable[[str], str]
+) -> list[str]:
+    """YellowFin's rank on each task's held-out metric (median over evaluation seeds), with
+    the medians and ranges behind it: the speedups compare training losses, and the paper's
+    tasks are judged on these. ``where`` labels a row's task and scale, ``name`` an optimizer."""
+    rows = table[np.isfinite(table["median"].astype(float))]
+    ranks: dict[str, list[str]] = {}
+    details = []
+    for _, group in rows.groupby(["task", "scale", "setting"], sort=True):
+        if "yellowfin" not in set(group["optimizer"]):
+            continue
+        first = group.iloc[0]
+        ordered = group.sort_values("median", ascending=not first["higher_is_better"])
+        rank = list(ordered["optimizer"]).index("yellowfin") + 1
+        label = where(first) + (" (provisional: tuning seeds)" if first["provisional"] else "")
+        ranks.setdefault(_ordinal(rank, len(ordered)) + f" of {len(ordered)}", []).append(label)
+        values = ", ".join(
+            f"{name(r['optimizer'])} {r['median']:.4g} [{r['low']:.4g}–{r['high']:.4g}]"
+            for _, r in ordered.iterrows()
+        )
+        better = "higher" if first["higher_is_better"] else "lower"
+        metric = f"{first['metric']} ({better} is better)"
+        details.append(f"  - {label}, {metric}: {values} [seeds {first['seeds']}]")
+    if not ranks:
+        return []
+    order = sorted(ranks, key=lambda text: (not text.startswith("last"), text))
+    clauses = [f"{rank} on {', '.join(ranks[rank])}" for rank in order]
+    if clauses[0].startswith("last"):
+        clauses[0] = f"**{clauses[0]}**"
+    return [
+        "On the held-out metric the paper's tasks are judged by (final validation metric, "
+        "median over evaluation seeds; the speedups above compare training loss), YellowFin "
+        "ranks " + "; ".join(clauses) + ".",
+        *details,
     ]
