@@ -75,7 +75,8 @@ def main() -> None:
 def _sentences(speedup_csv: Path) -> list[str]:
     import pandas as pd
 
-    from yfbench.analysis.report import paper_numbers, sentence
+    from yfbench.analysis.paper import paper_numbers
+    from yfbench.analysis.report import sentence
 
     table = pd.read_csv(speedup_csv, keep_default_na=False, na_values=[""])
     # A 1,500-iteration demo is not the paper's experiment: keep its labels, not its numbers.

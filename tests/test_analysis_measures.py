@@ -278,7 +278,7 @@ def test_findings_replace_only_the_marked_block(tmp_path: Path):
 def test_bundle_findings_lead_with_a_loss_to_momentum_sgd():
     # Momentum SGD: LINE; YellowFin flattens at 3 (never reaches 1): it loses.
     from yfbench.analysis.findings import findings
-    from yfbench.analysis.report import paper_numbers
+    from yfbench.analysis.paper import paper_numbers
 
     flat = [9.0, 6.0, 4.0, 3.0] + [3.0] * 6
     data = frame(
@@ -304,7 +304,7 @@ def test_bundle_findings_call_a_win_only_where_the_end_of_run_loss_is_lower_too(
     yellowfin_offsets, line
 ):
     from yfbench.analysis.findings import findings
-    from yfbench.analysis.report import paper_numbers
+    from yfbench.analysis.paper import paper_numbers
 
     def sooner(by: float) -> list[float]:
         # Below momentum SGD's best (1, at t=9) from t=8 on; the curve ends at 1 + by.
@@ -337,7 +337,7 @@ def test_bundle_findings_call_a_win_only_where_the_end_of_run_loss_is_lower_too(
 )
 def test_a_loss_is_called_only_where_yellowfin_reaches_later_and_does_not_end_lower(end, line):
     from yfbench.analysis.findings import findings
-    from yfbench.analysis.report import paper_numbers
+    from yfbench.analysis.paper import paper_numbers
 
     # Momentum SGD's best (1, at t=8) ends the run at 1.2; YellowFin reaches it at t=9.
     dip = [10.0 - t for t in range(1, 8)] + [1.0, 1.2, 1.2]

@@ -217,6 +217,17 @@ def test_closed_loop_tracks_its_target_and_open_loop_does_not(async_runs):
     assert tracks["yellowfin_closed_loop"] and not tracks["yellowfin_open_loop"]
 
 
+def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(two_stage_async_runs):
+    frame = load_runs([two_stage_async_runs])
+    frame = frame[frame["setting"] != "trainer.staleness=0"]  # the synchronous runs aside
+    [line] = asynchrony.findings(frame, label=str.upper)
+    assert line.startswith("Asynchronous training, TOY (cpu), staleness 15: ")
+    assert "closed loop μ̂_T − μ* +0.000 (tracks its target within ±0.01; 4 seeds)" in line
+    # On seeds 2-4 closed loop (decay 0.1) beats the Adam that seed 1 chose (0.05).
+    assert "closed loop over tuned asynchronous Adam: " in line and ": closed loop lower" in line
+    assert "(3 seeds)" in line and "[paper: 2.69x, CIFAR-100, 16 workers]" in line
+
+
 # --------------------------------------------------------------------------- ablation
 @pytest.fixture(scope="module")
 def ablation_runs(tmp_path_factory):

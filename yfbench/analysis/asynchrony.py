@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -45,11 +46,12 @@ from yfbench.analysis.final_loss import (
     difference_text,
     paired_budget_difference,
     seed_band,
+    verdict,
 )
+from yfbench.analysis.paper import paper_numbers
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import SeedPlan, own_plan, seed_list, tuning_seeds
-from yfbench.analysis.report import paper_numbers
-from yfbench.analysis.runs import load_runs
+from yfbench.analysis.runs import find_run_dirs, load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
     HEADLINE,
@@ -245,6 +247,66 @@ def tracking_rows(summary: pd.DataFrame) -> pd.DataFrame:
     ]
     headers = ["task", "scale", "setting", "loop", "seeds", "μ*", "μ̂_T", "μ̂_T − μ*", "tracks"]
     return pd.DataFrame(rows, columns=headers)
+
+
+# ------------------------------------------------------------------------------- findings
+def findings(
+    frame: pd.DataFrame, label: Callable[[str], str] = str, window: int | None = None
+) -> list[str]:
+    """One sentence per asynchronous setting for the report's "What we found": whether
+    each loop's total momentum tracks its target, and closed loop against tuned
+    asynchronous Adam (speedup, paired loss difference) with the paper's number beside it."""
+    per_run = momentum_tracking(frame)
+    if per_run.empty:
+        return []
+    table = speedups(frame, window)
+    paper = paper_async_speedup()
+    lines = []
+    for (task, scale, setting), group in tracking_summary(per_run).groupby(GROUP_KEYS):
+        parts = [
+            f"{row['optimizer'].removeprefix('yellowfin_').replace('_', ' ')} μ̂_T − μ* "
+            f"{row['gap']:+.3f} ({'tracks' if row['tracks'] else 'does not track'} its "
+            f"target within ±{TOLERANCE}; {row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
+            for _, row in group.iterrows()
+        ]
+        closed = (
+            table[_of(table, (task, scale, setting)) & (table["optimizer"] == LOOPS[1])]
+            if not table.empty
+            else table
+        )
+        if not closed.empty:
+            row = closed.iloc[0]
+            diff = {k.removeprefix("diff_"): row[k] for k in row.index if k.startswith("diff_")}
+            said = verdict(diff)
+            outcome = {"lower": "closed loop lower", "higher": "Adam lower"}.get(said, said)
+            parts.append(
+                f"closed loop over tuned asynchronous Adam: {speedup_cell(row, 'paper')}; "
+                f"loss minus Adam's at the budget {difference_text(diff)}: {outcome}"
+                + (f" [paper: {paper}x, CIFAR-100, 16 workers]" if paper else "")
+            )
+        runs = per_run[_of(per_run, (task, scale, setting))]
+        stale = ", ".join(str(s) for s in sorted(runs["staleness"].unique()))
+        own = setting in ("default", f"trainer.staleness={stale}")  # said by the staleness
+        where = f"{label(task)} ({scale}{'' if own else ', ' + setting})"
+        lines.append(
+            f"Asynchronous training, {where}, staleness {stale}: " + "; ".join(parts) + "."
+        )
+    return lines
+
+
+def _of(table: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
+    """The rows of ``table`` in the (task, scale, setting) group ``key``."""
+    return (table[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
+
+
+def report_findings(results: Path, label: Callable[[str], str]) -> list[str]:
+    """The report's bullet lines: :func:`findings` for every
+    ``results``/asynchrony/runs/<task>/<scale>."""
+    lines = []
+    for runs in sorted((results / "asynchrony" / "runs").glob("*/*")):
+        if find_run_dirs([runs]):
+            lines += [f"- {line}" for line in findings(load_runs([runs]), label)]
+    return lines
 
 
 # ------------------------------------------------------------------------------- figures

@@ -19,6 +19,8 @@ import pandas as pd
 
 from yfbench import atomic
 from yfbench.analysis.bundle import Bundle
+from yfbench.analysis.paper import optimizer_name as _name
+from yfbench.analysis.paper import task_label
 from yfbench.analysis.speedup import SINGLE_SETTING
 from yfbench.analysis.tables import speedup_cell, times
 from yfbench.analysis.validation import findings as validation_findings
@@ -30,16 +32,6 @@ METHOD = "yellowfin"
 END_BUDGET = 1.0
 # A change of the effective step larger than this between 1/3 and the end is not settled.
 SETTLED = 0.1
-
-
-def _name(optimizer: str) -> str:
-    return {"yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "adam": "Adam"}.get(
-        optimizer, optimizer
-    )
-
-
-def task_label(paper: dict[str, Any], task: str) -> str:
-    return paper["tasks"].get(task, {}).get("label", task)
 
 
 def outcome(row: pd.Series) -> str:

@@ -8,8 +8,8 @@ from the computed numbers. Numbers next to the paper's use the paper convention
 
 from __future__ import annotations
 
-import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from yfbench import atomic
 from yfbench.analysis import (
+    asynchrony,
     best_baseline,
     clipping,
     fixed_budget,
@@ -26,7 +27,9 @@ from yfbench.analysis import (
 )
 from yfbench.analysis.bundle import BASELINE, Bundle, build
 from yfbench.analysis.differences import differences_section
-from yfbench.analysis.findings import findings, task_label, write_findings
+from yfbench.analysis.findings import findings, write_findings
+from yfbench.analysis.paper import optimizer_name as name
+from yfbench.analysis.paper import paper_numbers, task_label
 from yfbench.analysis.plots import figure_stem
 from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
 from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, NULL_LEVEL, seed_correlations
@@ -45,18 +48,6 @@ from yfbench.analysis.tables import (
     times,
 )
 
-PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
-# How the suite's optimizers are written in sentences; others keep their config name.
-NAMES = {"adam": "Adam", "yellowfin": "YellowFin", "momentum_sgd": "momentum SGD", "sgd": "SGD"}
-
-
-def paper_numbers(path: Path = PAPER_NUMBERS) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
-def name(optimizer: str) -> str:
-    return NAMES.get(optimizer, optimizer)
-
 
 def write_report(
     runs_dir: Path, out: Path, window: int | None = None, readme: Path | None = None
@@ -71,9 +62,10 @@ def write_report(
     seeds = seed_correlations(frame).dropna(subset=["r_median"]) if has_runs else pd.DataFrame()
     runs = runs_table(frame) if has_runs else pd.DataFrame()
     command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
-    found = findings(bundle, paper, seeds) + momentum_ablation.report_findings(
-        out.parent, Path(runs_dir), lambda task: task_label(paper, task)
-    )
+    label = partial(task_label, paper)
+    found = findings(bundle, paper, seeds)
+    found += momentum_ablation.report_findings(out.parent, Path(runs_dir), label)
+    found += asynchrony.report_findings(out.parent, label)
     lines = [
         "# Results: the paper vs yfbench",
         "",
