@@ -350,6 +350,34 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     assert "chosen on tuning seeds toy 1." in text and "| 1 evaluation seed (2) |" in text
 
 
+def test_lr_robust_span_and_findings():
+    import pandas as pd
+
+    nan = math.nan
+    rows = pd.DataFrame(
+        {
+            "task": "toy",
+            "scale": "cpu",
+            "optimizer": "yellowfin",
+            "multiplier": [0.01, 0.1, 0.3, 1.0, 3.0, 10.0],
+            # within 5% of the best (1.0): 0.3x (1.04), 1x, 3x (1.03); 10x is 20% worse
+            "loss_median": [nan, 2.0, 1.04, 1.0, 1.03, 1.2],
+            "diverged": [3, 0, 0, 0, 0, 0],
+            "seeds": 3,
+            "provisional": False,
+        }
+    )
+    assert lr_robustness.robust_span(rows) == (0.3, 3.0)
+    # The span stops at the first point outside it, even where a later one is back inside.
+    gap = rows.assign(loss_median=[nan, 1.01, 1.5, 1.0, 1.02, 1.0])
+    assert lr_robustness.robust_span(gap) == (1.0, 10.0)  # 0.1x is cut off by 0.3x
+    assert lr_robustness.robust_span(rows.assign(loss_median=nan)) is None
+    [line] = lr_robustness.findings(rows, label=str.upper)
+    assert line.startswith("Learning-rate robustness, TOY (cpu): ")
+    assert "YellowFin 0.3x–3x (1.0 decades of the 0.01x–10x tried)" in line
+    assert line.endswith("; diverged: YellowFin 0.01x (3/3).")
+
+
 # --------------------------------------------------------------------------- clipping
 def test_clip_events_and_hand_tuned_momentum_sgd(tmp_path):
     spikes = [100.0 if t % 10 == 0 else 1.0 for t in range(STEPS)]
@@ -504,3 +532,13 @@ def test_report_links_the_claim_experiments_outputs(tmp_path):
     text = "\n".join(_claims_section(tmp_path))
     assert "(asynchrony/noisy_quadratic/cpu/asynchrony.md)" in text
     assert "[noisy_quadratic_cpu_momentum](asynchrony/noisy_quadratic/cpu/" in text
+
+
+def test_clipping_findings_give_each_method_and_the_paired_differences(tmp_path):
+    _clipping_grid(tmp_path, seeds_of_tuned=(2, 3, 4))
+    [line] = adaptive_clipping.findings(load_runs([tmp_path]), label=str.upper)
+    assert line.startswith("Adaptive clipping, TOY (cpu), final smoothed training loss: ")
+    for method in ("YellowFin, adaptive clip", "YellowFin, no clip", "momentum SGD, lr=0.1"):
+        assert f"{method}" in line
+    assert "3 evaluation seeds (2,3,4))" in line
+    assert ". YellowFin with its adaptive clip minus YellowFin, no clip " in line

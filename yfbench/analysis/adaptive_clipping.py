@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,7 +53,7 @@ from yfbench.analysis.protocol import (
     seed_list,
     tuning_seeds,
 )
-from yfbench.analysis.runs import flatten, load_runs
+from yfbench.analysis.runs import find_run_dirs, flatten, load_runs
 from yfbench.analysis.speedup import GridPoint, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
@@ -299,6 +299,42 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
         "",
     ]
     return [cli.write_page(out / "clipping.md", lines, written), csv, *written]
+
+
+def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """One sentence for the report's "What we found": each method's final loss (median over
+    evaluation seeds), clip events and gradient spikes, and YellowFin's paired differences."""
+    table, found, tuning = summary(frame)
+    if table.empty:
+        return []
+    parts = []
+    for _, row in table.iterrows():
+        final = f"{row['final_median']:.4f}" if math.isfinite(row["final_median"]) else DASH
+        events = f"{row['clip_events']:.0f}" if math.isfinite(row["clip_events"]) else DASH
+        spikes = row["grad_norm_max_over_median"]
+        diverged = f", {row['diverged']} diverged" if row["diverged"] else ""
+        parts.append(
+            f"{row['method']} {final} ({events} clip events, gradient norm max/median "
+            f"{spikes:.1f}{diverged}; {row['seeds_used']})"
+        )
+    pairs = [f"minus {other} {text}" for other, text in differences(found, tuning)]
+    task, scale = frame["task"].iloc[0], frame["scale"].iloc[0]
+    return [
+        f"Adaptive clipping, {label(task)} ({scale}), final smoothed training loss: "
+        + "; ".join(parts)
+        + (f". YellowFin with its adaptive clip {'; '.join(pairs)}" if pairs else "")
+        + "."
+    ]
+
+
+def report_findings(results: Path, label: Callable[[str], str]) -> list[str]:
+    """The report's bullet lines: :func:`findings` for every
+    ``results``/clipping/runs/<task>/<scale>."""
+    lines = []
+    for runs in sorted((results / "clipping" / "runs").glob("*/*")):
+        if find_run_dirs([runs]):
+            lines += [f"- {line}" for line in findings(load_runs([runs]), label)]
+    return lines
 
 
 def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,9 +40,10 @@ import pandas as pd
 from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
+from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
-from yfbench.analysis.runs import load_runs, runs_table
+from yfbench.analysis.runs import find_run_dirs, load_runs, runs_table
 from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
@@ -49,6 +51,9 @@ from yfbench.errors import UserError
 OPTIMIZERS = ("adam", "momentum_sgd", "yellowfin")
 # Validation metric shown, in order of preference (the first one the runs log).
 VALID_METRICS = ("perplexity", "accuracy", "f1", "loss")
+# The findings' robust region: the multipliers whose median final loss is within this share
+# of the optimizer's best (the paper's claim is qualitative; this makes it a number).
+ROBUST = 0.05
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,70 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
             "(hollow: provisional, tuning seeds only); × = a seed diverged"
         )
         return save_figure(fig, stem)
+
+
+def robust_span(rows: pd.DataFrame) -> tuple[float, float] | None:
+    """The multipliers, contiguous around the best one, whose median final loss is within
+    :data:`ROBUST` of the best (a point with no value ends the span); None without one."""
+    rows = rows.sort_values("multiplier").reset_index(drop=True)
+    losses = rows["loss_median"].to_numpy(dtype=float)
+    if not np.isfinite(losses).any():
+        return None
+    best = int(np.nanargmin(losses))
+    bound = losses[best] * (1.0 + ROBUST)
+    low = high = best
+    while low > 0 and losses[low - 1] <= bound:
+        low -= 1
+    while high < len(losses) - 1 and losses[high + 1] <= bound:
+        high += 1
+    return float(rows["multiplier"][low]), float(rows["multiplier"][high])
+
+
+def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """One sentence per task and scale for the report's "What we found": each optimizer's
+    robust region (multipliers within :data:`ROBUST` of its best final loss, in decades)
+    against the range tried, and where seeds diverged."""
+    lines = []
+    for (task, scale), group in table.groupby(["task", "scale"], sort=True):
+        parts, diverged = [], []
+        for optimizer, rows in group.groupby("optimizer", sort=True):
+            tried = f"{rows['multiplier'].min():.3g}x–{rows['multiplier'].max():.3g}x"
+            span = robust_span(rows)
+            if span is None:
+                parts.append(f"{optimizer_name(optimizer)} no final loss at {tried}")
+                continue
+            decades = math.log10(span[1] / span[0])
+            parts.append(
+                f"{optimizer_name(optimizer)} {span[0]:.3g}x–{span[1]:.3g}x "
+                f"({decades:.1f} decades of the {tried} tried)"
+            )
+            diverged += [
+                f"{optimizer_name(optimizer)} {r['multiplier']:.3g}x "
+                f"({int(r['diverged'])}/{int(r['seeds'])})"
+                for _, r in rows[rows["diverged"] > 0].iterrows()
+            ]
+        provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
+        lines.append(
+            f"Learning-rate robustness, {label(task)} ({scale}){provisional}: multipliers of "
+            f"the tuned lr (YellowFin: lr_factor) where the final smoothed training loss "
+            f"(median over evaluation seeds) is within {ROBUST:.0%} of the optimizer's best: "
+            + "; ".join(parts)
+            + (f"; diverged: {', '.join(diverged)}" if diverged else "")
+            + "."
+        )
+    return lines
+
+
+def report_findings(results: Path, runs_dir: Path, label: Callable[[str], str]) -> list[str]:
+    """The report's bullet lines: :func:`findings` for every
+    ``results``/lr_robustness/runs/<task>/<scale> with its speedup grid's runs."""
+    lines = []
+    for runs in sorted((results / "lr_robustness" / "runs").glob("*/*")):
+        grid = runs_dir / runs.parts[-2] / runs.parts[-1]
+        if grid.is_dir() and find_run_dirs([runs]):
+            table = robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid])))
+            lines += [f"- {line}" for line in findings(table, label)]
+    return lines
 
 
 def missing_grid_points(grid_dir: Path, seeds: list[int]) -> list[str]:

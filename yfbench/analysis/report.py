@@ -17,11 +17,13 @@ import pandas as pd
 
 from yfbench import atomic
 from yfbench.analysis import (
+    adaptive_clipping,
     asynchrony,
     best_baseline,
     clipping,
     fixed_budget,
     hyperparams,
+    lr_robustness,
     momentum_ablation,
     validation,
 )
@@ -66,6 +68,8 @@ def write_report(
     found = findings(bundle, paper, seeds)
     found += momentum_ablation.report_findings(out.parent, Path(runs_dir), label)
     found += asynchrony.report_findings(out.parent, label)
+    found += lr_robustness.report_findings(out.parent, Path(runs_dir), label)
+    found += adaptive_clipping.report_findings(out.parent, label)
     lines = [
         "# Results: the paper vs yfbench",
         "",
