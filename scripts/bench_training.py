@@ -70,9 +70,11 @@ CUDA_VARIANTS = {
     ],
     "momentum SGD + bf16": ["grid_point=momentum_sgd_lr1e-1", "trainer.precision=bf16"],
 }
-# The leaderboard's optimizers, named as their runs name them.
+# The leaderboard's optimizers, named as their runs name them, with the peers grids'
+# trainer setting (make peers-*: subnormals flushed).
 PEER_VARIANTS = {
-    name: [f"optimizer={name}"] for name in ("momentum_sgd", "adam", "yellowfin", *PEERS)
+    name: [f"optimizer={name}", "trainer.flush_denormal=true"]
+    for name in ("momentum_sgd", "adam", "yellowfin", *PEERS)
 }
 
 
