@@ -132,6 +132,9 @@ def _momentum_bias(feedback_gain: float, seed: int, steps: int = 1200, window: i
     return sum(gaps[-window:]) / window
 
 
+# The same claim end to end (experiment config, trainer, analysis, the stated tolerance) is
+# tests/test_asynchrony_quadratic.py, in make test; this optimizer-level check is slow only.
+@pytest.mark.slow
 def test_closed_loop_drives_total_momentum_to_the_target() -> None:
     open_loop, closed_loop = _momentum_bias(0.0, seed=2), _momentum_bias(0.01, seed=2)
     assert open_loop > 0.02  # asynchrony-induced momentum on top of YellowFin's own
@@ -187,6 +190,7 @@ def test_stat_tensors_add_total_momentum_and_correction() -> None:
     assert stats["momentum"] == pytest.approx(applied, abs=1e-6)
 
 
+@pytest.mark.slow  # ~22 s on a fresh clone, most of it compiling the fused step
 def test_fused_closed_loop_follows_the_eager_one() -> None:
     """fused=True under staleness: backward into the flat buffer, stale gradients swapped in.
     The measured mu_T is a median of ratios of differences, so it is compared at 1e-3."""
