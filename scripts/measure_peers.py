@@ -1,10 +1,11 @@
 """Optimizer-state bytes per parameter and host reads per step of every optimizer, per task.
 
 Builds each task at the given scale (its real model and data), takes a few training steps
-with each optimizer, and writes ``{task: {optimizer: {...}}}`` JSON for the leaderboard
-(``python -m yfbench.analysis leaderboard --overhead``). Host reads are counted inside
-``step`` over the steps after the first two (one-time set-up, e.g. D-Adaptation's ||g_0||,
-is left out); state bytes are those of the optimizer's state_dict after the last step.
+with each optimizer, and writes ``{"tasks": {task: {optimizer: {...}}}, "measured": how}``
+JSON for the leaderboard (``python -m yfbench.analysis leaderboard --overhead``). Host
+reads are counted inside ``step`` over the steps after the first two (one-time set-up, e.g.
+D-Adaptation's ||g_0||, is left out); state bytes are those of the optimizer's state_dict
+after the last step.
 
     python scripts/measure_peers.py --tasks tinyshakespeare_lstm,ptb_lstm,cifar10_resnet \
         --out results/peers/overhead.json
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ from omegaconf import OmegaConf
 
 from yfbench.config import compose
 from yfbench.data.files import cache_dir, data_dir
+from yfbench.engine.environment import git_state
 from yfbench.engine.modes import set_mode
 from yfbench.engine.optimizers import build_optimizer, takes_loss
 from yfbench.peers import PEERS
@@ -78,7 +82,12 @@ def main() -> None:
             results.setdefault(task, {})[name] = measure(task, name, args.scale)
             print(task, name, results[task][name], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    measured = (
+        f"{shlex.join(['python', *sys.argv])} at commit {git_state()['commit']}; torch "
+        f"{torch.__version__}; {WARM_UP} steps, then {MEASURED} counted, scale={args.scale}"
+    )
+    payload = {"tasks": results, "measured": measured}
+    args.out.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out}")
 
 

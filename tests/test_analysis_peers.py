@@ -89,7 +89,14 @@ def peer_runs(tmp_path: Path) -> Path:
 def test_leaderboard_reports_evaluation_seeds_against_the_reference_target(peer_runs, tmp_path):
     overhead = tmp_path / "overhead.json"
     overhead.write_text(
-        json.dumps({"toy": {"fast": {"state_bytes_per_param": 8.0, "host_syncs_per_step": 2.0}}})
+        json.dumps(
+            {
+                "tasks": {
+                    "toy": {"fast": {"state_bytes_per_param": 8.0, "host_syncs_per_step": 2}}
+                },
+                "measured": "a test",
+            }
+        )
     )
     out = tmp_path / "results" / "leaderboard.md"
     assert (

@@ -150,12 +150,13 @@ def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict
 
 
 def read_overhead(path: Path | None) -> dict[str, dict[str, dict[str, float]]]:
-    """``{task: {optimizer: {"state_bytes_per_param": ., "host_syncs_per_step": .}}}``."""
+    """``{task: {optimizer: {"state_bytes_per_param": ., "host_syncs_per_step": .}}}`` from
+    scripts/measure_peers.py's JSON (its ``tasks``)."""
     if path is None:
         return {}
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return json.loads(path.read_text())["tasks"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise UserError(
             f"cannot read {path} ({error}); regenerate it with scripts/measure_peers.py"
         ) from error
