@@ -53,7 +53,7 @@ from yfbench.analysis.protocol import (
     seed_list,
     tuning_seeds,
 )
-from yfbench.analysis.runs import find_run_dirs, flatten, load_runs
+from yfbench.analysis.runs import flatten, load_runs
 from yfbench.analysis.speedup import GridPoint, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
@@ -327,14 +327,10 @@ def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     ]
 
 
-def report_findings(results: Path, label: Callable[[str], str]) -> list[str]:
-    """The report's bullet lines: :func:`findings` for every
-    ``results``/clipping/runs/<task>/<scale>."""
-    lines = []
-    for runs in sorted((results / "clipping" / "runs").glob("*/*")):
-        if find_run_dirs([runs]):
-            lines += [f"- {line}" for line in findings(load_runs([runs]), label)]
-    return lines
+def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of the clipping runs (the speedup ``grid`` unused)."""
+    del grid
+    return findings(load_runs([runs]), label)
 
 
 def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tuple[str, str]]:

@@ -51,7 +51,7 @@ from yfbench.analysis.final_loss import (
 from yfbench.analysis.paper import paper_numbers
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import SeedPlan, own_plan, seed_list, tuning_seeds
-from yfbench.analysis.runs import find_run_dirs, load_runs
+from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
     HEADLINE,
@@ -299,14 +299,10 @@ def _of(table: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
     return (table[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
 
 
-def report_findings(results: Path, label: Callable[[str], str]) -> list[str]:
-    """The report's bullet lines: :func:`findings` for every
-    ``results``/asynchrony/runs/<task>/<scale>."""
-    lines = []
-    for runs in sorted((results / "asynchrony" / "runs").glob("*/*")):
-        if find_run_dirs([runs]):
-            lines += [f"- {line}" for line in findings(load_runs([runs]), label)]
-    return lines
+def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of one task's asynchronous runs (the speedup ``grid`` unused)."""
+    del grid
+    return findings(load_runs([runs]), label)
 
 
 # ------------------------------------------------------------------------------- figures

@@ -43,7 +43,7 @@ from yfbench.analysis.final_loss import final_loss
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
-from yfbench.analysis.runs import find_run_dirs, load_runs, runs_table
+from yfbench.analysis.runs import load_runs, runs_table
 from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
@@ -300,16 +300,12 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     return lines
 
 
-def report_findings(results: Path, runs_dir: Path, label: Callable[[str], str]) -> list[str]:
-    """The report's bullet lines: :func:`findings` for every
-    ``results``/lr_robustness/runs/<task>/<scale> with its speedup grid's runs."""
-    lines = []
-    for runs in sorted((results / "lr_robustness" / "runs").glob("*/*")):
-        grid = runs_dir / runs.parts[-2] / runs.parts[-1]
-        if grid.is_dir() and find_run_dirs([runs]):
-            table = robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid])))
-            lines += [f"- {line}" for line in findings(table, label)]
-    return lines
+def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of one task's robustness runs with its speedup ``grid`` (the tuned
+    lrs, and the grid's runs at the other multipliers)."""
+    if not grid.is_dir():
+        return []
+    return findings(robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid]))), label)
 
 
 def missing_grid_points(grid_dir: Path, seeds: list[int]) -> list[str]:

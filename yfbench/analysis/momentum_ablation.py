@@ -44,7 +44,7 @@ from yfbench.analysis.final_loss import (
 )
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import evaluation_plan
-from yfbench.analysis.runs import find_run_dirs, load_runs
+from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import GROUP_KEYS, GridPoint, grid_points, resolve_window
 from yfbench.analysis.tables import markdown_table
 from yfbench.errors import UserError
@@ -163,18 +163,13 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     return lines
 
 
-def report_findings(results: Path, runs_dir: Path, label: Callable[[str], str]) -> list[str]:
-    """The report's bullet lines: :func:`findings` for every ``results``/momentum_ablation/
-    runs/<task>/<scale> against the speedup grid's YellowFin runs of that task and scale."""
-    lines = []
-    for ablation in sorted((results / "momentum_ablation" / "runs").glob("*/*")):
-        task, scale = ablation.parts[-2:]
-        yellowfin = runs_dir / task / scale / BASELINE
-        if not (yellowfin.is_dir() and find_run_dirs([ablation])):
-            continue
-        table = ablation_table(load_runs([ablation, yellowfin]))
-        lines += [f"- {line}" for line in findings(table, label)]
-    return lines
+def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of one task's ablation runs against the speedup grid's YellowFin
+    runs (``grid``: that task and scale's speedup grid)."""
+    yellowfin = grid / BASELINE
+    if not yellowfin.is_dir():
+        return []
+    return findings(ablation_table(load_runs([runs, yellowfin])), label)
 
 
 def plot_task(group: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:

@@ -9,6 +9,7 @@ from the computed numbers. Numbers next to the paper's use the paper convention
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,7 @@ def write_report(
     command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
     label = partial(task_label, paper)
     found = findings(bundle, paper, seeds)
-    found += momentum_ablation.report_findings(out.parent, Path(runs_dir), label)
-    found += asynchrony.report_findings(out.parent, label)
-    found += lr_robustness.report_findings(out.parent, Path(runs_dir), label)
-    found += adaptive_clipping.report_findings(out.parent, label)
+    found += _claim_findings(out.parent, Path(runs_dir), label)
     lines = [
         "# Results: the paper vs yfbench",
         "",
@@ -456,6 +454,28 @@ CLAIM_EXPERIMENTS = {
     "clipping": "adaptive clipping on a model with exploding gradients",
     "momentum_ablation": "momentum ablation: rescaled SGD and fixed momentum",
 }
+
+
+# Each claim experiment's sentences for "What we found": f(its runs of one task and scale,
+# the speedup grid of that task and scale, task label) -> lines.
+CLAIM_FINDINGS = {
+    "momentum_ablation": momentum_ablation.run_findings,
+    "asynchrony": asynchrony.run_findings,
+    "lr_robustness": lr_robustness.run_findings,
+    "clipping": adaptive_clipping.run_findings,
+}
+
+
+def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> list[str]:
+    """The claim experiments' finding lines, from their runs under
+    ``root``/<experiment>/runs/<task>/<scale>."""
+    lines = []
+    for experiment, made in CLAIM_FINDINGS.items():
+        for runs in sorted((root / experiment / "runs").glob("*/*")):
+            if find_run_dirs([runs]):
+                grid = runs_dir / runs.parts[-2] / runs.parts[-1]
+                lines += [f"- {line}" for line in made(runs, grid, label)]
+    return lines
 
 
 def _claims_section(root: Path) -> list[str]:
