@@ -447,22 +447,27 @@ def _synthetic_section(root: Path) -> list[str]:
     return lines + [""]
 
 
-# The paper's other claims: experiment folder -> what it measures (experiments/README.md).
-CLAIM_EXPERIMENTS = {
-    "asynchrony": "asynchronous training: closed-loop YellowFin, total momentum vs target",
-    "lr_robustness": "robustness to a misspecified learning rate",
-    "clipping": "adaptive clipping on a model with exploding gradients",
-    "momentum_ablation": "momentum ablation: rescaled SGD and fixed momentum",
-}
-
-
-# Each claim experiment's sentences for "What we found": f(its runs of one task and scale,
-# the speedup grid of that task and scale, task label) -> lines.
-CLAIM_FINDINGS = {
-    "momentum_ablation": momentum_ablation.run_findings,
-    "asynchrony": asynchrony.run_findings,
-    "lr_robustness": lr_robustness.run_findings,
-    "clipping": adaptive_clipping.run_findings,
+# The paper's other claims: experiment folder -> (what it measures, its sentences for "What
+# we found": f(its runs of one task and scale, that task and scale's speedup grid, task
+# label) -> lines). The make targets: experiments/README.md.
+ClaimFindings = Callable[[Path, Path, Callable[[str], str]], list[str]]
+CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
+    "asynchrony": (
+        "asynchronous training: closed-loop YellowFin, total momentum vs target",
+        asynchrony.run_findings,
+    ),
+    "lr_robustness": (
+        "robustness to a misspecified learning rate",
+        lr_robustness.run_findings,
+    ),
+    "clipping": (
+        "adaptive clipping on a model with exploding gradients",
+        adaptive_clipping.run_findings,
+    ),
+    "momentum_ablation": (
+        "momentum ablation: rescaled SGD and fixed momentum",
+        momentum_ablation.run_findings,
+    ),
 }
 
 
@@ -470,7 +475,7 @@ def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> 
     """The claim experiments' finding lines, from their runs under
     ``root``/<experiment>/runs/<task>/<scale>."""
     lines = []
-    for experiment, made in CLAIM_FINDINGS.items():
+    for experiment, (_, made) in CLAIM_EXPERIMENTS.items():
         for runs in sorted((root / experiment / "runs").glob("*/*")):
             if find_run_dirs([runs]):
                 grid = runs_dir / runs.parts[-2] / runs.parts[-1]
@@ -481,7 +486,7 @@ def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> 
 def _claims_section(root: Path) -> list[str]:
     """Links to the claim experiments' tables and figures found under ``root``."""
     lines = []
-    for experiment, what in CLAIM_EXPERIMENTS.items():
+    for experiment, (what, _) in CLAIM_EXPERIMENTS.items():
         tables = sorted((root / experiment).glob(f"*/*/{experiment}.md"))
         for table in tables:
             pngs = sorted(table.parent.glob("*.png"))
