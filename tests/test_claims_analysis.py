@@ -267,6 +267,28 @@ def test_ablation_verdicts(ablation_runs, tmp_path):
     assert sentence.count("(3 seeds): tie") == 1
 
 
+def test_rescaled_sgd_summary_across_tasks():
+    import pandas as pd
+
+    def table(verdicts: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "task": [f"t{i}" for i in range(len(verdicts))],
+                "scale": "cpu",
+                "optimizer": "yellowfin_rescaled_sgd",
+                "verdict": verdicts,
+            }
+        )
+
+    [line] = momentum_ablation.rescaled_summary(table(["tie", "variant lower", "tie"]), str.upper)
+    assert line.startswith("**YellowFin's tuned momentum buys nothing over its own effective")
+    assert "on 3 of 3 tasks:** " in line
+    assert line.endswith("tie on T0 (cpu), T2 (cpu); rescaled SGD lower on T1 (cpu).")
+    [line] = momentum_ablation.rescaled_summary(table(["tie", "YellowFin lower"]))
+    assert line.startswith("YellowFin's tuned momentum matters on 1 of 2 tasks: ")
+    assert momentum_ablation.rescaled_summary(table(["tie"])) == []  # one task: no summary
+
+
 def test_ablation_refuses_two_yellowfin_points(ablation_runs, tmp_path):
     write_run(tmp_path, "yf-x3", optimizer={**YF, "lr_factor": 3.0}, seed=1, losses=_decay(0.1))
     with pytest.raises(UserError, match="exactly one YellowFin grid point"):

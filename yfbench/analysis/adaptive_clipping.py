@@ -327,10 +327,9 @@ def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     ]
 
 
-def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of the clipping runs (the speedup ``grid`` unused)."""
-    del grid
-    return findings(load_runs([runs]), label)
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of each task's clipping runs (the speedup grids unused)."""
+    return [line for runs, _ in found for line in findings(load_runs([runs]), label)]
 
 
 def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tuple[str, str]]:

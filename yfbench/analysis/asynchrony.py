@@ -299,10 +299,9 @@ def _of(table: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
     return (table[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
 
 
-def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of one task's asynchronous runs (the speedup ``grid`` unused)."""
-    del grid
-    return findings(load_runs([runs]), label)
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of each task's asynchronous runs (the speedup grids unused)."""
+    return [line for runs, _ in found for line in findings(load_runs([runs]), label)]
 
 
 # ------------------------------------------------------------------------------- figures

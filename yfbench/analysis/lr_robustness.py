@@ -300,12 +300,17 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     return lines
 
 
-def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of one task's robustness runs with its speedup ``grid`` (the tuned
-    lrs, and the grid's runs at the other multipliers)."""
-    if not grid.is_dir():
-        return []
-    return findings(robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid]))), label)
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
+    """:func:`findings` of each task's robustness runs with its speedup grid (the tuned lrs,
+    and the grid's runs at the other multipliers)."""
+    return [
+        line
+        for runs, grid in found
+        if grid.is_dir()
+        for line in findings(
+            robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid]))), label
+        )
+    ]
 
 
 def missing_grid_points(grid_dir: Path, seeds: list[int]) -> list[str]:

@@ -163,13 +163,43 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     return lines
 
 
-def run_findings(runs: Path, grid: Path, label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of one task's ablation runs against the speedup grid's YellowFin
-    runs (``grid``: that task and scale's speedup grid)."""
-    yellowfin = grid / BASELINE
-    if not yellowfin.is_dir():
+def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """Across tasks: how rescaled SGD (YellowFin's own effective step, no momentum) ends
+    against YellowFin. In bold where YellowFin is lower on none: there its tuned momentum
+    bought nothing at these budgets."""
+    rows = table[table["optimizer"] == "yellowfin_rescaled_sgd"]
+    if len(rows) < 2:
         return []
-    return findings(ablation_table(load_runs([runs, yellowfin])), label)
+    groups: dict[str, list[str]] = {}
+    for _, row in rows.iterrows():
+        verdict_said = row["verdict"].replace("variant", "rescaled SGD")
+        groups.setdefault(verdict_said, []).append(f"{label(row['task'])} ({row['scale']})")
+    said = "; ".join(f"{verdict} on {', '.join(where)}" for verdict, where in groups.items())
+    losing = len(groups.get(VERDICTS["higher"], []))
+    text = (
+        f"rescaled SGD (μ = 0, lr = YellowFin's own α/(1−μ) at every step) against "
+        f"YellowFin, smoothed training loss at the budget: {said}."
+    )
+    if losing == 0:
+        return [
+            f"**YellowFin's tuned momentum buys nothing over its own effective step on "
+            f"{len(rows)} of {len(rows)} tasks:** {text}"
+        ]
+    return [f"YellowFin's tuned momentum matters on {losing} of {len(rows)} tasks: {text}"]
+
+
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
+    """:func:`rescaled_summary` and :func:`findings` of the ablation runs of every (runs,
+    speedup grid) pair, each against its grid's YellowFin runs."""
+    tables = [
+        ablation_table(load_runs([runs, grid / BASELINE]))
+        for runs, grid in found
+        if (grid / BASELINE).is_dir()
+    ]
+    if not tables:
+        return []
+    table = pd.concat(tables, ignore_index=True)
+    return rescaled_summary(table, label) + findings(table, label)
 
 
 def plot_task(group: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:

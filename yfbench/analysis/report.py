@@ -448,9 +448,9 @@ def _synthetic_section(root: Path) -> list[str]:
 
 
 # The paper's other claims: experiment folder -> (what it measures, its sentences for "What
-# we found": f(its runs of one task and scale, that task and scale's speedup grid, task
+# we found": f([(its runs of a task and scale, that task and scale's speedup grid)], task
 # label) -> lines). The make targets: experiments/README.md.
-ClaimFindings = Callable[[Path, Path, Callable[[str], str]], list[str]]
+ClaimFindings = Callable[[list[tuple[Path, Path]], Callable[[str], str]], list[str]]
 CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
     "asynchrony": (
         "asynchronous training: closed-loop YellowFin, total momentum vs target",
@@ -476,10 +476,12 @@ def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> 
     ``root``/<experiment>/runs/<task>/<scale>."""
     lines = []
     for experiment, (_, made) in CLAIM_EXPERIMENTS.items():
-        for runs in sorted((root / experiment / "runs").glob("*/*")):
-            if find_run_dirs([runs]):
-                grid = runs_dir / runs.parts[-2] / runs.parts[-1]
-                lines += [f"- {line}" for line in made(runs, grid, label)]
+        found = [
+            (runs, runs_dir / runs.parts[-2] / runs.parts[-1])
+            for runs in sorted((root / experiment / "runs").glob("*/*"))
+            if find_run_dirs([runs])
+        ]
+        lines += [f"- {line}" for line in made(found, label)] if found else []
     return lines
 
 
