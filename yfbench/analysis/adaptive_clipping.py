@@ -311,11 +311,12 @@ def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     for _, row in table.iterrows():
         final = f"{row['final_median']:.4f}" if math.isfinite(row["final_median"]) else DASH
         events = f"{row['clip_events']:.0f}" if math.isfinite(row["clip_events"]) else DASH
-        spikes = row["grad_norm_max_over_median"]
+        ratio = row["grad_norm_max_over_median"]
+        spikes = f"{ratio:.1f}" if math.isfinite(ratio) else DASH
         diverged = f", {row['diverged']} diverged" if row["diverged"] else ""
         parts.append(
             f"{row['method']} {final} ({events} clip events, gradient norm max/median "
-            f"{spikes:.1f}{diverged}; {row['seeds_used']})"
+            f"{spikes}{diverged}; {row['seeds_used']})"
         )
     pairs = [f"minus {other} {text}" for other, text in differences(found, tuning)]
     task, scale = frame["task"].iloc[0], frame["scale"].iloc[0]
