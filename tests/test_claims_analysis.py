@@ -564,3 +564,6 @@ def test_clipping_findings_give_each_method_and_the_paired_differences(tmp_path)
         assert f"{method}" in line
     assert "3 evaluation seeds (2,3,4))" in line
     assert ". YellowFin with its adaptive clip minus YellowFin, no clip " in line
+    momentum_sgd_only = load_runs([tmp_path])
+    momentum_sgd_only = momentum_sgd_only[momentum_sgd_only["optimizer"] == "momentum_sgd"]
+    assert adaptive_clipping.findings(momentum_sgd_only) == []
