@@ -149,28 +149,16 @@ def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict
     }
 
 
-def read_overhead(path: Path | None) -> dict[str, dict[str, dict[str, float]]]:
-    """``{task: {optimizer: {"state_bytes_per_param": ., "host_syncs_per_step": .}}}`` from
-    scripts/measure_peers.py's JSON (its ``tasks``)."""
-    if path is None:
-        return {}
-    try:
-        return json.loads(path.read_text())["tasks"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise UserError(
-            f"cannot read {path} ({error}); regenerate it with scripts/measure_peers.py"
-        ) from error
-
-
-def read_speed(path: Path) -> tuple[dict[str, dict[str, float]], str]:
-    """``({task: {optimizer: steps/s}}, how it was measured)`` from bench_training's JSON."""
+def read_measured(path: Path, remake: str) -> tuple[dict[str, Any], str]:
+    """``(its tasks, how it was measured)`` from a measurement file that scripts write as
+    ``{"tasks": {task: {optimizer: ...}}, "measured": how}``: measure_peers.py's overhead
+    (state bytes, host syncs) or bench_training.py's speed (steps/s). ``remake``: the
+    command that writes it again."""
     try:
         data = json.loads(path.read_text())
         return data["tasks"], data["measured"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise UserError(
-            f"cannot read {path} ({error!r}); regenerate it with `make peers-speed`"
-        ) from error
+        raise UserError(f"cannot read {path} ({error!r}); regenerate it with {remake}") from error
 
 
 def with_measured_speed(rows: pd.DataFrame, speed: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -209,14 +197,14 @@ def write_leaderboard(
 ) -> list[Path]:
     """results/leaderboard.md and, beside it, the profiles plot (png + svg)."""
     rows, targets = entries(paths, tuning_seed, reference)
-    measured = read_overhead(overhead)
+    measured = read_measured(overhead, "`make peers-overhead`")[0] if overhead else {}
     if speed is None:
         clock = (
             "the runs' own clocks: training wall time, evaluations included, on a machine "
             "the grid's runs shared (see the runs' records for its load)"
         )
     else:
-        rates, how = read_speed(speed)
+        rates, how = read_measured(speed, "`make peers-speed`")
         rows = with_measured_speed(rows, rates)
         clock = (
             f"one interleaved benchmark (`{speed.name}`: {how}); seconds to target = "
