@@ -28,10 +28,12 @@ def write_run(
     window: int = 5,
     grid_point: str | None = None,
     max_steps: int | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> Path:
     """One run whose train loss at step t + 1 is ``losses[t]``; ``train_extra`` adds
     per-step columns, ``valid`` one validation record at the end. ``max_steps`` (default:
-    the number of losses) is the configured length, e.g. of a run that diverged early."""
+    the number of losses) is the configured length, e.g. of a run that diverged early;
+    ``summary`` adds keys to summary.json (e.g. the task's declared metrics)."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     max_steps = max_steps or len(losses)
@@ -50,7 +52,8 @@ def write_run(
         "choices": {"grid_point": grid_point} if grid_point else {},
     }
     (run_dir / "run_config.json").write_text(json.dumps(record))
-    (run_dir / "summary.json").write_text(json.dumps({"status": status, "steps": len(losses)}))
+    ended = {"status": status, "steps": len(losses), **(summary or {})}
+    (run_dir / "summary.json").write_text(json.dumps(ended))
     lines = []
     for t, loss in enumerate(losses):
         row = {"step": t + 1, "split": "train", "loss": loss}

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.headline import Headline, headline
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.tables import DASH, markdown_table
@@ -38,9 +39,6 @@ from yfbench.errors import UserError
 
 TUNING_SEED = 1
 REFERENCE = "nadamw_algoperf"
-# The headline validation metric of a task: the first of these its runs log (and whether
-# higher is better). The run records name no headline metric yet; tasks declare it.
-HEADLINE = (("accuracy", True), ("f1", True), ("perplexity", False), ("loss", False))
 GROUP = ["task", "scale", "setting"]
 
 
@@ -60,11 +58,14 @@ class Target:
         return f"{self.metric} {sign} {self.value:.4g}"
 
 
-def headline_metric(valid: pd.DataFrame) -> tuple[str, bool]:
-    for metric, higher in HEADLINE:
-        if metric in valid and valid[metric].notna().any():
-            return metric, higher
-    raise UserError("the runs logged no validation metric; run them with trainer.eval_every > 0")
+def judged_on(group: pd.DataFrame) -> Headline:
+    """The task's headline metric, or one clear error when its runs evaluated nothing."""
+    found = headline(group)
+    if found is None:
+        raise UserError(
+            "the runs logged no validation metric; run them with trainer.eval_every > 0"
+        )
+    return found
 
 
 def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
@@ -103,7 +104,8 @@ def entries(
     frame = load_runs(paths)
     rows, targets = [], {}
     for key, group in frame.groupby(GROUP, sort=True):
-        metric, higher = headline_metric(group[group["split"] == "valid"])
+        judged = judged_on(group)
+        metric, higher = judged.metric, judged.higher_is_better
         evaluation = group[group["seed"] != tuning_seed]
         base = per_run(
             evaluation[evaluation["optimizer"] == reference], Target(metric, higher, math.nan)

@@ -5,8 +5,8 @@ point being chosen by :func:`yfbench.analysis.speedup.tuned` on the speedup grid
 (``--tuned-from``) over the grid's tuning seeds (:mod:`yfbench.analysis.protocol`: seed 1
 of a two-stage grid); for YellowFin it is its ``lr_factor`` (absent = 1). Per grid point
 and seed: the final smoothed training loss (:func:`yfbench.analysis.final_loss.final_loss`;
-none for a run that did not complete) and the last validation metric (perplexity where
-the task logs it, else the validation loss). The table and figure give the median over
+none for a run that did not complete) and the last value of the task's headline validation metric
+(:mod:`yfbench.analysis.headline`). The table and figure give the median over
 seeds and the min-max band, and count the seeds that diverged or failed, which have no
 value.
 
@@ -40,6 +40,7 @@ import pandas as pd
 from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
+from yfbench.analysis.headline import headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
@@ -49,8 +50,6 @@ from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
 
 OPTIMIZERS = ("adam", "momentum_sgd", "yellowfin")
-# Validation metric shown, in order of preference (the first one the runs log).
-VALID_METRICS = ("perplexity", "accuracy", "f1", "loss")
 # The findings' robust region: the multipliers whose median final loss is within this share
 # of the optimizer's best (the paper's claim is qualitative; this makes it a number).
 ROBUST = 0.05
@@ -95,7 +94,8 @@ def robustness_table(
     frame = _dedupe(frame)
     for (task, scale, setting), group in frame.groupby(GROUP_KEYS, sort=True):
         size = resolve_window(group, window)
-        metric = next((m for m in VALID_METRICS if m in group and group[m].notna().any()), None)
+        judged_on = headline(group)
+        metric = judged_on.metric if judged_on else None
         for point in grid_points(group[group["optimizer"].isin(OPTIMIZERS)], size):
             if point.optimizer == "yellowfin":
                 multiplier = float(point.settings.get("lr_factor", 1.0))

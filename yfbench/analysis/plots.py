@@ -29,6 +29,7 @@ from matplotlib.ticker import (
 )
 
 from yfbench import atomic
+from yfbench.analysis.headline import headline
 from yfbench.analysis.runs import DEFAULT_SETTING
 from yfbench.analysis.speedup import (
     CONVENTIONS,
@@ -51,9 +52,6 @@ log = logging.getLogger("yfbench.analysis")
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 DASHES = ["-", "--", "-.", ":"]
 KNOWN = ["yellowfin", "adam", "momentum_sgd", "sgd"]
-# The plotted validation metric of runs whose summary.json predates the task's declared
-# target metric: the first of these that they logged.
-FALLBACK_VALID_METRICS = ("accuracy", "perplexity", "f1", "loss")
 MAX_POINTS = 2000
 # Speedup-axis ticks (log scale): readable ratios on either side of 1x.
 SPEEDUP_TICKS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
@@ -203,10 +201,10 @@ def plot_validation(
     group: pd.DataFrame, points: list[GridPoint], title: str, stem: Path
 ) -> list[Path]:
     """Validation metric vs iterations (or epochs when logged) for the tuned points."""
-    valid = group[group["split"] == "valid"]
-    metric = _validation_metric(group, valid)
-    if metric is None:
+    judged_on = headline(group)
+    if judged_on is None:
         return []
+    valid, metric = group[group["split"] == "valid"], judged_on.metric
     x_name = "epoch" if "epoch" in valid and valid["epoch"].notna().all() else "step"
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     names = [p.optimizer for p in points]
@@ -227,15 +225,6 @@ def plot_validation(
     ax.set_title(f"{title}: validation")
     ax.legend()
     return save_figure(fig, stem)
-
-
-def _validation_metric(group: pd.DataFrame, valid: pd.DataFrame) -> str | None:
-    """The task's declared target metric (from summary.json), else the first logged fallback."""
-    logged = [m for m in valid if valid[m].notna().any()]
-    declared = group["target_metric"].dropna().unique() if "target_metric" in group else []
-    if len(declared) == 1 and declared[0] in logged:
-        return str(declared[0])
-    return next((m for m in FALLBACK_VALID_METRICS if m in logged), None)
 
 
 def _has_yellowfin_stats(group: pd.DataFrame, point: GridPoint) -> bool:

@@ -60,6 +60,7 @@ RUN_COLUMNS = [
     "device",
     "data_source",
     "target_metric",
+    "target_direction",
     "window",
     "max_steps",
     "paper_max_steps",
@@ -176,8 +177,10 @@ def read_run(run_dir: Path) -> LoadedRun:
         "diverged_step": summary.get("diverged_step"),
         "device": summary.get("device"),
         "data_source": summary.get("data_source"),
-        # The task's declared headline metric (summary.json; absent in older runs).
+        # The task's declared headline metric and its direction, "min" or "max"
+        # (summary.json; absent in older runs; yfbench.analysis.headline reads them).
         "target_metric": summary.get("target_metric"),
+        "target_direction": (summary.get("metrics") or {}).get(summary.get("target_metric")),
         "window": (record.get("analysis") or {}).get("window"),
         "max_steps": (config.get("trainer") or {}).get("max_steps"),
         "paper_max_steps": _node(config, "task", path).get("paper_max_steps"),

@@ -2,10 +2,9 @@
 optimizer's tuned point, median and range over its evaluation seeds.
 
 The speedup compares training losses; the paper's tasks are judged on held-out metrics
-(test accuracy, validation perplexity, F1). The metric is the first of ``METRICS`` that
-the runs log (the same order as the validation plots); its direction says which end is
-better. Seeds: the tuned point's seeds minus the tuning seeds
-(:mod:`yfbench.analysis.protocol`), or the tuning seeds, labelled provisional.
+(test accuracy, validation perplexity, F1): the task's headline metric, with the direction
+it declares (:mod:`yfbench.analysis.headline`). Seeds: the tuned point's seeds minus the
+tuning seeds (:mod:`yfbench.analysis.protocol`), or the tuning seeds, labelled provisional.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.headline import headline
 from yfbench.analysis.protocol import own_evaluation_seeds, seed_list, tuning_seeds
 from yfbench.analysis.speedup import GridPoint
 from yfbench.analysis.tables import markdown_table
 
-# Metric -> True when higher is better; the first one a task logs is its metric.
-METRICS = {"accuracy": True, "perplexity": False, "f1": True, "loss": False}
 COLUMNS = [
     "task",
     "scale",
@@ -40,18 +38,14 @@ COLUMNS = [
 ]
 
 
-def task_metric(valid: pd.DataFrame) -> str | None:
-    return next((m for m in METRICS if m in valid and valid[m].notna().any()), None)
-
-
 def validation_rows(
     group: pd.DataFrame, points: Sequence[GridPoint], tuned: dict[str, GridPoint]
 ) -> list[dict]:
     """One row per optimizer's tuned point (``tuned``: optimizer -> point) of one group."""
-    valid = group[group["split"] == "valid"]
-    metric = task_metric(valid)
-    if metric is None:
+    judged_on = headline(group)
+    if judged_on is None:
         return []
+    valid, metric = group[group["split"] == "valid"], judged_on.metric
     tuning = tuning_seeds(points)
     rows = []
     for optimizer, point in sorted(tuned.items()):
@@ -71,7 +65,7 @@ def validation_rows(
                 "optimizer": optimizer,
                 "hparams": point.hparams,
                 "metric": metric,
-                "higher_is_better": METRICS[metric],
+                "higher_is_better": judged_on.higher_is_better,
                 "seeds": seed_list(finals),
                 "provisional": provisional,
                 "step": int(max(r["step"] for r in finals.values())) if finals else math.nan,
