@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from tests.test_analysis_records import write_run
+from tests.run_builder import TOY_TASK, write_run
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.report import grid_protocol, write_report
 from yfbench.analysis.runs import load_runs, runs_table
@@ -21,21 +21,34 @@ def decaying(rate: float, offset: float = 0.0) -> list[float]:
     return [offset + math.exp(-rate * t) for t in range(1, STEPS + 1)]
 
 
+# YellowFin's tuner statistics on every train record, as the trainer logs them.
+YELLOWFIN_STATS = {
+    "h_min": [0.5 / t for t in range(1, STEPS + 1)],
+    "h_max": 2.0,
+    "grad_var": 0.1,
+    "dist_to_opt": 1.0,
+}
+
+
 def write_toy_runs(root: Path) -> Path:
     """Adam (2 lrs), momentum SGD, YellowFin (2 seeds), a diverged and a failed run."""
     for seed in (1, 2):
-        write_run(root, {"name": "adam", "lr": 0.001}, seed, decaying(0.05))
-        write_run(root, {"name": "yellowfin", "lr": 1.0}, seed, decaying(0.2), yellowfin_stats=True)
-    write_run(root, {"name": "adam", "lr": 0.01}, 1, decaying(0.02), packed=True)
-    write_run(root, {"name": "momentum_sgd", "lr": 0.1, "momentum": 0.9}, 1, decaying(0.1))
+        write_run(root, {"name": "adam", "lr": 0.001}, seed, decaying(0.05), **TOY_TASK)
+        logged = TOY_TASK | {"train_extra": TOY_TASK["train_extra"] | YELLOWFIN_STATS}
+        write_run(root, {"name": "yellowfin", "lr": 1.0}, seed, decaying(0.2), **logged)
+    write_run(root, {"name": "adam", "lr": 0.01}, 1, decaying(0.02), packed=True, **TOY_TASK)
+    write_run(
+        root, {"name": "momentum_sgd", "lr": 0.1, "momentum": 0.9}, 1, decaying(0.1), **TOY_TASK
+    )
     write_run(
         root,
         {"name": "momentum_sgd", "lr": 1.0, "momentum": 0.9},
         1,
         decaying(0.1)[:20] + [math.nan] * 3,
         status="diverged",
+        **TOY_TASK,
     )
-    write_run(root, {"name": "adam", "lr": 1.0}, 1, [], status="failed")
+    write_run(root, {"name": "adam", "lr": 1.0}, 1, [], status="failed", **TOY_TASK)
     return root
 
 
@@ -133,8 +146,8 @@ def test_report_lists_paper_and_ours_in_both_conventions(plotted):
 
 def test_report_sentence_for_a_method_that_never_reaches(tmp_path: Path):
     for seed in (1, 2, 3):
-        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, decaying(0.1), window=1)
-        write_run(tmp_path, {"name": "yellowfin"}, seed, decaying(0.05), window=1)
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, decaying(0.1), window=1, **TOY_TASK)
+        write_run(tmp_path, {"name": "yellowfin"}, seed, decaying(0.05), window=1, **TOY_TASK)
     text = write_report(tmp_path, tmp_path / "out" / "README.md").read_text()
     # Adam's best is at t = 40; YellowFin never gets below it, so each seed is below
     # 40 / 40 in T/T and (40 - 1) / (40 - 1) in the paper convention. YellowFin's own best
@@ -156,11 +169,11 @@ def test_report_without_runs_still_shows_the_paper(tmp_path: Path):
 
 
 def test_grid_protocol_is_inferred_from_seeds_per_grid_point(tmp_path: Path):
-    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [1.0])
-    write_run(tmp_path, {"name": "adam", "lr": 0.5}, 1, [1.0])
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [1.0], **TOY_TASK)
+    write_run(tmp_path, {"name": "adam", "lr": 0.5}, 1, [1.0], **TOY_TASK)
     for seed in (1, 2, 3):
-        write_run(tmp_path, {"name": "adam", "lr": 0.01}, seed, [1.0])
-        write_run(tmp_path, {"name": "yellowfin"}, seed, [1.0])
+        write_run(tmp_path, {"name": "adam", "lr": 0.01}, seed, [1.0], **TOY_TASK)
+        write_run(tmp_path, {"name": "yellowfin"}, seed, [1.0], **TOY_TASK)
     lines = grid_protocol(runs_table(load_runs([tmp_path])))
     assert lines == [
         "adam: 2 grid points × seed 1; 1 grid point (lr=0.01) × seeds 1–3",

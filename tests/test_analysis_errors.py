@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_analysis_records import write_run
+from tests.run_builder import TOY_TASK, write_run
 from yfbench.analysis.__main__ import main
 
 LOSSES = [4.0, 3.0, 2.0, 1.0]
@@ -25,8 +25,8 @@ def one_error_line(capsys, argv: list[str]) -> str:
 
 
 def two_optimizers(root: Path, **kwargs) -> Path:
-    write_run(root, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1, **kwargs)
-    return write_run(root, {"name": "sgd", "lr": 0.1}, 1, LOSSES, window=1, **kwargs)
+    write_run(root, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1, **kwargs, **TOY_TASK)
+    return write_run(root, {"name": "sgd", "lr": 0.1}, 1, LOSSES, window=1, **kwargs, **TOY_TASK)
 
 
 def test_truncated_summary_names_the_file_and_what_to_do(tmp_path: Path, capsys):
@@ -82,8 +82,8 @@ def test_both_metrics_files_names_both(tmp_path: Path, capsys):
 
 
 def test_runs_of_one_optimizer_only_say_so(tmp_path: Path, capsys):
-    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1)
-    write_run(tmp_path, {"name": "adam", "lr": 0.2}, 1, LOSSES, window=1)
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1, **TOY_TASK)
+    write_run(tmp_path, {"name": "adam", "lr": 0.2}, 1, LOSSES, window=1, **TOY_TASK)
     err = one_error_line(capsys, ["speedup", str(tmp_path)])
     assert "only 'adam' runs" in err and "at least one other optimizer" in err
 
@@ -103,8 +103,8 @@ def test_no_run_directories(tmp_path: Path, capsys):
 
 
 def test_mixed_windows_name_the_windows_and_the_fix(tmp_path: Path, capsys):
-    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1)
-    write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, LOSSES, window=2)
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LOSSES, window=1, **TOY_TASK)
+    write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, LOSSES, window=2, **TOY_TASK)
     err = one_error_line(capsys, ["speedup", str(tmp_path)])
     assert "toy_task/mini (default): runs disagree on analysis.window: 1 in 1 runs (e.g." in err
     assert "2 in 1 runs" in err

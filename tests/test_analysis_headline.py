@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from run_builder import write_run
-
+from tests.run_builder import write_run
 from yfbench.analysis.headline import Headline, headline
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import grid_points, tuned
@@ -19,10 +18,7 @@ LOSSES = [3.0, 2.0, 1.5, 1.2, 1.0, 0.9]
 def _runs(root: Path, valid: dict[str, float], summary: dict | None = None, seeds=(1,)):
     for seed in seeds:
         logged = {k: v + seed for k, v in valid.items()}
-        write_run(
-            root, f"adam-seed{seed}", optimizer=ADAM, seed=seed, losses=LOSSES,
-            valid=logged, summary=summary,
-        )  # fmt: skip
+        write_run(root, ADAM, seed, LOSSES, name=f"adam-seed{seed}", valid=logged, summary=summary)
     return load_runs([root])
 
 

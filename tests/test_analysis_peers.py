@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.run_builder import write_run
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.profiles import profile, ratios, scores
 from yfbench.errors import UserError
-from yfbench.run_contract import config_hash
 
 INF = math.inf
 
@@ -37,52 +37,39 @@ def test_profile_ratios_and_scores_match_a_hand_computed_answer():
         ratios(pd.DataFrame({"A": [0.0]}))
 
 
-def _write_run(root: Path, optimizer: dict, seed: int, accuracy: list[float], seconds_per_step):
-    """A run directory as the trainer writes it: train records every step, valid every 10."""
-    run_dir = root / optimizer["name"] / f"lr{optimizer['lr']}-seed{seed}"
-    run_dir.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "task": {"name": "toy"},
-        "optimizer": optimizer,
-        "scale": {"name": "mini"},
-        "trainer": {"max_steps": 40},
-    }
-    record = {"config_hash": config_hash(config), "config": config, "analysis": {"window": 50}}
-    (run_dir / "run_config.json").write_text(json.dumps(record))
-    lines = []
-    for step in range(1, 41):
-        time_s = step * seconds_per_step
-        lines.append({"step": step, "split": "train", "loss": 1.0, "lr": 0.1, "time_s": time_s})
-        if step % 10 == 0:
-            value = accuracy[step // 10 - 1]
-            lines.append(
-                {
-                    "step": step,
-                    "split": "valid",
-                    "loss": 1 - value,
-                    "accuracy": value,
-                    "time_s": time_s,
-                }
-            )
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "steps": 40}))
-
-
 @pytest.fixture
 def peer_runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
+
+    def timed(optimizer: dict, seed: int, accuracy: list[float], seconds_per_step: float):
+        """Train records every step, valid every 10 (``accuracy`` in turn), all timed."""
+        write_run(
+            root,
+            optimizer,
+            seed,
+            [1.0] * 40,
+            scale="mini",
+            window=50,
+            train_extra={"lr": 0.1, "time_s": [step * seconds_per_step for step in range(1, 41)]},
+            valid={
+                "loss": [1 - value for value in accuracy],
+                "accuracy": accuracy,
+                "time_s": [step * seconds_per_step for step in (10, 20, 30, 40)],
+            },
+            valid_every=10,
+        )
+
     reference = {"name": "nadamw_algoperf", "lr": 0.00175}
     for seed in (1, 2, 3, 4):
         last = 0.8 + 0.1 * (seed - 3)  # finals 0.7, 0.8, 0.9 on the evaluation seeds
-        _write_run(root, reference, seed, [0.5, 0.6, 0.7, last], 0.5)
-        _write_run(root, {"name": "never", "lr": 1.0}, seed, [0.1, 0.2, 0.3, 0.4], 0.5)
+        timed(reference, seed, [0.5, 0.6, 0.7, last], 0.5)
+        timed({"name": "never", "lr": 1.0}, seed, [0.1, 0.2, 0.3, 0.4], 0.5)
     # "fast" is tuned over two settings on seed 1 (which would look perfect) ...
     for lr in (0.1, 0.01):
-        _write_run(root, {"name": "fast", "lr": lr}, 1, [0.99] * 4, 2.0)
+        timed({"name": "fast", "lr": lr}, 1, [0.99] * 4, 2.0)
     # ... and evaluated at lr 0.1 on seeds 2-4 only.
     for seed in (2, 3, 4):
-        _write_run(root, {"name": "fast", "lr": 0.1}, seed, [0.85, 0.9, 0.9, 0.9], 2.0)
+        timed({"name": "fast", "lr": 0.1}, seed, [0.85, 0.9, 0.9, 0.9], 2.0)
     return root
 
 
@@ -107,7 +94,8 @@ def test_leaderboard_reports_evaluation_seeds_against_the_reference_target(peer_
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if "lr=" in line}
     # fast: seeds 2-4 reach 0.8 at the first evaluation (step 10, 20 s); seed 1's 0.99 unused.
     assert rows["fast"].startswith(
-        "| fast | yes (2 settings) | 3/3 | 10 | 20 | 0.9 [0.9, 0.9] | 0.50 | 8.0 | 2.0 |"
+        "| fast | yes (2 settings; chose the largest lr tried) | 3/3 | 10 | 20 "
+        "| 0.9 [0.9, 0.9] | 0.50 | 8.0 | 2.0 |"
     )
     # The reference: 2 of 3 seeds reach its own median at step 40; never: a bound, not a zero.
     assert rows["nadamw_algoperf"].startswith(

@@ -1,106 +1,27 @@
 """Loading run directories written to the run record contract (run_config.json,
-summary.json, metrics.jsonl or metrics.jsonl.gz); ``write_run`` is shared by the other
-analysis tests."""
+summary.json, metrics.jsonl or metrics.jsonl.gz)."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.run_builder import TOY_TASK, write_run
 from yfbench.analysis.runs import load_runs, runs_table, setting_labels
 from yfbench.analysis.speedup import speedup_table
-from yfbench.engine.run_dir import config_hash
 from yfbench.errors import DataError
 
-WINDOW = 5
-
-
-def write_run(
-    root: Path,
-    optimizer: dict,
-    seed: int,
-    losses: list[float],
-    status: str | None = "completed",
-    task: str = "toy_task",
-    window: int = WINDOW,
-    trainer: dict | None = None,
-    yellowfin_stats: bool = False,
-    packed: bool = False,
-) -> Path:
-    """A run directory as the trainer writes it; ``packed`` gzips metrics as committed."""
-    trainer = {"max_steps": max(100, len(losses)), "log_every": 1, **(trainer or {})}
-    stale = f"-stale{trainer['staleness']}" if "staleness" in trainer else ""
-    name = f"lr{optimizer.get('lr')}{stale}-seed{seed}"
-    run_dir = root / task / "mini" / optimizer["name"] / name
-    run_dir.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "task": {"name": task, "dim": 3},
-        "optimizer": optimizer,
-        "scale": {"name": "mini"},
-        "trainer": trainer,
-    }
-    record = {
-        "config_hash": config_hash(config),
-        "config": config,
-        "analysis": {"window": window},
-        "overrides": [f"seed={seed}"],
-    }
-    (run_dir / "run_config.json").write_text(json.dumps(record))
-    text = "".join(json.dumps(r) + "\n" for r in _records(losses, yellowfin_stats))
-    if packed:
-        with gzip.open(run_dir / "metrics.jsonl.gz", "wt") as handle:
-            handle.write(text)
-    else:
-        (run_dir / "metrics.jsonl").write_text(text)
-    if status is not None:
-        (run_dir / "summary.json").write_text(json.dumps(_summary(status, losses)))
-    return run_dir
-
-
-def _records(losses: list[float], yellowfin_stats: bool) -> list[dict]:
-    records = []
-    for step, loss in enumerate(losses, start=1):
-        record = {"step": step, "split": "train", "loss": _safe(loss), "lr": 0.1, "momentum": 0.5}
-        if yellowfin_stats:
-            record.update(h_min=0.5 / step, h_max=2.0, grad_var=0.1, dist_to_opt=1.0)
-        records.append(record)
-        if step % 10 == 0:
-            records.append({"step": step, "split": "valid", "loss": loss, "accuracy": 0.5})
-    return records
-
-
-def _safe(loss: float) -> float | str:
-    """As the trainer writes them: non-finite losses as strings."""
-    return loss if loss == loss and abs(loss) != float("inf") else str(loss)
-
-
-def _summary(status: str, losses: list[float]) -> dict:
-    summary = {
-        "status": status,
-        "steps": len(losses),
-        "wall_time_s": 1.0,
-        "steps_per_s": 40.0,
-        "final": {},
-        "best": {},
-        "device": "cpu",
-        "error": "boom" if status == "failed" else None,
-        "git": {"commit": "abcdef0123456789", "dirty": False},
-        "versions": {"torch": "2.9.0", "python": "3.12"},
-    }
-    if status == "diverged":
-        summary["diverged_step"] = len(losses)
-    return summary
+WINDOW = 5  # write_run's default smoothing window
 
 
 def test_loader_reads_identity_status_and_provenance(tmp_path: Path):
-    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0, 1.0])
-    write_run(tmp_path, {"name": "adam", "lr": 1.0}, 1, [3.0, float("nan")], status="diverged")
-    write_run(tmp_path, {"name": "adam", "lr": 5.0}, 1, [], status="failed")
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0, 1.0], **TOY_TASK)
+    write_run(
+        tmp_path, {"name": "adam", "lr": 1.0}, 1, [3.0, float("nan")], status="diverged", **TOY_TASK
+    )
+    write_run(tmp_path, {"name": "adam", "lr": 5.0}, 1, [], status="failed", **TOY_TASK)
     frame = load_runs([tmp_path])
     table = runs_table(frame).set_index("hparams")
     assert table.loc["lr=1", "status"] == "diverged" and table.loc["lr=1", "diverged_step"] == 2
@@ -115,22 +36,22 @@ def test_loader_reads_identity_status_and_provenance(tmp_path: Path):
 
 def test_gzipped_metrics_load_like_plain_ones(tmp_path: Path):
     losses = [3.0, 2.0, 1.5, 1.0]
-    write_run(tmp_path / "plain", {"name": "adam", "lr": 0.1}, 1, losses)
-    write_run(tmp_path / "packed", {"name": "adam", "lr": 0.1}, 1, losses, packed=True)
+    write_run(tmp_path / "plain", {"name": "adam", "lr": 0.1}, 1, losses, **TOY_TASK)
+    write_run(tmp_path / "packed", {"name": "adam", "lr": 0.1}, 1, losses, packed=True, **TOY_TASK)
     plain, packed = load_runs([tmp_path / "plain"]), load_runs([tmp_path / "packed"])
     columns = ["split", "step", "loss", "lr", "momentum"]
     pd.testing.assert_frame_equal(plain[columns], packed[columns])
 
 
 def test_both_metrics_files_is_an_error_naming_both(tmp_path: Path):
-    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [1.0], packed=True)
+    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [1.0], packed=True, **TOY_TASK)
     (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
     with pytest.raises(DataError, match="both .*metrics.jsonl and .*metrics.jsonl.gz"):
         load_runs([tmp_path])
 
 
 def test_truncated_last_line_is_skipped_and_missing_summary_is_incomplete(tmp_path: Path):
-    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0], status=None)
+    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, [3.0, 2.0], status=None, **TOY_TASK)
     with open(run / "metrics.jsonl", "a") as handle:
         handle.write('{"step": 3, "split": "tr')
     frame = load_runs([tmp_path])
@@ -149,8 +70,12 @@ def test_staleness_runs_are_a_separate_setting_not_a_collision(tmp_path: Path):
     for staleness, rate in ((0, 1.0), (15, 0.5)):
         trainer = {"staleness": staleness}
         losses = [4.0 - rate * t for t in range(4)] + [1.0]
-        write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, losses, window=1, trainer=trainer)
-        write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, losses, window=1, trainer=trainer)
+        write_run(
+            tmp_path, {"name": "adam", "lr": 0.1}, 1, losses, window=1, trainer=trainer, **TOY_TASK
+        )
+        write_run(
+            tmp_path, {"name": "sgd", "lr": 0.1}, 1, losses, window=1, trainer=trainer, **TOY_TASK
+        )
     frame = load_runs([tmp_path])
     assert sorted(runs_table(frame)["setting"].unique()) == [
         "trainer.staleness=0",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_analysis_records import write_run
+from tests.run_builder import TOY_TASK, write_run
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.seeds import detrend, seed_correlations
@@ -42,8 +42,8 @@ def test_correlations_median_over_seed_pairs(tmp_path: Path):
         3: [v + d for v, d in zip(ZIGZAG, trend, strict=True)],
     }
     for seed, losses in curves.items():
-        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, losses)
-    write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, ZIGZAG)  # one seed: no row
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, losses, **TOY_TASK)
+    write_run(tmp_path, {"name": "sgd", "lr": 0.1}, 1, ZIGZAG, **TOY_TASK)  # one seed: no row
     table = seed_correlations(load_runs([tmp_path]), window=3)
     assert len(table) == 1
     row = table.iloc[0]
@@ -58,10 +58,10 @@ def test_seeds_cli_prints_a_table_and_says_when_there_is_nothing_to_correlate(
     tmp_path: Path, capsys
 ):
     for seed in (1, 2):
-        write_run(tmp_path / "two", {"name": "adam", "lr": 0.1}, seed, ZIGZAG)
+        write_run(tmp_path / "two", {"name": "adam", "lr": 0.1}, seed, ZIGZAG, **TOY_TASK)
     assert main(["seeds", str(tmp_path / "two"), "--detrend", "3"]) == 0
     assert "| +1.00 |" in capsys.readouterr().out
-    write_run(tmp_path / "one", {"name": "adam", "lr": 0.1}, 1, ZIGZAG)
+    write_run(tmp_path / "one", {"name": "adam", "lr": 0.1}, 1, ZIGZAG, **TOY_TASK)
     assert main(["seeds", str(tmp_path / "one")]) == 2
     assert "no grid point has two or more seeds" in capsys.readouterr().err
 
@@ -75,7 +75,7 @@ def test_the_early_fall_shared_by_every_seed_is_not_counted_as_shared_noise(tmp_
     whole = [detrend(pd.Series(curves[s], index=steps), window=3) for s in (1, 2)]
     assert np.corrcoef(whole[0], whole[1])[0, 1] > 0.3  # what the shared fall alone does
     for seed, losses in curves.items():
-        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, list(losses))
+        write_run(tmp_path, {"name": "adam", "lr": 0.1}, seed, list(losses), **TOY_TASK)
     row = seed_correlations(load_runs([tmp_path]), window=3).iloc[0]
     assert row["steps"] == 180  # steps 20..199 (step 200 has no centred window)
     assert abs(row["r_median"]) < row["band"]

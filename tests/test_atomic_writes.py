@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from tests.test_analysis_records import write_run
+from tests.run_builder import TOY_TASK, write_run
 from yfbench import atomic
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.plots import save_figure
@@ -30,7 +30,7 @@ OLD = "the previous, complete file\n"
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     for name in ("adam", "yellowfin"):
-        write_run(root, {"name": name, "lr": 0.1}, 1, LOSSES, window=2)
+        write_run(root, {"name": name, "lr": 0.1}, 1, LOSSES, window=2, **TOY_TASK)
     return root
 
 

@@ -92,19 +92,12 @@ def _momentum(gap: float) -> dict[str, list[float]]:
 @pytest.fixture(scope="module")
 def async_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("async")
-    stale = {"staleness": 15}
+    sync, stale = {"staleness": 0}, {"staleness": 15}
     for seed in (1, 2, 3):
         # Same lr and seed in both settings; synchronous Adam is much faster.
-        write_run(root / "sync", f"adam-{seed}", optimizer=ADAM, seed=seed, losses=_decay(0.3))
-        write_run(root / "sync", f"yf-{seed}", optimizer=YF, seed=seed, losses=_decay(0.2))
-        write_run(
-            root / "async",
-            f"adam-{seed}",
-            optimizer=ADAM,
-            seed=seed,
-            losses=_decay(0.05),
-            trainer=stale,
-        )
+        write_run(root / "sync", ADAM, seed, _decay(0.3), name=f"adam-{seed}", trainer=sync)
+        write_run(root / "sync", YF, seed, _decay(0.2), name=f"yf-{seed}", trainer=sync)
+        write_run(root / "async", ADAM, seed, _decay(0.05), name=f"adam-{seed}", trainer=stale)
         for name, gap, rate in (
             ("yellowfin_closed_loop", 0.004, 0.1),
             ("yellowfin_open_loop", 0.05, 0.04),
@@ -116,10 +109,10 @@ def async_runs(tmp_path_factory):
             }
             write_run(
                 root / "async",
-                f"{name}-{seed}",
-                optimizer=optimizer,
-                seed=seed,
-                losses=_decay(rate),
+                optimizer,
+                seed,
+                _decay(rate),
+                name=f"{name}-{seed}",
                 trainer=stale,
                 train_extra=_momentum(gap),
             )
@@ -161,21 +154,14 @@ def two_stage_async_runs(tmp_path_factory):
     """Async Adam lr 1e-3 and 1e-2 on seed 1 (1e-3 wins there: it is lucky on seed 1), then
     the tuned lr, open and closed loop and sync YellowFin on seeds 2-4."""
     root = tmp_path_factory.mktemp("two_stage")
-    stale = {"staleness": 15}
-    write_run(
-        root, "adam-1e-2", optimizer={**ADAM, "lr": 1e-2}, seed=1, losses=_decay(0.2), trainer=stale
-    )
+    sync, stale = {"staleness": 0}, {"staleness": 15}
+    write_run(root, {**ADAM, "lr": 1e-2}, 1, _decay(0.2), name="adam-1e-2", trainer=stale)
     for seed in (1, 2, 3, 4):
         lucky = seed == 1
         write_run(
-            root,
-            f"adam-{seed}",
-            optimizer=ADAM,
-            seed=seed,
-            trainer=stale,
-            losses=_decay(0.3 if lucky else 0.05),
+            root, ADAM, seed, _decay(0.3 if lucky else 0.05), name=f"adam-{seed}", trainer=stale
         )
-        write_run(root, f"sync-yf-{seed}", optimizer=YF, seed=seed, losses=_decay(0.2))
+        write_run(root, YF, seed, _decay(0.2), name=f"sync-yf-{seed}", trainer=sync)
         for name, rate in (("yellowfin_closed_loop", 0.1), ("yellowfin_open_loop", 0.04)):
             optimizer = {
                 "name": name,
@@ -184,11 +170,11 @@ def two_stage_async_runs(tmp_path_factory):
             }
             write_run(
                 root,
-                f"{name}-{seed}",
-                optimizer=optimizer,
-                seed=seed,
+                optimizer,
+                seed,
+                _decay(rate),
+                name=f"{name}-{seed}",
                 trainer=stale,
-                losses=_decay(rate),
                 train_extra=_momentum(0.0),
             )
     return root
@@ -234,19 +220,11 @@ def ablation_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablation")
     noise = {1: 0.01, 2: -0.01, 3: 0.0}
     for seed in (1, 2, 3):
-        write_run(root, f"yf-{seed}", optimizer=YF, seed=seed, losses=_decay(0.1))
+        write_run(root, YF, seed, _decay(0.1), name=f"yf-{seed}")
         rescaled = {**YF, "name": "yellowfin_rescaled_sgd", "rescaled_sgd": True}
-        write_run(
-            root,
-            f"rs-{seed}",
-            optimizer=rescaled,
-            seed=seed,
-            losses=_decay(0.1, offset=0.1 + noise[seed]),
-        )
+        write_run(root, rescaled, seed, _decay(0.1, offset=0.1 + noise[seed]), name=f"rs-{seed}")
         fixed = {**YF, "name": "yellowfin_fixed_momentum", "tune_momentum": False, "momentum": 0.9}
-        write_run(
-            root, f"mu09-{seed}", optimizer=fixed, seed=seed, losses=_decay(0.1, offset=noise[seed])
-        )
+        write_run(root, fixed, seed, _decay(0.1, offset=noise[seed]), name=f"mu09-{seed}")
     return root
 
 
@@ -290,7 +268,7 @@ def test_rescaled_sgd_summary_across_tasks():
 
 
 def test_ablation_refuses_two_yellowfin_points(ablation_runs, tmp_path):
-    write_run(tmp_path, "yf-x3", optimizer={**YF, "lr_factor": 3.0}, seed=1, losses=_decay(0.1))
+    write_run(tmp_path, {**YF, "lr_factor": 3.0}, 1, _decay(0.1), name="yf-x3")
     with pytest.raises(UserError, match="exactly one YellowFin grid point"):
         momentum_ablation.ablation_table(load_runs([ablation_runs, tmp_path]))
 
@@ -301,44 +279,44 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     for lr, rate in ((1e-3, 0.2), (1e-2, 0.1)):
         write_run(
             grid,
-            f"adam-{lr}",
-            optimizer={**ADAM, "lr": lr},
-            seed=1,
-            losses=_decay(rate),
+            {**ADAM, "lr": lr},
+            1,
+            _decay(rate),
+            name=f"adam-{lr}",
             valid={"loss": 1.0, "perplexity": 3.0},
             grid_point=f"adam_lr{lr:g}",
         )
     write_run(
         grid,
-        "adam-1e-3-s2",
-        optimizer=ADAM,
-        seed=2,
-        losses=_decay(0.2),
+        ADAM,
+        2,
+        _decay(0.2),
+        name="adam-1e-3-s2",
         valid={"perplexity": 2.5},
         grid_point="adam_lr0.001",
     )
-    write_run(grid, "yf", optimizer=YF, seed=1, losses=_decay(0.15), grid_point="yellowfin")
+    write_run(grid, YF, 1, _decay(0.15), name="yf", grid_point="yellowfin")
     for seed in (1, 2, 3):
         write_run(
             experiment,
-            f"adam-1e-4-{seed}",
-            optimizer={**ADAM, "lr": 1e-4},
-            seed=seed,
-            losses=_decay(0.05),
+            {**ADAM, "lr": 1e-4},
+            seed,
+            _decay(0.05),
+            name=f"adam-1e-4-{seed}",
             valid={"perplexity": 9.0},
         )
         diverged = seed == 3
         write_run(
             experiment,
-            f"yf-x3-{seed}",
-            optimizer={**YF, "lr_factor": 3.0},
-            seed=seed,
-            losses=_decay(0.1)[:20] if diverged else _decay(0.1),
+            {**YF, "lr_factor": 3.0},
+            seed,
+            _decay(0.1)[:20] if diverged else _decay(0.1),
+            name=f"yf-x3-{seed}",
             status="diverged" if diverged else "completed",
             max_steps=STEPS,
         )
     # A grid run passed twice (same config hash) counts once.
-    write_run(experiment, "copy", optimizer=YF, seed=1, losses=_decay(0.15))
+    write_run(experiment, YF, 1, _decay(0.15), name="copy")
     tuned = lr_robustness.tuned_lrs(load_runs([grid]))
     assert tuned.lrs == {("toy", "adam"): 1e-3} and tuned.seeds == {"toy": (1,)}
     table = lr_robustness.robustness_table(load_runs([grid, experiment]), tuned)
@@ -408,29 +386,29 @@ def test_clip_events_and_hand_tuned_momentum_sgd(tmp_path):
         extra = {"exploding_clips": events, "grad_norm_sq": [s * s for s in spikes]}
         write_run(
             tmp_path,
-            f"yf-{seed}",
-            optimizer={**YF, "adaptive_clip": True},
-            seed=seed,
-            losses=_decay(0.1),
+            {**YF, "adaptive_clip": True},
+            seed,
+            _decay(0.1),
+            name=f"yf-{seed}",
             train_extra=extra,
             task_extra={"grad_clip_norm": None},
         )
         write_run(
             tmp_path,
-            f"yf-off-{seed}",
-            optimizer={**YF, "adaptive_clip": False},
-            seed=seed,
-            losses=_decay(0.05),
+            {**YF, "adaptive_clip": False},
+            seed,
+            _decay(0.05),
+            name=f"yf-off-{seed}",
             task_extra={"grad_clip_norm": None},
             train_extra={"exploding_clips": [0.0] * STEPS},
         )
     for lr, clip, rate in ((0.1, 1.0, 0.08), (1.0, 10.0, 0.02)):
         write_run(
             tmp_path,
-            f"sgd-{lr}",
-            optimizer={"name": "momentum_sgd", "lr": lr},
-            seed=1,
-            losses=_decay(rate),
+            {"name": "momentum_sgd", "lr": lr},
+            1,
+            _decay(rate),
+            name=f"sgd-{lr}",
             task_extra={"grad_clip_norm": clip},
             train_extra={"grad_norm": spikes},
             grid_point=f"sgd{lr}",
@@ -441,13 +419,20 @@ def test_clip_events_and_hand_tuned_momentum_sgd(tmp_path):
     assert rows.loc["YellowFin, adaptive clip", "clip_events"] == 3  # steps 1, 21, 41
     assert rows.loc["YellowFin, adaptive clip", "seeds_used"] == "1 evaluation seed (2)"
     assert rows.loc["YellowFin, no clip", "clip_events"] == 0
-    sgd = rows.loc["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
+    sgd = rows.loc[TUNED_SGD]
     assert sgd["clip_events"] == 6 and sgd["grad_norm_max_over_median"] == 100.0
     assert sgd["provisional"] and sgd["seeds_used"].startswith("provisional: tuning seed 1")
     assert (
         adaptive_clipping.tuned_grid_point([tmp_path])
         == "grid_point=sgd0.1 task.grad_clip_norm=1.0"
     )
+
+
+# Both clipping grids below try lr 0.1 and 1 and tune to 0.1: the label says it is an edge.
+TUNED_SGD = (
+    "momentum SGD, lr=0.1, clip 1 (hand-tuned; tuned at the smallest lr tried (lr=0.1): "
+    "the grid does not bracket it)"
+)
 
 
 def _clipping_grid(root, seeds_of_tuned: tuple[int, ...], grid_seed: int = 1) -> None:
@@ -460,20 +445,20 @@ def _clipping_grid(root, seeds_of_tuned: tuple[int, ...], grid_seed: int = 1) ->
         name = f"sgd{lr}"
         write_run(
             root,
-            f"{name}-{grid_seed}",
-            optimizer=sgd,
-            seed=grid_seed,
-            losses=_decay(rate),
+            sgd,
+            grid_seed,
+            _decay(rate),
+            name=f"{name}-{grid_seed}",
             task_extra=extra,
             grid_point=name,
         )
     for seed in seeds_of_tuned:
         write_run(
             root,
-            f"sgd0.1-{seed}",
-            optimizer={"name": "momentum_sgd", "lr": 0.1},
-            seed=seed,
-            losses=_decay(0.02),
+            {"name": "momentum_sgd", "lr": 0.1},
+            seed,
+            _decay(0.02),
+            name=f"sgd0.1-{seed}",
             task_extra={"grad_clip_norm": 1.0},
             grid_point="sgd0.1",
         )
@@ -481,10 +466,10 @@ def _clipping_grid(root, seeds_of_tuned: tuple[int, ...], grid_seed: int = 1) ->
         for on, rate in ((True, 0.1), (False, 0.05)):
             write_run(
                 root,
-                f"yf-{on}-{seed}",
-                optimizer={**YF, "adaptive_clip": on},
-                seed=seed,
-                losses=_decay(rate),
+                {**YF, "adaptive_clip": on},
+                seed,
+                _decay(rate),
+                name=f"yf-{on}-{seed}",
                 task_extra={"grad_clip_norm": None},
             )
 
@@ -493,13 +478,13 @@ def test_clipping_reports_evaluation_seeds_only(tmp_path):
     _clipping_grid(tmp_path, seeds_of_tuned=(2, 3, 4))
     table, found, tuning = adaptive_clipping.summary(load_runs([tmp_path]))
     assert tuning == (1,)
-    sgd = table.set_index("method").loc["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
+    sgd = table.set_index("method").loc[TUNED_SGD]
     # Seed 1 (lucky, decay 0.3) chose the point and is left out: seeds 2-4 only.
     assert sgd["seeds"] == 3 and sgd["seeds_used"] == "3 evaluation seeds (2,3,4)"
     assert sgd["final_low"] == sgd["final_high"]
     assert (table["seeds_used"] == "3 evaluation seeds (2,3,4)").all()
     differences = dict(adaptive_clipping.differences(found, tuning))
-    text = differences["momentum SGD, lr=0.1, clip 1 (hand-tuned)"]
+    text = differences[TUNED_SGD]
     assert "(3 seeds)" in text and text.endswith("3 evaluation seeds (2,3,4)")
 
 
@@ -520,10 +505,10 @@ def test_an_evaluation_seed_cannot_change_the_tuned_clip(tmp_path):
     _clipping_grid(tmp_path, seeds_of_tuned=(2, 3, 4))
     write_run(
         tmp_path,
-        "sgd0.1-5",
-        optimizer={"name": "momentum_sgd", "lr": 0.1},
-        seed=5,
-        losses=_decay(0.02)[:20],
+        {"name": "momentum_sgd", "lr": 0.1},
+        5,
+        _decay(0.02)[:20],
+        name="sgd0.1-5",
         status="diverged",
         max_steps=STEPS,
         task_extra={"grad_clip_norm": 1.0},
@@ -536,8 +521,8 @@ def test_an_evaluation_seed_cannot_change_the_tuned_clip(tmp_path):
 
 
 def test_clipping_refuses_runs_of_another_setting(tmp_path):
-    write_run(tmp_path, "a", optimizer=YF, seed=1, losses=_decay(0.1))
-    write_run(tmp_path, "b", optimizer=YF, seed=2, losses=_decay(0.1), trainer={"staleness": 3})
+    write_run(tmp_path, YF, 1, _decay(0.1), name="a", trainer={"staleness": 0})
+    write_run(tmp_path, YF, 2, _decay(0.1), name="b", trainer={"staleness": 3})
     with pytest.raises(UserError, match="not only in task.grad_clip_norm"):
         adaptive_clipping.summary(load_runs([tmp_path]))
 

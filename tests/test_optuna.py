@@ -17,26 +17,17 @@ LINE = [10.0 - t for t in range(1, 10)] + [1.5]
 
 
 def test_objective_is_the_lowest_smoothed_training_loss(tmp_path: Path):
-    run = write_run(tmp_path, "a", optimizer={"name": "adam", "lr": 0.1}, seed=1, losses=LINE)
+    run = write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LINE, name="a")
     assert run_objective(run) == pytest.approx(2.3)
 
 
 def test_a_diverged_run_scores_worse_than_any_completed_one(tmp_path: Path):
-    run = write_run(
-        tmp_path, "d", optimizer={"name": "adam", "lr": 1.0}, seed=1, losses=LINE, status="diverged"
-    )
+    run = write_run(tmp_path, {"name": "adam", "lr": 1.0}, 1, LINE, name="d", status="diverged")
     assert run_objective(run) == math.inf
 
 
 def test_an_unfinished_run_has_no_objective(tmp_path: Path):
-    run = write_run(
-        tmp_path,
-        "i",
-        optimizer={"name": "adam", "lr": 1.0},
-        seed=1,
-        losses=LINE,
-        status="interrupted",
-    )
+    run = write_run(tmp_path, {"name": "adam", "lr": 1.0}, 1, LINE, name="i", status="interrupted")
     with pytest.raises(ValueError, match="interrupted"):
         run_objective(run)
 

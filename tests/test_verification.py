@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import compose_config
-from tests.test_analysis_records import write_run
+from tests.run_builder import TOY_TASK, write_run
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.runs import find_run_dirs, format_value, load_runs, runs_table
 from yfbench.analysis.speedup import compare_all
@@ -166,7 +166,9 @@ def test_a_non_numeric_loss_is_one_message_on_the_command_line(runs, capsys):
 
 
 def test_a_diverged_run_keeps_its_non_finite_loss(tmp_path):
-    write_run(tmp_path, {"name": "adam", "lr": 1.0}, 1, [3.0, float("nan")], status="diverged")
+    write_run(
+        tmp_path, {"name": "adam", "lr": 1.0}, 1, [3.0, float("nan")], status="diverged", **TOY_TASK
+    )
     assert runs_table(load_runs([tmp_path]))["status"].tolist() == ["diverged"]
 
 
@@ -176,7 +178,7 @@ def test_settings_differing_in_the_seventh_digit_stay_apart(tmp_path):
     losses = [4.0, 3.0, 2.0, 1.0]
     for momentum in (0.9, 0.90000001):
         write_run(tmp_path / f"m{momentum}", {"name": "adam", "lr": 0.1}, 1, losses,
-                  trainer={"momentum_hint": momentum})  # fmt: skip
+                  trainer={"momentum_hint": momentum}, **TOY_TASK)  # fmt: skip
     table = runs_table(load_runs([tmp_path]))
     assert table["setting"].nunique() == 2
 
@@ -195,8 +197,10 @@ def test_a_directory_of_runs_reached_through_a_symlink_is_followed_once(runs, tm
 def test_a_setting_that_cannot_be_compared_is_skipped_not_fatal(tmp_path, caplog):
     losses = [4.0, 3.0, 2.0, 1.5, 1.2, 1.0]
     for name in ("adam", "yellowfin"):
-        write_run(tmp_path, {"name": name, "lr": 0.1}, 1, losses)
-    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, losses, trainer={"staleness": 15})
+        write_run(tmp_path, {"name": name, "lr": 0.1}, 1, losses, **TOY_TASK)
+    write_run(
+        tmp_path, {"name": "adam", "lr": 0.1}, 1, losses, trainer={"staleness": 15}, **TOY_TASK
+    )
     with caplog.at_level(logging.WARNING):
         comparisons = compare_all(load_runs([tmp_path]), "adam", window=2)
     assert [c.info["setting"] for c in comparisons] == ["trainer.staleness=unset"]

@@ -105,19 +105,21 @@ def methods(frame: pd.DataFrame, window: int) -> tuple[dict[str, GridPoint], tup
                 candidates.append((clip, point))
     best = tuned_sgd(candidates)
     if best is not None:
-        clip, point = best
-        found[f"momentum SGD, lr={point.settings['lr']}, clip {clip} (hand-tuned)"] = point
+        clip, point, note = best
+        how = "; ".join(filter(None, ["hand-tuned", note]))
+        found[f"momentum SGD, lr={point.settings['lr']}, clip {clip} ({how})"] = point
     return found, tuning_seeds(p for _, p in candidates)
 
 
-def tuned_sgd(candidates: list[tuple[str, GridPoint]]) -> tuple[str, GridPoint] | None:
-    """The (clip, point) the speedup rule tunes over the whole (lr, clip) grid, shown only
-    the grid's tuning seeds: an evaluation seed (its loss, or a divergence) can never
-    change the choice it is then used to evaluate."""
+def tuned_sgd(candidates: list[tuple[str, GridPoint]]) -> tuple[str, GridPoint, str] | None:
+    """The (clip, point, tuning note) the speedup rule tunes over the whole (lr, clip)
+    grid, shown only the grid's tuning seeds: an evaluation seed (its loss, or a
+    divergence) can never change the choice it is then used to evaluate."""
     tuning = tuning_seeds(p for _, p in candidates)
     shown = [on_seeds(p, tuning) if tuning else p for _, p in candidates]
-    best, _ = tuned(shown, SGD)
-    return next((c for c, p in zip(candidates, shown, strict=True) if p is best), None)
+    best, note = tuned(shown, SGD)
+    chosen = (c for c, p in zip(candidates, shown, strict=True) if p is best)
+    return next(((clip, point, note) for clip, point in chosen), None)
 
 
 def clip_events(group: pd.DataFrame, point: GridPoint, clip: float | None) -> pd.DataFrame:

@@ -33,7 +33,8 @@ import pandas as pd
 
 from yfbench.analysis.headline import Headline, headline
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
-from yfbench.analysis.runs import load_runs
+from yfbench.analysis.runs import HPARAM_PREFIX, load_runs
+from yfbench.analysis.speedup import lr_edge
 from yfbench.analysis.tables import DASH, markdown_table
 from yfbench.errors import UserError
 
@@ -135,6 +136,8 @@ def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict
         "optimizer": optimizer,
         "hparams": runs["hparams"].iloc[0],
         "settings_tried": int(tuning["hparams"].nunique()),
+        # "largest"/"smallest" when the chosen lr is that end of the lrs tuning tried
+        "lr_edge": _lr_edge(runs["hparams"].iloc[0], tuning),
         "seeds": ",".join(str(s) for s in sorted(runs["seed"])),
         "n": len(runs),
         "reached": int(np.isfinite(runs["iterations"]).sum()),
@@ -149,6 +152,14 @@ def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict
         "not_completed": int((runs["status"] != "completed").sum()),
         "steps_per_s": float(runs["steps_per_s"].median()),
     }
+
+
+def _lr_edge(chosen: str, tuning: pd.DataFrame) -> str:
+    lr_column = HPARAM_PREFIX + "lr"
+    if lr_column not in tuning:
+        return ""
+    lrs = tuning.drop_duplicates("hparams").set_index("hparams")[lr_column].dropna()
+    return lr_edge(float(lrs[chosen]), lrs.astype(float)) if chosen in lrs else ""
 
 
 def read_measured(path: Path, remake: str) -> tuple[dict[str, Any], str]:
@@ -252,12 +263,18 @@ def write_leaderboard(
     return [out, *written]
 
 
+def _tuning_cell(tried: int, edge: str) -> str:
+    if tried < 2:
+        return "no"
+    return f"yes ({tried} settings" + (f"; chose the {edge} lr tried)" if edge else ")")
+
+
 def _cells(row: pd.Series, overhead: dict[str, dict[str, float]]) -> dict[str, str]:
     measured = overhead.get(row["optimizer"], {})
     tried = int(row["settings_tried"])
     return {
         "optimizer": row["optimizer"],
-        "tuning": f"yes ({tried} settings)" if tried > 1 else "no",
+        "tuning": _tuning_cell(tried, row["lr_edge"]),
         "reached": f"{row['reached']}/{row['n']}",
         "iterations to target": _time(row["iterations"], row["bound_iterations"], "{:.0f}"),
         "seconds to target": _time(row["seconds"], row["bound_seconds"], "{:.0f}"),

@@ -351,7 +351,30 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
     finite = [(score, index) for score, index in scored if np.isfinite(score)]
     if not finite:
         return None, "no grid point has a smoothed loss on the common seeds"
-    return candidates[min(finite)[1]], note
+    best = candidates[min(finite)[1]]
+    return best, "; ".join(filter(None, [note, grid_edge(points, best)]))
+
+
+def lr_edge(lr: float, tried: Iterable[float]) -> str:
+    """ "largest" or "smallest" when ``lr`` is that end of two or more lrs ``tried``, else ""."""
+    lrs = set(tried)
+    if len(lrs) < 2:
+        return ""
+    return "largest" if lr == max(lrs) else "smallest" if lr == min(lrs) else ""
+
+
+def grid_edge(points: list[GridPoint], chosen: GridPoint) -> str:
+    """A note when ``chosen`` has the largest or smallest lr its optimizer's grid tried:
+    the grid does not bracket the best lr, so a wider grid might tune it better."""
+    if "lr" not in chosen.settings:
+        return ""
+    own = [p for p in points if p.optimizer == chosen.optimizer]
+    side = lr_edge(float(chosen.settings["lr"]), [float(p.settings["lr"]) for p in own])
+    if not side:
+        return ""
+    return (
+        f"tuned at the {side} lr tried (lr={chosen.settings['lr']}): the grid does not bracket it"
+    )
 
 
 def tuned_grid_point_names(frame: pd.DataFrame, window: int | None = None) -> list[str]:
