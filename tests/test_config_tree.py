@@ -9,6 +9,7 @@ YellowFin's slow start), and paper scale runs the paper's iteration count.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +68,18 @@ MAKE_TARGETS = make_reproduce_targets()
 
 @pytest.fixture(scope="module")
 def compose_tree() -> Compose:
-    """The config with its ``hydra`` node (launcher, sweeper, output directories)."""
-    return lambda overrides: compose(overrides, with_hydra=True)
+    """The config with its ``hydra`` node (launcher, sweeper, output directories). Each
+    list of overrides is composed once (a Hydra compose costs ~0.3 s; several tests check
+    the same config, e.g. an experiment's documented command); tests get a copy."""
+    composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def compose_once(overrides: list[str]) -> DictConfig:
+        key = tuple(overrides)
+        if key not in composed:
+            composed[key] = compose(overrides, with_hydra=True)
+        return copy.deepcopy(composed[key])
+
+    return compose_once
 
 
 def resolve_completely(cfg: DictConfig) -> dict[str, Any]:
