@@ -45,6 +45,7 @@ from yfbench.analysis.final_loss import (
     final_loss,
     paired_budget_difference,
     seed_band,
+    verdict,
 )
 from yfbench.analysis.plots import PALETTE, STYLE, save_figure
 from yfbench.analysis.protocol import (
@@ -278,8 +279,8 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
     csv = out / "clipping.csv"
     atomic.write_text(csv, table.to_csv(index=False))
     pairs = [
-        f"- YellowFin (adaptive clip) − {other}: {text}"
-        for other, text in differences(found, tuning)
+        f"- YellowFin (adaptive clip) − {other}: {_paired(diff)}"
+        for other, diff in differences(found, tuning)
     ]
     lines = [
         "# Adaptive clipping on a model with exploding gradients",
@@ -304,30 +305,69 @@ def write_outputs(run_dirs: list[Path], out: Path, window: int | None = None) ->
 
 
 def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
-    """One sentence for the report's "What we found": each method's final loss (median over
-    evaluation seeds), clip events and gradient spikes, and YellowFin's paired differences."""
+    """The report's "What we found" sentence: what YellowFin's adaptive clip changes (its
+    paired difference against YellowFin without it, and the gradient spikes each shows),
+    then how hand-tuned momentum SGD and its clip compare, each with its interval."""
     table, found, tuning = summary(frame)
-    if not any(label.endswith("adaptive clip") for label in found):
+    adaptive = next((m for m in found if m.endswith("adaptive clip")), None)
+    if adaptive is None:
         return []  # nothing to say before YellowFin's runs land (the grid runs first)
-    parts = []
-    for _, row in table.iterrows():
-        final = f"{row['final_median']:.4f}" if math.isfinite(row["final_median"]) else DASH
-        events = f"{row['clip_events']:.0f}" if math.isfinite(row["clip_events"]) else DASH
-        ratio = row["grad_norm_max_over_median"]
-        spikes = f"{ratio:.1f}" if math.isfinite(ratio) else DASH
-        diverged = f", {row['diverged']} diverged" if row["diverged"] else ""
-        parts.append(
-            f"{row['method']} {final} ({events} clip events, gradient norm max/median "
-            f"{spikes}{diverged}; {row['seeds_used']})"
-        )
-    pairs = [f"minus {other} {text}" for other, text in differences(found, tuning)]
+    rows = table.set_index("method")
     task, scale = frame["task"].iloc[0], frame["scale"].iloc[0]
+    sentences = []
+    for other, diff in differences(found, tuning):
+        against = rows.loc[other]
+        if other.startswith("YellowFin"):
+            sentences.append(
+                f"YellowFin's adaptive clip {_EFFECT[verdict(diff)]} its final smoothed "
+                f"training loss ({_paired(diff)}, with minus without; gradient norm "
+                f"max/median {_spikes(rows.loc[adaptive])} with it, "
+                f"{_spikes(against)} without)"
+            )
+        else:
+            events = against["clip_events"]
+            clips = (
+                "logged no gradient norms to count clips by"
+                if not math.isfinite(events)
+                else "never reaches its clip"
+                if events == 0
+                else f"clips {events:.0f} times a run"
+            )
+            sentences.append(
+                f"{other} {clips} (gradient norm max/median {_spikes(against)}); YellowFin "
+                f"with its adaptive clip ends {_AGAINST[verdict(diff)]} ({_paired(diff)})"
+            )
+    finals = "; ".join(
+        f"{method.split(' (')[0]} {row['final_median']:.4f}" for method, row in rows.iterrows()
+    )
     return [
-        f"Adaptive clipping, {label(task)} ({scale}), final smoothed training loss: "
-        + "; ".join(parts)
-        + (f". YellowFin with its adaptive clip {'; '.join(pairs)}" if pairs else "")
-        + "."
+        f"Adaptive clipping, {label(task)} ({scale}): "
+        + "; ".join(sentences)
+        + f". Final smoothed training loss, median: {finals}."
     ]
+
+
+_EFFECT = {
+    "lower": "lowers",
+    "higher": "raises",
+    "tie": "does not change (a tie)",
+    "too few seeds": "changes, on too few seeds to tell,",
+}
+_AGAINST = {
+    "lower": "lower",
+    "higher": "higher",
+    "tie": "level with it (a tie)",
+    "too few seeds": "on too few seeds to tell",
+}
+
+
+def _paired(diff: dict[str, object]) -> str:
+    return f"{difference_text(diff)}, {diff['seeds_used']}"
+
+
+def _spikes(row: pd.Series) -> str:
+    ratio = row["grad_norm_max_over_median"]
+    return f"{ratio:.0f}x" if math.isfinite(ratio) else "not logged"
 
 
 def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
@@ -335,9 +375,11 @@ def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) ->
     return [line for runs, _ in found for line in findings(load_runs([runs]), label)]
 
 
-def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tuple[str, str]]:
-    """(other method, text): YellowFin with its adaptive clip minus each other method,
-    paired on their evaluation seeds."""
+def differences(
+    found: dict[str, GridPoint], tuning: tuple[int, ...]
+) -> list[tuple[str, dict[str, object]]]:
+    """(other method, paired difference): YellowFin with its adaptive clip minus each other
+    method, on their evaluation seeds (:func:`paired_budget_difference`)."""
     adaptive = next((label for label in found if label.endswith("adaptive clip")), None)
     if adaptive is None:
         return []
@@ -345,8 +387,7 @@ def differences(found: dict[str, GridPoint], tuning: tuple[int, ...]) -> list[tu
     for other, point in found.items():
         if other != adaptive:
             plan = evaluation_plan(found[adaptive], point, tuning)
-            diff = paired_budget_difference(found[adaptive], point, plan)
-            rows.append((other, f"{difference_text(diff)}, {plan.label}"))
+            rows.append((other, paired_budget_difference(found[adaptive], point, plan)))
     return rows
 
 
