@@ -356,7 +356,7 @@ def tuned(points: list[GridPoint], optimizer: str) -> tuple[GridPoint | None, st
 
 
 def lr_edge(lr: float, tried: Iterable[float]) -> str:
-    """ "largest" or "smallest" when ``lr`` is that end of two or more lrs ``tried``, else ""."""
+    """Which end of two or more lrs ``tried`` ``lr`` is ("largest", "smallest"), else ""."""
     lrs = set(tried)
     if len(lrs) < 2:
         return ""
