@@ -337,9 +337,7 @@ def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
                 f"{other} {clips} (gradient norm max/median {_spikes(against)}); YellowFin "
                 f"with its adaptive clip ends {_AGAINST[verdict(diff)]} ({_paired(diff)})"
             )
-    finals = "; ".join(
-        f"{method.split(' (')[0]} {row['final_median']:.4f}" for method, row in rows.iterrows()
-    )
+    finals = "; ".join(f"{method.split(' (')[0]} {_final(row)}" for method, row in rows.iterrows())
     return [
         f"Adaptive clipping, {label(task)} ({scale}): "
         + "; ".join(sentences)
@@ -363,6 +361,12 @@ _AGAINST = {
 
 def _paired(diff: dict[str, object]) -> str:
     return f"{difference_text(diff)}, {diff['seeds_used']}"
+
+
+def _final(row: pd.Series) -> str:
+    """The median final loss, and how many seeds diverged (they have none)."""
+    final = f"{row['final_median']:.4f}" if math.isfinite(row["final_median"]) else DASH
+    return final + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
 
 
 def _spikes(row: pd.Series) -> str:
