@@ -561,3 +561,12 @@ def test_clipping_findings_give_each_method_and_the_paired_differences(tmp_path)
     momentum_sgd_only = load_runs([tmp_path])
     momentum_sgd_only = momentum_sgd_only[momentum_sgd_only["optimizer"] == "momentum_sgd"]
     assert adaptive_clipping.findings(momentum_sgd_only) == []
+
+
+def test_clipping_findings_say_provisional_once_on_the_tuning_seed_alone(tmp_path):
+    # The tuned momentum SGD point has run only its tuning seed: its difference is
+    # provisional, and the sentence says so once, naming the seed.
+    _clipping_grid(tmp_path, seeds_of_tuned=())
+    [line] = adaptive_clipping.findings(load_runs([tmp_path]))
+    assert line.count("provisional") == 2  # YellowFin's pair and momentum SGD's pair
+    assert "(1 seed), provisional: tuning seed 1 only (no evaluation seed yet)" in line

@@ -360,7 +360,8 @@ _AGAINST = {
 
 
 def _paired(diff: dict[str, object]) -> str:
-    return f"{difference_text(diff)}, {diff['seeds_used']}"
+    """The difference and its seeds; ``seeds_used`` already says when they are provisional."""
+    return f"{difference_text({**diff, 'provisional': False})}, {diff['seeds_used']}"
 
 
 def _final(row: pd.Series) -> str:
