@@ -197,7 +197,7 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     (provisional), and an x at the top for every point where some seed diverged or failed."""
     names = sorted(table["optimizer"].unique())
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.2))
+        fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.6), gridspec_kw={"wspace": 0.3})
         for ax, prefix in zip(axes, ("loss", "valid"), strict=True):
             for optimizer, rows in table.groupby("optimizer", sort=True):
                 style = optimizer_style(optimizer, names)
@@ -236,14 +236,14 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.axvline(1.0, color="grey", linewidth=0.8)
-            ax.set_xlabel("lr multiplier relative to the tuned value (YellowFin: lr_factor)")
+            ax.set_xlabel("lr / tuned lr (YellowFin: lr_factor)")
         metric = table["metric"].dropna().iloc[0] if table["metric"].notna().any() else "loss"
         axes[0].set_ylabel("final smoothed training loss")
         axes[1].set_ylabel(f"validation {metric} (last evaluation)")
         axes[0].legend()
         fig.suptitle(
-            f"{title}: median and min–max over evaluation seeds "
-            "(hollow: provisional, tuning seeds only); × = a seed diverged"
+            f"{title}: median and min–max over evaluation seeds\n"
+            "(hollow: provisional, tuning seeds only; × at the top: a seed diverged)"
         )
         return save_figure(fig, stem)
 
