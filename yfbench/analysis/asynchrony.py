@@ -311,7 +311,7 @@ def plot_tracking(frame: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     if not loops:
         return []
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(loops), figsize=(5.5 * len(loops), 3.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(loops), figsize=(5.5 * len(loops), 4.2), squeeze=False)
         for ax, optimizer in zip(axes[0], loops, strict=True):
             runs = frame[(frame["optimizer"] == optimizer) & (frame["split"] == "train")]
             for index, (_, run) in enumerate(runs.groupby("seed", sort=True)):
@@ -334,7 +334,7 @@ def plot_tracking(frame: pd.DataFrame, stem: Path, title: str) -> list[Path]:
             ax.set_xlabel("iteration")
             ax.set_ylabel(f"momentum (μ̂_T: {FIGURE_SMOOTHING}-iteration mean)")
             ax.legend()
-        fig.suptitle(f"{title}: total momentum vs its target (every seed)")
+        fig.suptitle(f"{title}: total momentum vs its target (every seed)", y=1.02)
         return save_figure(fig, stem)
 
 
