@@ -14,6 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import compose_config
@@ -175,6 +176,8 @@ def test_a_diverged_run_keeps_its_non_finite_loss(tmp_path):
 def test_settings_differing_in_the_seventh_digit_stay_apart(tmp_path):
     assert format_value(0.001) == "0.001" and format_value(1.0) == "1"  # short where exact
     assert format_value(0.0010000001) != format_value(0.001)
+    # numpy floats (what a pandas column holds) read back as numbers, not "np.float64(...)"
+    assert float(format_value(np.float64(1 / 3))) == 1 / 3
     losses = [4.0, 3.0, 2.0, 1.0]
     for momentum in (0.9, 0.90000001):
         write_run(tmp_path / f"m{momentum}", {"name": "adam", "lr": 0.1}, 1, losses,

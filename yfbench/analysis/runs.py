@@ -129,7 +129,7 @@ def format_value(value: Any) -> str:
     exact, else in full, so two values differing in any digit never share a text."""
     if isinstance(value, float):
         short = f"{value:g}"
-        return short if float(short) == value else repr(value)
+        return short if float(short) == value else repr(float(value))  # not np.float64(...)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
