@@ -311,7 +311,7 @@ def findings(frame: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     paired difference against YellowFin without it, and the gradient spikes each shows),
     then how hand-tuned momentum SGD and its clip compare, each with its interval."""
     table, found, tuning = summary(frame)
-    adaptive = next((m for m in found if m.endswith("adaptive clip")), None)
+    adaptive = _with_adaptive_clip(found)
     if adaptive is None:
         return []  # nothing to say before YellowFin's runs land (the grid runs first)
     rows = table.set_index("method")
@@ -361,6 +361,11 @@ _AGAINST = {
 }
 
 
+def _with_adaptive_clip(found: dict[str, GridPoint]) -> str | None:
+    """The method label of YellowFin with its adaptive clip, None before its runs land."""
+    return next((label for label in found if label.endswith("adaptive clip")), None)
+
+
 def _paired(diff: dict[str, object]) -> str:
     """The difference and its seeds; ``seeds_used`` already says when they are provisional."""
     return f"{difference_text({**diff, 'provisional': False})}, {diff['seeds_used']}"
@@ -387,7 +392,7 @@ def differences(
 ) -> list[tuple[str, dict[str, object]]]:
     """(other method, paired difference): YellowFin with its adaptive clip minus each other
     method, on their evaluation seeds (:func:`paired_budget_difference`)."""
-    adaptive = next((label for label in found if label.endswith("adaptive clip")), None)
+    adaptive = _with_adaptive_clip(found)
     if adaptive is None:
         return []
     rows = []
