@@ -376,6 +376,13 @@ def test_lr_robust_span_and_findings():
     assert line.startswith("Learning-rate robustness, TOY (cpu): ")
     assert "YellowFin 0.3x–3x (1.0 decades of the 0.01x–10x tried)" in line
     assert line.endswith("; diverged: YellowFin 0.01x (3/3).")
+    # A single best point says how far its neighbours miss, not "0.0 decades".
+    single = rows.assign(loss_median=[nan, 2.0, 1.5, 1.1, 1.0, nan])
+    [line] = lr_robustness.findings(single)
+    assert (
+        "YellowFin only 3x (its neighbours' loss above it: 1x +10%, 10x no loss; 0.01x–10x tried)"
+        in line
+    )
 
 
 # --------------------------------------------------------------------------- clipping

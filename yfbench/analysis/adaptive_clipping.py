@@ -368,7 +368,7 @@ def _with_adaptive_clip(found: dict[str, GridPoint]) -> str | None:
 
 def _paired(diff: dict[str, object]) -> str:
     """The difference and its seeds; ``seeds_used`` already says when they are provisional."""
-    return f"{difference_text({**diff, 'provisional': False})}, {diff['seeds_used']}"
+    return f"{difference_text(diff, say_provisional=False)}, {diff['seeds_used']}"
 
 
 def _final(row: pd.Series) -> str:

@@ -85,9 +85,9 @@ def paired_budget_difference(
     }
 
 
-def difference_text(row: dict[str, object] | pd.Series) -> str:
-    """``-0.012 [-0.030, +0.006] (3 seeds)``; says when seeds are missing, and when the
-    seeds are provisional (tuning seeds only)."""
+def difference_text(row: dict[str, object] | pd.Series, *, say_provisional: bool = True) -> str:
+    """``-0.012 [-0.030, +0.006] (3 seeds)``; says when seeds are missing, and (unless the
+    caller says so elsewhere) when the seeds are provisional (tuning seeds only)."""
     n, missing = int(row["paired"]), int(row["missing"])
     if n == 0:
         return f"— (no seed pair with a loss at {row['budget']} iterations)"
@@ -97,7 +97,7 @@ def difference_text(row: dict[str, object] | pd.Series) -> str:
     text += f" ({n} seed{'s' if n > 1 else ''}"
     if missing:
         text += f"; {missing} without a loss at the budget"
-    if bool(row.get("provisional", False)):
+    if say_provisional and bool(row.get("provisional", False)):
         text += "; provisional: tuning seeds only"
     return text + ")"
 

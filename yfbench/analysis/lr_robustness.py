@@ -265,6 +265,26 @@ def robust_span(rows: pd.DataFrame) -> tuple[float, float] | None:
     return float(rows["multiplier"][low]), float(rows["multiplier"][high])
 
 
+def _span_text(rows: pd.DataFrame, span: tuple[float, float], tried: str) -> str:
+    """``0.3x–3x (1.0 decades of the 0.01x–10x tried)``; for a single best point, how far
+    above the best its tried neighbours end (``0.0 decades`` hides whether by 6% or 60%)."""
+    if span[0] != span[1]:
+        decades = math.log10(span[1] / span[0])
+        return f"{span[0]:.3g}x–{span[1]:.3g}x ({decades:.1f} decades of the {tried} tried)"
+    rows = rows.sort_values("multiplier").reset_index(drop=True)
+    best = int(np.flatnonzero(rows["multiplier"].to_numpy() == span[0])[0])
+    neighbours = []
+    for _, row in rows.iloc[max(best - 1, 0) : best + 2].drop(index=best).iterrows():
+        excess = row["loss_median"] / rows["loss_median"][best] - 1.0
+        neighbours.append(
+            f"{row['multiplier']:.3g}x " + (f"{excess:+.0%}" if np.isfinite(excess) else "no loss")
+        )
+    return (
+        f"only {span[0]:.3g}x (its neighbours' loss above it: {', '.join(neighbours)}; "
+        f"{tried} tried)"
+    )
+
+
 def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
     """One sentence per task and scale for the report's "What we found": each optimizer's
     robust region (multipliers within :data:`ROBUST` of its best final loss, in decades)
@@ -278,11 +298,7 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
             if span is None:
                 parts.append(f"{optimizer_name(optimizer)} no final loss at {tried}")
                 continue
-            decades = math.log10(span[1] / span[0])
-            parts.append(
-                f"{optimizer_name(optimizer)} {span[0]:.3g}x–{span[1]:.3g}x "
-                f"({decades:.1f} decades of the {tried} tried)"
-            )
+            parts.append(f"{optimizer_name(optimizer)} {_span_text(rows, span, tried)}")
             diverged += [
                 f"{optimizer_name(optimizer)} {r['multiplier']:.3g}x "
                 f"({int(r['diverged'])}/{int(r['seeds'])})"
