@@ -155,11 +155,11 @@ asynchrony: asynchrony-noisy_quadratic asynchrony-cifar10 asynchrony-tinyshakesp
 define lr_robustness
 lr-robustness-$(1): venv
 	$(call EXPERIMENT,lr_robustness_$(1)) seed=$(CLAIM_SEEDS) hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2))
-	for seed in $(subst $(comma), ,$(CLAIM_SEEDS)); do \
-		points=$$$$($(PY) -m yfbench.analysis.lr_robustness missing results/runs/$(2)/$(SCALE) \
-			--seeds $$$$seed) || exit 1; [ -z "$$$$points" ] || \
-		$(call EXPERIMENT,lr_robustness_$(1)) seed=$$$$seed hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2)) \
-			"grid_point=$$$$points" || exit 1; \
+	sweeps=$$$$($(PY) -m yfbench.analysis.lr_robustness missing results/runs/$(2)/$(SCALE) \
+		--seeds $(CLAIM_SEEDS)) || exit 1; \
+	echo "$$$$sweeps" | while read -r seeds points; do [ -z "$$$$points" ] || \
+		$(call EXPERIMENT,lr_robustness_$(1)) seed=$$$$seeds hydra.sweep.dir=$(call CLAIM_RUNS,lr_robustness,$(2)) \
+			"grid_point=$$$$points" < /dev/null || exit 1; \
 	done
 	$(PY) scripts/compress_runs.py $(call CLAIM_RUNS,lr_robustness,$(2))
 	$(PY) -m yfbench.analysis.lr_robustness $(call CLAIM_RUNS,lr_robustness,$(2)) \

@@ -339,10 +339,10 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     for key in (("adam", 10.0), ("yellowfin", 1.0)):
         assert rows[key].provisional and rows[key].seeds_used.startswith("provisional: tuning")
     assert not one.provisional and not x3.provisional
-    assert lr_robustness.missing_grid_points(grid, [2, 3]) == [
-        "adam_lr0.001",
-        "adam_lr0.01",
-        "yellowfin",
+    # One sweep per set of lacking seeds (adam 1e-3 has seed 2, the other points seed 1 only).
+    assert lr_robustness.missing_sweeps(grid, [2, 3]) == [
+        ([2, 3], ["adam_lr0.01", "yellowfin"]),
+        ([3], ["adam_lr0.001"]),
     ]
     lr_robustness.write_outputs([experiment], grid, tmp_path / "out")
     assert (tmp_path / "out" / "toy_cpu_lr_robustness.png").is_file()

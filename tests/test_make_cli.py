@@ -78,7 +78,7 @@ def test_the_second_stage_gets_the_tuned_points_quoted(tmp_path):
 
 def _claims_python(tmp_path: Path) -> tuple[Path, Path]:
     """A stand-in python for the claims targets: it logs its arguments and names tuned
-    points (the lr-robustness grid lacks seed 4 at two points, no other seed)."""
+    points (the lr-robustness grid lacks seeds 2 and 3 at two points, seed 4 at a third)."""
     log = tmp_path / "calls.log"
     fake = tmp_path / "python"
     fake.write_text(
@@ -88,7 +88,7 @@ def _claims_python(tmp_path: Path) -> tuple[Path, Path]:
         '  "yfbench.analysis tuned")\n'
         "    echo adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop ;;\n"
         '  "yfbench.analysis.lr_robustness missing")\n'
-        '    [ "$6" = 4 ] && echo adam_lr1e-2,yellowfin ;;\n'
+        '    [ "$6" = 2,3,4 ] && printf "2,3 adam_lr1e-2,yellowfin\\n4 adam_lr1e-3\\n" ;;\n'
         '  "yfbench.analysis.adaptive_clipping tuned")\n'
         '    echo "grid_point=momentum_sgd_lr1e-1 task.grad_clip_norm=1.0" ;;\n'
         "esac\n"
@@ -115,9 +115,10 @@ def test_the_claims_tune_on_seed_1_and_evaluate_on_claim_seeds_only(tmp_path):
     assert "grid_point=adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop" in tuned
     assert "seed=1,2,3,4 grid_point=yellowfin trainer.staleness=0" in sync
     # lr robustness: the new points and the grid's points lacking a seed, on 2,3,4 only.
-    new, lacking = of("lr_robustness_ptb")
+    new, lacking_two, lacking_one = of("lr_robustness_ptb")
     assert "seed=2,3,4 " in new and "grid_point" not in new
-    assert "seed=4 " in lacking and "grid_point=adam_lr1e-2,yellowfin" in lacking
+    assert "seed=2,3 " in lacking_two and "grid_point=adam_lr1e-2,yellowfin" in lacking_two
+    assert "seed=4 " in lacking_one and "grid_point=adam_lr1e-3" in lacking_one
     grid, tuned, yellowfin = of("clipping_pixel_lstm")
     assert " seed=1 " in grid and "grid_point" not in grid
     assert (

@@ -20,8 +20,9 @@ as in the speedup report.
 Runs found twice (the same config hash, e.g. a speedup-grid run passed again) count once.
 
 ``python -m yfbench.analysis.lr_robustness RUN_DIRS --tuned-from GRID_DIR --out DIR``
-``python -m yfbench.analysis.lr_robustness missing GRID_DIR --seeds 4`` prints the
-``grid_point`` names of the grid whose runs lack one of ``--seeds`` (for a second stage).
+``python -m yfbench.analysis.lr_robustness missing GRID_DIR --seeds 2,3,4`` prints the
+sweeps that give the grid's points the ``--seeds`` they lack, a line ``SEEDS POINTS`` each
+(for a second stage).
 """
 
 from __future__ import annotations
@@ -329,11 +330,18 @@ def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) ->
     ]
 
 
-def missing_grid_points(grid_dir: Path, seeds: list[int]) -> list[str]:
-    """``grid_point`` names of ``grid_dir``'s runs that lack one of ``seeds``."""
+def missing_sweeps(grid_dir: Path, seeds: list[int]) -> list[tuple[list[int], list[str]]]:
+    """The sweeps that complete ``grid_dir``'s runs on ``seeds``: its ``grid_point`` names
+    grouped by the seeds they lack, so each group is one sweep (seeds x points, no run
+    twice) and seeds lacking the same points share a sweep instead of leaving a core idle
+    at the end of each."""
     runs = runs_table(load_runs([grid_dir])).dropna(subset=["grid_point"])
-    have = runs.groupby("grid_point")["seed"].apply(set)
-    return [name for name, present in have.items() if not set(seeds) <= present]
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, present in runs.groupby("grid_point")["seed"].apply(set).items():
+        lacking = tuple(sorted(set(seeds) - present))
+        if lacking:
+            groups.setdefault(lacking, []).append(str(name))
+    return [(list(lacking), points) for lacking, points in sorted(groups.items())]
 
 
 def write_outputs(
@@ -382,11 +390,13 @@ def _tuned_from(parser: argparse.ArgumentParser) -> None:
 
 
 def _missing(args: list[str]) -> str:
+    """One line per sweep of :func:`missing_sweeps`: ``SEEDS POINTS``, comma-separated."""
     parser = argparse.ArgumentParser(prog="python -m yfbench.analysis.lr_robustness missing")
     parser.add_argument("grid_dir", type=Path)
     parser.add_argument("--seeds", default="2,3,4")
     parsed = parser.parse_args(args)
-    return ",".join(missing_grid_points(parsed.grid_dir, [int(s) for s in parsed.seeds.split(",")]))
+    sweeps = missing_sweeps(parsed.grid_dir, [int(s) for s in parsed.seeds.split(",")])
+    return "\n".join(f"{seed_list(seeds)} {','.join(points)}" for seeds, points in sweeps)
 
 
 def main(argv: list[str] | None = None) -> int:
