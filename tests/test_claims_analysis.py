@@ -379,10 +379,9 @@ def test_lr_robust_span_and_findings():
     # A single best point says how far its neighbours miss, not "0.0 decades".
     single = rows.assign(loss_median=[nan, 2.0, 1.5, 1.1, 1.0, nan])
     [line] = lr_robustness.findings(single)
-    assert (
-        "YellowFin only 3x (its neighbours' loss above it: 1x +10%, 10x no loss; 0.01x–10x tried)"
-        in line
-    )
+    assert "YellowFin only 3x (its neighbours' loss above it: 1x +10%, 10x no loss;" in line
+    [line] = lr_robustness.findings(single.assign(diverged=[3, 0, 0, 0, 0, 2]))
+    assert "1x +10%, 10x diverged; 0.01x–10x tried)" in line
 
 
 # --------------------------------------------------------------------------- clipping

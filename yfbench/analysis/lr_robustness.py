@@ -266,6 +266,10 @@ def robust_span(rows: pd.DataFrame) -> tuple[float, float] | None:
     return float(rows["multiplier"][low]), float(rows["multiplier"][high])
 
 
+def _no_loss(row: pd.Series) -> str:
+    return "diverged" if row["diverged"] > 0 else "no loss"
+
+
 def _span_text(rows: pd.DataFrame, span: tuple[float, float], tried: str) -> str:
     """``0.3x–3x (1.0 decades of the 0.01x–10x tried)``; for a single best point, how far
     above the best its tried neighbours end (``0.0 decades`` hides whether by 6% or 60%)."""
@@ -278,7 +282,8 @@ def _span_text(rows: pd.DataFrame, span: tuple[float, float], tried: str) -> str
     for _, row in rows.iloc[max(best - 1, 0) : best + 2].drop(index=best).iterrows():
         excess = row["loss_median"] / rows["loss_median"][best] - 1.0
         neighbours.append(
-            f"{row['multiplier']:.3g}x " + (f"{excess:+.0%}" if np.isfinite(excess) else "no loss")
+            f"{row['multiplier']:.3g}x "
+            + (f"{excess:+.0%}" if np.isfinite(excess) else _no_loss(row))
         )
     return (
         f"only {span[0]:.3g}x (its neighbours' loss above it: {', '.join(neighbours)}; "
