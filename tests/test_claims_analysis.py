@@ -312,6 +312,7 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
             seed,
             _decay(0.1)[:20] if diverged else _decay(0.1),
             name=f"yf-x3-{seed}",
+            valid={"perplexity": 1e6 if diverged else 8.0},
             status="diverged" if diverged else "completed",
             max_steps=STEPS,
         )
@@ -334,7 +335,8 @@ def test_lr_multipliers_relative_to_the_grids_tuned_lr(tmp_path):
     assert (one.seeds, one.valid_median, one.seeds_used) == (1, 2.5, "1 evaluation seed (2)")
     assert rows[("adam", 0.1)].seeds_used == "2 evaluation seeds (2,3)"
     x3 = rows[("yellowfin", 3.0)]
-    assert (x3.seeds, x3.diverged, x3.loss_n) == (2, 1, 1)
+    # The diverged seed has no value in either column (its last evaluation is not final).
+    assert (x3.seeds, x3.diverged, x3.loss_n, x3.valid_n, x3.valid_median) == (2, 1, 1, 1, 8.0)
     # Points with only the tuning seed are labelled, not silently reported.
     for key in (("adam", 10.0), ("yellowfin", 1.0)):
         assert rows[key].provisional and rows[key].seeds_used.startswith("provisional: tuning")

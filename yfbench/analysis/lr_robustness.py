@@ -108,11 +108,11 @@ def robustness_table(
                     "--tuned-from; pass the task's speedup grid runs"
                 )
             plan = own_plan(point, tuned_lr.seeds.get(task, ()))
-            losses = [
-                final_loss(point.curves[seed]) if point.statuses[seed] == "completed" else math.nan
-                for seed in plan.used
-            ]
-            metrics = [_last_valid(group, point.run_dirs[seed], metric) for seed in plan.used]
+            # A seed that did not complete has no value in either column (its last
+            # evaluation came before it diverged or failed); it is counted below.
+            completed = [seed for seed in plan.used if point.statuses[seed] == "completed"]
+            losses = [final_loss(point.curves[seed]) for seed in completed]
+            metrics = [_last_valid(group, point.run_dirs[seed], metric) for seed in completed]
             statuses = [point.statuses[seed] for seed in plan.used]
             rows.append(
                 {
