@@ -149,8 +149,8 @@ $(eval $(call asynchrony,tinyshakespeare,tinyshakespeare_lstm,results/runs/tinys
 $(eval $(call asynchrony,cifar100,cifar100_resnet,results/runs/cifar100_resnet/$(SCALE)))
 asynchrony: asynchrony-noisy_quadratic asynchrony-cifar10 asynchrony-tinyshakespeare
 
-# lr-robustness-<name> (cpu scale): the points the speedup grid lacks and, seed by seed, the
-# grid's points that lack one, all on CLAIM_SEEDS (the grid's seed 1 chose the 1x lrs and
+# lr-robustness-<name> (cpu scale): the points the speedup grid lacks and the grid's points
+# that lack a seed (one sweep per set of lacking seeds), all on CLAIM_SEEDS (the grid's seed 1 chose the 1x lrs and
 # is never reported), then loss and validation metric vs lr multiplier.
 define lr_robustness
 lr-robustness-$(1): venv
