@@ -195,7 +195,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
     """Final loss and validation metric vs multiplier; median line and min-max band over
     each point's evaluation seeds, a hollow marker where a point has only tuning seeds
-    (provisional), and an x at the top for every point where some seed diverged or failed."""
+    (provisional), and an x near the top (a row per optimizer) for every point where some seed
+    diverged or failed."""
     names = sorted(table["optimizer"].unique())
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(12.0, 4.6), gridspec_kw={"wspace": 0.3})
@@ -224,10 +225,11 @@ def plot_task(table: pd.DataFrame, stem: Path, title: str) -> list[Path]:
                     markerfacecolor="white",
                     markeredgecolor=style["color"],
                 )
+                # One row of x marks per optimizer, so that two at a multiplier both show.
                 lost = rows[(rows["diverged"] + rows["failed"]) > 0]
                 ax.plot(
                     lost["multiplier"],
-                    [1.0] * len(lost),
+                    [1.0 - 0.04 * names.index(optimizer)] * len(lost),
                     "x",
                     color=style["color"],
                     transform=ax.get_xaxis_transform(),
