@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from tests.run_builder import write_run
+from yfbench.analysis import leaderboard
 from yfbench.analysis.__main__ import main
 from yfbench.analysis.profiles import profile, ratios, scores
+from yfbench.analysis.runs import load_runs
 from yfbench.errors import UserError
 
 INF = math.inf
@@ -136,3 +138,22 @@ def test_leaderboard_without_the_reference_says_what_to_run(peer_runs, tmp_path,
     out = tmp_path / "leaderboard.md"
     assert main(["leaderboard", str(peer_runs), "--out", str(out), "--reference", "adam"]) == 2
     assert "reference optimizer 'adam'" in capsys.readouterr().err
+
+
+def test_a_diverged_run_has_no_final_metric_but_keeps_its_time_to_target(tmp_path):
+    valid = {"accuracy": [0.5, 0.9], "loss": [0.5, 0.1], "time_s": [1.0, 2.0]}
+    write_run(
+        tmp_path,
+        {"name": "momo", "lr": 1.0},
+        2,
+        [1.0] * 20,
+        valid=valid,
+        valid_every=10,
+        status="diverged",
+        train_extra={"time_s": [0.1 * s for s in range(1, 21)]},
+    )
+    [row] = leaderboard.per_run(
+        load_runs([tmp_path]), leaderboard.Target("accuracy", True, 0.8)
+    ).to_dict("records")
+    assert row["status"] == "diverged" and math.isnan(row["final"])
+    assert row["iterations"] == 20  # it reached the target before it diverged

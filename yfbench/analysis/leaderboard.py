@@ -76,7 +76,10 @@ def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
         valid = run[run["split"] == "valid"].sort_values("step")
         train = run[run["split"] == "train"].sort_values("step")
         values = valid[target.metric] if target else pd.Series(dtype=float)
-        final = float(values.iloc[-1]) if len(values) else math.nan
+        # A run that did not complete has no final metric (its last evaluation came
+        # before it diverged or failed); it is counted in not_completed.
+        completed = run["status"].iloc[0] == "completed"
+        final = float(values.iloc[-1]) if len(values) and completed else math.nan
         hit = valid[[target.reached(float(v)) for v in values]] if target else valid[:0]
         seconds = float(train["time_s"].iloc[-1]) if len(train) else math.nan
         steps = int(train["step"].iloc[-1]) if len(train) else 0
