@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from tests.run_builder import write_run
 from yfbench.analysis.headline import Headline, headline
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import grid_points, tuned
-from yfbench.analysis.validation import validation_rows
+from yfbench.analysis.validation import display_validation, validation_rows
 
 ADAM = {"name": "adam", "lr": 0.01}
 LOSSES = [3.0, 2.0, 1.5, 1.2, 1.0, 0.9]
@@ -47,3 +49,25 @@ def test_the_validation_table_ranks_by_a_declared_metric_the_fallback_does_not_k
     assert [(r["metric"], r["higher_is_better"], r["median"]) for r in rows] == [
         ("bleu", True, 22.0)
     ]
+
+
+def test_a_diverged_evaluation_seed_has_no_final_value_and_is_counted(tmp_path):
+    for seed in (1, 2, 3):
+        diverged = seed == 3
+        write_run(
+            tmp_path,
+            ADAM,
+            seed,
+            LOSSES[:3] if diverged else LOSSES,
+            name=f"adam-seed{seed}",
+            valid={"perplexity": 1e6 if diverged else 7.0 + seed},
+            status="diverged" if diverged else "completed",
+        )
+    # A second grid point run on seed 1 only makes seed 1 the tuning seed.
+    write_run(tmp_path, {"name": "adam", "lr": 0.1}, 1, LOSSES, valid={"perplexity": 20.0})
+    runs = load_runs([tmp_path])
+    points = grid_points(runs, 2)
+    [row] = validation_rows(runs, points, {"adam": tuned(points, "adam")[0]})
+    # Of the evaluation seeds 2 and 3, only seed 2 completed.
+    assert (row["seeds"], row["median"], row["not_completed"]) == ("2", 9.0, 1)
+    assert "1 more did not complete" in display_validation(pd.DataFrame([row]))["seeds"][0]

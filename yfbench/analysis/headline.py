@@ -9,6 +9,7 @@ them the headline metric is the first of :data:`UNDECLARED` that they log.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -36,6 +37,16 @@ def headline(runs: pd.DataFrame) -> Headline | None:
     if declared in logged and direction in ("min", "max"):
         return Headline(declared, direction == "max")
     return next((Headline(m, d == "max") for m, d in UNDECLARED if m in logged), None)
+
+
+def final_value(run: pd.DataFrame, metric: str | None) -> float:
+    """The last validation value of ``metric`` in one run's rows, or NaN when the run did not
+    complete: a diverged or failed run's last evaluation came before it stopped, so every
+    table counts it and never gives it a final value."""
+    if metric is None or run.empty or run["status"].iloc[0] != "completed":
+        return math.nan
+    values = run[run["split"] == "valid"].sort_values("step")[metric].dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
 
 
 def _unique(runs: pd.DataFrame, column: str) -> str | None:

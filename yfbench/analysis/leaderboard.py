@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from yfbench.analysis.headline import Headline, headline
+from yfbench.analysis.headline import Headline, final_value, headline
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
 from yfbench.analysis.runs import HPARAM_PREFIX, load_runs
 from yfbench.analysis.speedup import lr_edge
@@ -76,10 +76,6 @@ def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
         valid = run[run["split"] == "valid"].sort_values("step")
         train = run[run["split"] == "train"].sort_values("step")
         values = valid[target.metric] if target else pd.Series(dtype=float)
-        # A run that did not complete has no final metric (its last evaluation came
-        # before it diverged or failed); it is counted in not_completed.
-        completed = run["status"].iloc[0] == "completed"
-        final = float(values.iloc[-1]) if len(values) and completed else math.nan
         hit = valid[[target.reached(float(v)) for v in values]] if target else valid[:0]
         seconds = float(train["time_s"].iloc[-1]) if len(train) else math.nan
         steps = int(train["step"].iloc[-1]) if len(train) else 0
@@ -90,7 +86,7 @@ def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
                 "hparams": run["hparams"].iloc[0],
                 "seed": int(run["seed"].iloc[0]),
                 "status": run["status"].iloc[0],
-                "final": final,
+                "final": final_value(run, target.metric if target else None),
                 "iterations": float(hit["step"].iloc[0]) if len(hit) else math.inf,
                 "seconds": float(hit["time_s"].iloc[0]) if len(hit) else math.inf,
                 "last_step": int(valid["step"].iloc[-1]) if len(valid) else 0,

@@ -41,7 +41,7 @@ import pandas as pd
 from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
-from yfbench.analysis.headline import headline
+from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
@@ -112,7 +112,10 @@ def robustness_table(
             # evaluation came before it diverged or failed); it is counted below.
             completed = [seed for seed in plan.used if point.statuses[seed] == "completed"]
             losses = [final_loss(point.curves[seed]) for seed in completed]
-            metrics = [_last_valid(group, point.run_dirs[seed], metric) for seed in completed]
+            metrics = [
+                final_value(group[group["run_dir"] == point.run_dirs[seed]], metric)
+                for seed in completed
+            ]
             statuses = [point.statuses[seed] for seed in plan.used]
             rows.append(
                 {
@@ -134,14 +137,6 @@ def robustness_table(
                 }
             )
     return pd.DataFrame(rows).sort_values(GROUP_KEYS + ["optimizer", "multiplier"])
-
-
-def _last_valid(group: pd.DataFrame, run_dir: str, metric: str | None) -> float:
-    if metric is None:
-        return math.nan
-    valid = group[(group["run_dir"] == run_dir) & (group["split"] == "valid")]
-    values = valid.sort_values("step")[metric].dropna()
-    return float(values.iloc[-1]) if len(values) else math.nan
 
 
 def _band(prefix: str, values: list[float]) -> dict[str, float]:

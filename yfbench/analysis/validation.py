@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from yfbench.analysis.headline import headline
+from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.protocol import own_evaluation_seeds, seed_list, tuning_seeds
 from yfbench.analysis.speedup import GridPoint
 from yfbench.analysis.tables import markdown_table
@@ -30,6 +30,7 @@ COLUMNS = [
     "higher_is_better",
     "seeds",
     "provisional",
+    "not_completed",
     "step",
     "median",
     "low",
@@ -45,17 +46,15 @@ def validation_rows(
     judged_on = headline(group)
     if judged_on is None:
         return []
-    valid, metric = group[group["split"] == "valid"], judged_on.metric
-    tuning = tuning_seeds(points)
+    metric, tuning = judged_on.metric, tuning_seeds(points)
     rows = []
     for optimizer, point in sorted(tuned.items()):
         seeds, provisional = own_evaluation_seeds(point, tuning)
-        finals = {}
-        for seed in seeds:
-            run = valid[(valid["run_dir"] == point.run_dirs[seed]) & valid[metric].notna()]
-            if not run.empty:
-                finals[seed] = run.sort_values("step").iloc[-1]
-        values = [float(r[metric]) for r in finals.values()]
+        runs = {seed: group[group["run_dir"] == point.run_dirs[seed]] for seed in seeds}
+        finals = {seed: final_value(run, metric) for seed, run in runs.items()}
+        finals = {seed: value for seed, value in finals.items() if math.isfinite(value)}
+        values = list(finals.values())
+        last_steps = [_last_valid_step(runs[seed]) for seed in finals]
         first = group.iloc[0]
         rows.append(
             {
@@ -68,7 +67,8 @@ def validation_rows(
                 "higher_is_better": judged_on.higher_is_better,
                 "seeds": seed_list(finals),
                 "provisional": provisional,
-                "step": int(max(r["step"] for r in finals.values())) if finals else math.nan,
+                "not_completed": sum(point.statuses[seed] != "completed" for seed in seeds),
+                "step": max(last_steps) if last_steps else math.nan,
                 "median": float(np.median(values)) if values else math.nan,
                 "low": min(values) if values else math.nan,
                 "high": max(values) if values else math.nan,
@@ -78,11 +78,17 @@ def validation_rows(
     return rows
 
 
+def _last_valid_step(run: pd.DataFrame) -> int:
+    return int(run.loc[run["split"] == "valid", "step"].max())
+
+
 def display_validation(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in table.iterrows():
         better = "higher" if row["higher_is_better"] else "lower"
         seeds = row["seeds"] + (" (provisional: tuning seeds)" if row["provisional"] else "")
+        if row["not_completed"]:
+            seeds += f"; {row['not_completed']} more did not complete (no final value)"
         spread = f"{row['low']:.4g}–{row['high']:.4g}" if row["low"] != row["high"] else "—"
         rows.append(
             [
