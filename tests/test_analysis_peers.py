@@ -39,27 +39,34 @@ def test_profile_ratios_and_scores_match_a_hand_computed_answer():
         ratios(pd.DataFrame({"A": [0.0]}))
 
 
+def _timed(
+    root: Path, optimizer: dict, seed: int, accuracy: list[float], seconds_per_step: float
+) -> None:
+    """A toy/mini run: train records every step, valid every 10 (``accuracy`` in turn),
+    all timed."""
+    write_run(
+        root,
+        optimizer,
+        seed,
+        [1.0] * 40,
+        scale="mini",
+        window=50,
+        train_extra={"lr": 0.1, "time_s": [step * seconds_per_step for step in range(1, 41)]},
+        valid={
+            "loss": [1 - value for value in accuracy],
+            "accuracy": accuracy,
+            "time_s": [step * seconds_per_step for step in (10, 20, 30, 40)],
+        },
+        valid_every=10,
+    )
+
+
 @pytest.fixture
 def peer_runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
 
     def timed(optimizer: dict, seed: int, accuracy: list[float], seconds_per_step: float):
-        """Train records every step, valid every 10 (``accuracy`` in turn), all timed."""
-        write_run(
-            root,
-            optimizer,
-            seed,
-            [1.0] * 40,
-            scale="mini",
-            window=50,
-            train_extra={"lr": 0.1, "time_s": [step * seconds_per_step for step in range(1, 41)]},
-            valid={
-                "loss": [1 - value for value in accuracy],
-                "accuracy": accuracy,
-                "time_s": [step * seconds_per_step for step in (10, 20, 30, 40)],
-            },
-            valid_every=10,
-        )
+        _timed(root, optimizer, seed, accuracy, seconds_per_step)
 
     reference = {"name": "nadamw_algoperf", "lr": 0.00175}
     for seed in (1, 2, 3, 4):
@@ -157,3 +164,59 @@ def test_a_diverged_run_has_no_final_metric_but_keeps_its_time_to_target(tmp_pat
     ).to_dict("records")
     assert row["status"] == "diverged" and math.isnan(row["final"])
     assert row["iterations"] == 20  # it reached the target before it diverged
+
+
+def test_an_optimizer_with_tuning_runs_only_is_named_not_ranked(peer_runs, tmp_path):
+    _timed(peer_runs, {"name": "slow", "lr": 0.1}, 1, [0.99] * 4, 1.0)
+    out = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", str(peer_runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Not evaluated yet (tuning seed only, not ranked): slow." in text
+    assert not any(line.startswith("| slow |") for line in text.splitlines())
+
+
+def test_findings_name_the_first_to_the_target_the_best_and_yellowfin_s_place(peer_runs):
+    # YellowFin, evaluated on seeds 2-4: accuracy 0.8 at step 20, final 0.85 (2nd of 4,
+    # behind fast's 0.9); "slow" ran its tuning seed only.
+    for seed in (1, 2, 3, 4):
+        _timed(peer_runs, {"name": "yellowfin", "lr": 1.0}, seed, [0.6, 0.8, 0.85, 0.85], 1.0)
+    _timed(peer_runs, {"name": "slow", "lr": 0.1}, 1, [0.99] * 4, 1.0)
+    [line] = leaderboard.run_findings([peer_runs / "toy" / "mini"], str.upper)
+    assert line == (
+        "Against today's optimizers, TOY (mini), 4 optimizers (1 more not evaluated yet) on "
+        "their evaluation seeds, target accuracy >= 0.8 (the median of nadamw_algoperf); first "
+        "to reach it: fast (median 10 iterations, 3/3 seeds); best final accuracy: fast 0.9; "
+        "**YellowFin 2nd of 4** on final accuracy (0.85 [0.85, 0.85]), target reached on 3/3 "
+        "seeds (20 iterations)."
+    )
+
+
+def test_findings_say_why_a_grid_cannot_be_ranked_yet(tmp_path):
+    _timed(tmp_path, {"name": "yellowfin", "lr": 1.0}, 1, [0.5] * 4, 1.0)
+    [line] = leaderboard.run_findings([tmp_path / "toy" / "mini"], str)
+    assert line.startswith("Against today's optimizers, toy (mini): no leaderboard yet (")
+    assert "reference optimizer 'nadamw_algoperf'" in line
+
+
+def test_the_report_links_the_leaderboard_and_states_its_findings(peer_runs, tmp_path):
+    from yfbench.analysis.report import _peer_findings, _peers_section
+
+    results = tmp_path / "results"
+    assert _peers_section(results) == [] and _peer_findings(results, str) == []
+    (results / "peers").mkdir(parents=True)
+    peer_runs.rename(results / "peers" / "runs")
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(results / "peers" / "runs"),
+                "--out",
+                str(results / "leaderboard.md"),
+            ]
+        )
+        == 0
+    )
+    text = "\n".join(_peers_section(results))
+    assert "- [leaderboard](leaderboard.md), [performance profiles](peers/profiles.png)" in text
+    [line] = _peer_findings(results, str)
+    assert line.startswith("- Against today's optimizers, toy (mini), 3 optimizers on their")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from yfbench.analysis.headline import Headline, final_value, headline
+from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
 from yfbench.analysis.runs import HPARAM_PREFIX, load_runs
 from yfbench.analysis.speedup import lr_edge
-from yfbench.analysis.tables import DASH, markdown_table
+from yfbench.analysis.tables import DASH, markdown_table, ordinal
 from yfbench.errors import UserError
 
 TUNING_SEED = 1
@@ -97,12 +98,24 @@ def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class Entries:
+    """The leaderboard's rows (one per task key and optimizer with evaluation runs), each
+    key's target, and per key the optimizers with tuning runs but no evaluation run yet
+    (a grid still running: they are named, never ranked)."""
+
+    rows: pd.DataFrame
+    targets: dict[tuple[str, ...], Target]
+    awaiting: dict[tuple[str, ...], list[str]]
+    reference: str
+
+
 def entries(
     paths: Iterable[str | Path], tuning_seed: int = TUNING_SEED, reference: str = REFERENCE
-) -> tuple[pd.DataFrame, dict[tuple[str, ...], Target]]:
+) -> Entries:
     """Per (task, scale, setting, optimizer): the evaluation seeds' aggregates."""
     frame = load_runs(paths)
-    rows, targets = [], {}
+    rows, targets, awaiting = [], {}, {}
     for key, group in frame.groupby(GROUP, sort=True):
         judged = judged_on(group)
         metric, higher = judged.metric, judged.higher_is_better
@@ -117,6 +130,8 @@ def entries(
             )
         target = Target(metric, higher, float(np.nanmedian(base["final"])))
         targets[key] = target
+        tuned_only = set(group["optimizer"]) - set(evaluation["optimizer"])
+        awaiting[key] = sorted(tuned_only)
         runs = per_run(evaluation, target)
         for optimizer, own in runs.groupby("optimizer", sort=True):
             if own["hparams"].nunique() > 1:
@@ -126,7 +141,7 @@ def entries(
                 )
             tuning = group[(group["optimizer"] == optimizer) & (group["seed"] == tuning_seed)]
             rows.append(dict(zip(GROUP, key, strict=True)) | _aggregate(optimizer, own, tuning))
-    return pd.DataFrame(rows), targets
+    return Entries(pd.DataFrame(rows), targets, awaiting, reference)
 
 
 def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, Any]:
@@ -208,7 +223,8 @@ def write_leaderboard(
     speed: Path | None = None,
 ) -> list[Path]:
     """results/leaderboard.md and, beside it, the profiles plot (png + svg)."""
-    rows, targets = entries(paths, tuning_seed, reference)
+    found = entries(paths, tuning_seed, reference)
+    rows = found.rows
     measured = read_measured(overhead, "`make peers-overhead`")[0] if overhead else {}
     if speed is None:
         clock = (
@@ -254,12 +270,74 @@ def write_leaderboard(
     ]
     for key, group in rows.groupby(GROUP, sort=True):
         task_overhead = measured.get(key[0], {})
-        lines += [f"## {' / '.join(key)}", "", f"Target: {targets[key]}.", ""]
+        lines += [f"## {' / '.join(key)}", "", f"Target: {found.targets[key]}.", ""]
+        if found.awaiting[key]:
+            waiting = ", ".join(found.awaiting[key])
+            lines += [f"Not evaluated yet (tuning seed only, not ranked): {waiting}.", ""]
         table = pd.DataFrame([_cells(row, task_overhead) for _, row in group.iterrows()])
         lines.append(markdown_table(table))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return [out, *written]
+
+
+def run_findings(found: Iterable[Path], label: Callable[[str], str]) -> list[str]:
+    """One sentence per task and scale of the peers' runs (``found``: their
+    ``<task>/<scale>`` folders; ``label`` names a task): the target, who reaches it first,
+    the best final metric, and YellowFin's place; a grid that cannot be ranked yet says why."""
+    lines = []
+    for runs in found:
+        where = f"{label(runs.parent.name)} ({runs.name})"
+        try:
+            board = entries([runs])
+        except UserError as error:
+            lines.append(f"Against today's optimizers, {where}: no leaderboard yet ({error}).")
+            continue
+        for key, group in board.rows.groupby(GROUP, sort=True):
+            lines.append(_finding(group, board, key, where))
+    return lines
+
+
+def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: str) -> str:
+    target, awaiting = board.targets[key], board.awaiting[key]
+    sign = -1.0 if target.higher_is_better else 1.0
+    ranked = group.assign(order=sign * group["final_median"]).sort_values(
+        ["order", "optimizer"], na_position="last"
+    )
+    waiting = f" ({len(awaiting)} more not evaluated yet)" if awaiting else ""
+    parts = [
+        f"Against today's optimizers, {where}, {len(group)} optimizers{waiting} on their "
+        f"evaluation seeds, target {target} (the median of {board.reference})"
+    ]
+    first = group.sort_values(["iterations", "optimizer"]).iloc[0]
+    if math.isfinite(first["iterations"]):
+        parts.append(
+            f"first to reach it: {optimizer_name(first['optimizer'])} (median "
+            f"{first['iterations']:.0f} iterations, {first['reached']}/{first['n']} seeds)"
+        )
+    best = ranked.iloc[0]
+    parts.append(
+        f"best final {target.metric}: {optimizer_name(best['optimizer'])} "
+        f"{best['final_median']:.4g}"
+    )
+    if "yellowfin" in set(group["optimizer"]):
+        place = list(ranked["optimizer"]).index("yellowfin") + 1
+        own = ranked.set_index("optimizer").loc["yellowfin"]
+        parts.append(
+            f"**YellowFin {ordinal(place, len(ranked))} of {len(ranked)}** on final "
+            f"{target.metric} ({_final(own)}), target reached on {own['reached']}/{own['n']} "
+            f"seeds ({_time(own['iterations'], own['bound_iterations'], '{:.0f}')} iterations)"
+        )
+    elif "yellowfin" in awaiting:
+        parts.append("YellowFin not evaluated yet")
+    stopped = [
+        f"{optimizer_name(row['optimizer'])} {row['not_completed']}/{row['n']}"
+        for _, row in group.iterrows()
+        if row["not_completed"]
+    ]
+    if stopped:
+        parts.append("runs that diverged or failed: " + ", ".join(stopped))
+    return "; ".join(parts) + "."
 
 
 def _tuning_cell(tried: int, edge: str) -> str:

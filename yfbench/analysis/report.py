@@ -24,6 +24,7 @@ from yfbench.analysis import (
     clipping,
     fixed_budget,
     hyperparams,
+    leaderboard,
     lr_robustness,
     momentum_ablation,
     validation,
@@ -68,6 +69,7 @@ def write_report(
     label = partial(task_label, paper)
     found = findings(bundle, paper, seeds)
     found += _claim_findings(out.parent, Path(runs_dir), label)
+    found += _peer_findings(out.parent, label)
     lines = [
         "# Results: the paper vs yfbench",
         "",
@@ -108,7 +110,7 @@ def write_report(
     if not runs.empty:
         lines += ["## Runs", "", markdown_table(_run_counts(runs))]
     lines += _synthetic_section(out.parent)
-    lines += _claims_section(out.parent)
+    lines += _claims_section(out.parent) + _peers_section(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, "\n".join(lines).rstrip() + "\n")
     if readme is not None:
@@ -500,3 +502,23 @@ def _claims_section(root: Path) -> list[str]:
         return []
     intro = "Made by the `make` targets in experiments/README.md; not all are run yet."
     return ["## The paper's other claims", "", intro, "", *lines, ""]
+
+
+def _peer_findings(root: Path, label: Callable[[str], str]) -> list[str]:
+    """The leaderboard's sentences, from the peers' runs under ``root``/peers/runs."""
+    found = [
+        runs for runs in sorted((root / "peers" / "runs").glob("*/*")) if find_run_dirs([runs])
+    ]
+    return [f"- {line}" for line in leaderboard.run_findings(found, label)]
+
+
+def _peers_section(root: Path) -> list[str]:
+    """Links to the leaderboard and its performance profiles (`make leaderboard`), if made."""
+    board, profiles = root / "leaderboard.md", root / "peers" / "profiles.png"
+    if not board.is_file():
+        return []
+    links = [f"[leaderboard]({os.path.relpath(board, root)})"]
+    if profiles.is_file():
+        links.append(f"[performance profiles]({os.path.relpath(profiles, root)})")
+    intro = "Made by `make leaderboard` from the peers' runs (`make peers-<task>`)."
+    return ["## YellowFin against today's optimizers", "", intro, "", "- " + ", ".join(links), ""]

@@ -43,6 +43,13 @@ def markdown_table(frame: pd.DataFrame, headers: Sequence[str] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def ordinal(rank: int, of: int) -> str:
+    """A place in a ranking: "1st", "2nd", ..., and "last" for the last of several."""
+    return (
+        "last" if rank == of and of > 1 else {1: "1st", 2: "2nd", 3: "3rd"}.get(rank, f"{rank}th")
+    )
+
+
 def _escape(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 

@@ -18,7 +18,7 @@ import pandas as pd
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.protocol import own_evaluation_seeds, seed_list, tuning_seeds
 from yfbench.analysis.speedup import GridPoint
-from yfbench.analysis.tables import markdown_table
+from yfbench.analysis.tables import markdown_table, ordinal
 
 COLUMNS = [
     "task",
@@ -119,12 +119,6 @@ def section(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def _ordinal(rank: int, of: int) -> str:
-    return (
-        "last" if rank == of and of > 1 else {1: "1st", 2: "2nd", 3: "3rd"}.get(rank, f"{rank}th")
-    )
-
-
 def findings(
     table: pd.DataFrame, where: Callable[[pd.Series], str], name: Callable[[str], str]
 ) -> list[str]:
@@ -141,7 +135,7 @@ def findings(
         ordered = group.sort_values("median", ascending=not first["higher_is_better"])
         rank = list(ordered["optimizer"]).index("yellowfin") + 1
         label = where(first) + (" (provisional: tuning seeds)" if first["provisional"] else "")
-        ranks.setdefault(_ordinal(rank, len(ordered)) + f" of {len(ordered)}", []).append(label)
+        ranks.setdefault(ordinal(rank, len(ordered)) + f" of {len(ordered)}", []).append(label)
         values = ", ".join(
             f"{name(r['optimizer'])} {r['median']:.4g} [{r['low']:.4g}–{r['high']:.4g}]"
             for _, r in ordered.iterrows()
