@@ -84,6 +84,7 @@ class Measurement:
     variant: str
     rates: list[float]
     peak_memory_gb: float | None = None  # CUDA: torch.cuda.max_memory_allocated
+    diverged: int = 0  # runs whose loss blew up: they still ran, and were timed, every step
 
     @property
     def median(self) -> float:
@@ -100,8 +101,12 @@ def second_half_rate(run_dir: Path) -> float:
 
 def measure(
     task: str, overrides: list[str], args: argparse.Namespace, root: Path
-) -> tuple[float, float | None]:
-    """(it/s, peak CUDA memory in GB or None) of one short run."""
+) -> tuple[float, float | None, bool]:
+    """(it/s, peak CUDA memory in GB or None, whether it diverged) of one short run.
+
+    A step costs the same whether the loss falls or blows up, so a run that diverged but
+    ran every step is timed like any other (an untuned optimizer at its defaults may
+    diverge within ``--steps``); one that stopped early has no rate over its second half."""
     cfg = compose(
         [
             f"task={task}",
@@ -119,10 +124,14 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(dir=root) as run_dir:
         summary = run(cfg, Path(run_dir))
-        if summary["status"] != "completed":
-            raise RuntimeError(f"{task} {overrides}: {summary['status']}: {summary['error']}")
+        ran_every_step = summary.get("steps") == args.steps
+        if summary["status"] not in ("completed", "diverged") or not ran_every_step:
+            raise RuntimeError(
+                f"{task} {overrides}: {summary['status']} after {summary.get('steps')} of "
+                f"{args.steps} steps: {summary.get('error')}"
+            )
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-        return second_half_rate(Path(run_dir)), peak
+        return second_half_rate(Path(run_dir)), peak, summary["status"] == "diverged"
 
 
 def variants_for(task: str, device: str, family: str) -> dict[str, list[str]]:
@@ -150,14 +159,19 @@ def benchmark(args: argparse.Namespace, root: Path, load_before: tuple) -> list[
         variants = variants_for(task, args.device, args.variants)
         rates: dict[str, list[float]] = {name: [] for name in variants}
         peaks: dict[str, float | None] = {}
+        diverged = dict.fromkeys(variants, 0)
         names = list(variants)
         for round_index in range(args.rounds):
             shift = round_index % len(names)  # rotate the order: no variant always goes first
             for name in names[shift:] + names[:shift]:
-                rate, peaks[name] = measure(task, variants[name], args, root)
+                rate, peaks[name], blew_up = measure(task, variants[name], args, root)
                 rates[name].append(rate)
-                print(f"{task:22s} {name:36s} {rate:8.2f} it/s", flush=True)
-        results += [Measurement(task, name, rates[name], peaks[name]) for name in names]
+                diverged[name] += blew_up
+                note = " (diverged; every step ran)" if blew_up else ""
+                print(f"{task:22s} {name:36s} {rate:8.2f} it/s{note}", flush=True)
+        results += [
+            Measurement(task, name, rates[name], peaks[name], diverged[name]) for name in names
+        ]
         done = argparse.Namespace(
             **{**vars(args), "tasks": list(dict.fromkeys(m.task for m in results))}
         )
@@ -213,6 +227,7 @@ def report(results: list[Measurement], args: argparse.Namespace, load: tuple) ->
         for m in own:
             overhead = base / m.median - 1.0
             runs = ", ".join(f"{r:.1f}" for r in m.rates)
+            runs += f" ({m.diverged} diverged; every step ran)" if m.diverged else ""
             peak = "—" if m.peak_memory_gb is None else f"{m.peak_memory_gb:.2f} GB"
             lines.append(
                 f"| {task} | {m.variant} | {m.median:.2f} | {runs} | {overhead:+.1%} | {peak} |"

@@ -309,12 +309,15 @@ def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: s
         f"Against today's optimizers, {where}, {len(group)} optimizers{waiting} on their "
         f"evaluation seeds, target {target} (the median of {board.reference})"
     ]
-    first = group.sort_values(["iterations", "optimizer"]).iloc[0]
-    if math.isfinite(first["iterations"]):
-        parts.append(
-            f"first to reach it: {optimizer_name(first['optimizer'])} (median "
-            f"{first['iterations']:.0f} iterations, {first['reached']}/{first['n']} seeds)"
+    soonest = group["iterations"].min()
+    if math.isfinite(soonest):
+        # Read on the evaluation grid, so ties are common: name every optimizer that ties.
+        first = group[group["iterations"] == soonest].sort_values("optimizer")
+        names = ", ".join(
+            f"{optimizer_name(row['optimizer'])} ({row['reached']}/{row['n']} seeds)"
+            for _, row in first.iterrows()
         )
+        parts.append(f"first to reach it, at a median {soonest:.0f} iterations: {names}")
     best = ranked.iloc[0]
     parts.append(
         f"best final {target.metric}: {optimizer_name(best['optimizer'])} "
