@@ -24,7 +24,14 @@ from yfbench.analysis.fixed_budget import (
     t_interval,
 )
 from yfbench.analysis.protocol import evaluation_plan, tuning_seeds
-from yfbench.analysis.speedup import compare_all, grid_points, seeds_frame, summary_frame, tuned
+from yfbench.analysis.speedup import (
+    compare_all,
+    grid_points,
+    seeds_frame,
+    summary_frame,
+    tuned,
+    tuned_grid_point_names,
+)
 from yfbench.analysis.tables import speedup_cell
 from yfbench.errors import UserError
 
@@ -91,6 +98,21 @@ def test_an_evaluation_seed_that_diverges_cannot_move_the_tuned_point():
     chosen, note = tuned(points, "adam")
     assert (chosen.optimizer, chosen.hparams) == ("adam", "lr=1.0") and "partial" not in note
     assert chosen.statuses[3] == "diverged"
+
+
+def test_the_tuned_choice_waits_for_an_unfinished_tuning_run_not_for_an_evaluation_run():
+    def run(lr: float, seed: int, losses: list[float], status: str = "completed"):
+        named = records("adam", lr, seed, losses, status=status, window=1)
+        return named.assign(grid_point=f"adam_lr{lr:g}")
+
+    # lr=2's tuning run is still going (another process, or stopped): it could still win.
+    data = frame(run(1.0, 1, LINE), run(2.0, 1, LINE[:4], status="interrupted"))
+    with pytest.raises(UserError, match=r"1 run\(s\) of toy/mini \(default\) that could change"):
+        tuned_grid_point_names(data)
+    # Every tuning run finished: an evaluation seed still going at the chosen point is the
+    # second stage's to resume, and does not hold the choice up.
+    data = frame(run(1.0, 1, LINE), run(2.0, 1, [9.0] * 10), run(1.0, 2, LINE[:4], "interrupted"))
+    assert tuned_grid_point_names(data) == ["adam_lr1"]
 
 
 # --- reverse measure and the not-meaningful mark ---------------------------------------------

@@ -383,18 +383,40 @@ def tuned_grid_point_names(frame: pd.DataFrame, window: int | None = None) -> li
     names: list[str] = []
     for _, group in frame.groupby(GROUP_KEYS, sort=True):
         points = grid_points(group, resolve_window(group, window))
+        where = "{task}/{scale} ({setting})".format(**group.iloc[0][GROUP_KEYS])
+        unsettled = _unsettled(group, points)
+        if unsettled:
+            raise UserError(
+                f"{len(unsettled)} run(s) of {where} that could change the tuned choice have "
+                f"not finished (e.g. {unsettled[0]}): finish them (rerun the first stage, "
+                "which resumes them, or wait for the process running them), then run this again"
+            )
         for optimizer in sorted({p.optimizer for p in points}):
             point, _ = tuned(points, optimizer)
             runs = group[group["run_dir"].isin(point.run_dirs.values())] if point else group[:0]
             chosen = runs["grid_point"].dropna().unique()
             if len(chosen) != 1:
-                where = "{task}/{scale} ({setting})".format(**group.iloc[0][GROUP_KEYS])
                 raise UserError(
                     f"the tuned {optimizer} runs of {where} were not started with a "
                     "grid_point=... choice; re-run that point with more seeds by hand"
                 )
             names.append(str(chosen[0]))
     return list(dict.fromkeys(names))
+
+
+def _unsettled(group: pd.DataFrame, points: list[GridPoint]) -> list[str]:
+    """Runs still in progress that could change a tuned choice: a tuning seed's run, or a
+    run of a grid point that has no finished run. (An evaluation seed's run in progress
+    cannot: the choice is made on the tuning seeds, so a second stage can resume it.)"""
+    tuning = set(tuning_seeds(points))
+    known = {(p.optimizer, p.hparams) for p in points}
+    runs = group.drop_duplicates("run_dir")
+    waiting = runs[runs["status"].isin(IN_PROGRESS)]
+    return sorted(
+        str(run.run_dir)
+        for run in waiting.itertuples()
+        if int(run.seed) in tuning or (run.optimizer, run.hparams) not in known
+    )
 
 
 def resolve_window(frame: pd.DataFrame, window: int | None) -> int:
