@@ -248,11 +248,11 @@ def test_ablation_verdicts(ablation_runs, tmp_path):
 def test_rescaled_sgd_summary_across_tasks():
     import pandas as pd
 
-    def table(verdicts: list[str]) -> pd.DataFrame:
+    def table(verdicts: list[str], scales: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "task": [f"t{i}" for i in range(len(verdicts))],
-                "scale": "cpu",
+                "scale": scales or "cpu",
                 "optimizer": "yellowfin_rescaled_sgd",
                 "verdict": verdicts,
             }
@@ -265,6 +265,13 @@ def test_rescaled_sgd_summary_across_tasks():
     [line] = momentum_ablation.rescaled_summary(table(["tie", "YellowFin lower"]))
     assert line.startswith("YellowFin's tuned momentum matters on 1 of 2 tasks: ")
     assert momentum_ablation.rescaled_summary(table(["tie"])) == []  # one task: no summary
+    # A task run at two scales counts once at each, and the sentence says which.
+    verdicts, scales = ["YellowFin lower", "tie", "tie"], ["cpu", "cpu", "paper"]
+    [line] = momentum_ablation.rescaled_summary(table(verdicts, scales))
+    assert line.startswith(
+        "YellowFin's tuned momentum matters on 1 of 2 tasks at the cpu scale, 0 of 1 at the "
+        "paper scale: "
+    )
 
 
 def test_ablation_refuses_two_yellowfin_points(ablation_runs, tmp_path):

@@ -175,17 +175,32 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
         verdict_said = row["verdict"].replace("variant", "rescaled SGD")
         groups.setdefault(verdict_said, []).append(f"{label(row['task'])} ({row['scale']})")
     said = "; ".join(f"{verdict} on {', '.join(where)}" for verdict, where in groups.items())
-    losing = len(groups.get(VERDICTS["higher"], []))
     text = (
         f"rescaled SGD (μ = 0, lr = YellowFin's own α/(1−μ) at every step) against "
         f"YellowFin, smoothed training loss at the budget: {said}."
     )
-    if losing == 0:
+    matters = rows["verdict"] == VERDICTS["higher"]
+    if not matters.any():
+        counts = _per_scale(rows, pd.Series(True, index=rows.index))
         return [
             f"**YellowFin's tuned momentum buys nothing over its own effective step on "
-            f"{len(rows)} of {len(rows)} tasks:** {text}"
+            f"{counts}:** {text}"
         ]
-    return [f"YellowFin's tuned momentum matters on {losing} of {len(rows)} tasks: {text}"]
+    return [f"YellowFin's tuned momentum matters on {_per_scale(rows, matters)}: {text}"]
+
+
+def _per_scale(rows: pd.DataFrame, counted: pd.Series) -> str:
+    """How many tasks ``counted`` marks: "1 of 4 tasks" at one scale, "1 of 4 tasks at the
+    cpu scale, 0 of 1 at the paper scale" where a task ran at two (once per scale)."""
+    scales = rows.groupby("scale", sort=True).groups
+    if len(scales) == 1:
+        return f"{int(counted.sum())} of {len(rows)} tasks"
+    return ", ".join(
+        f"{int(counted[index].sum())} of {len(index)}"
+        + (" tasks" if i == 0 else "")
+        + f" at the {scale} scale"
+        for i, (scale, index) in enumerate(scales.items())
+    )
 
 
 def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
