@@ -3,7 +3,9 @@ fixed-budget differences) on hand-made run directories whose answers are known."
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -212,6 +214,21 @@ def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(two_stage
     # On seeds 2-4 closed loop (decay 0.1) beats the Adam that seed 1 chose (0.05).
     assert "closed loop over tuned asynchronous Adam: " in line and ": closed loop lower" in line
     assert "(3 seeds)" in line and "[paper: 2.69x, CIFAR-100, 16 workers]" in line
+
+
+def test_a_diverged_loop_seed_is_counted_in_every_asynchrony_table(two_stage_async_runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(two_stage_async_runs, root)
+    summary = root / "yellowfin_open_loop-3" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": "diverged"}))
+    frame = load_runs([root])
+    frame = frame[frame["setting"] != "trainer.staleness=0"]
+    [line] = asynchrony.findings(frame, label=str.upper)
+    assert "open loop μ̂_T − μ* +0.000 (tracks its target within ±0.01; 4 seeds, 1 diverged)" in line
+    asynchrony.write_outputs([root], tmp_path / "out")
+    text = (tmp_path / "out" / "asynchrony.md").read_text()
+    assert "| yellowfin_open_loop | 4 (1,2,3,4), 1 diverged |" in text
+    assert "| 1 / 0 of 4 |" in text and "| 0 / 0 of 4 |" in text  # open loop, closed loop
 
 
 # --------------------------------------------------------------------------- ablation

@@ -63,7 +63,7 @@ from yfbench.analysis.speedup import (
     summary_frame,
     tuned,
 )
-from yfbench.analysis.tables import DASH, markdown_table, speedup_cell
+from yfbench.analysis.tables import DASH, markdown_table, runs_note, speedup_cell
 from yfbench.errors import UserError
 from yfbench.run_contract import RUN_CONFIG_FILE, read_json_object
 
@@ -144,6 +144,8 @@ def tracking_summary(per_run: pd.DataFrame) -> pd.DataFrame:
                 "optimizer": optimizer,
                 "seeds": len(runs),
                 "seed_list": seed_list(runs["seed"].astype(int)),
+                # A diverged run still measured its momentum until it stopped: counted, kept.
+                "diverged": int((runs["status"] == "diverged").sum()),
                 "target": float(runs["target"].median()),
                 "total": float(runs["total"].median()),
                 "gap": median,
@@ -209,6 +211,7 @@ def speedup_rows(table: pd.DataFrame) -> pd.DataFrame:
                 row["seeds_used"],
                 speedup_cell(row, "paper"),
                 speedup_cell(row, "tt"),
+                runs_note(row),
                 paper_cell,
                 difference_text(diff) if int(diff.get("paired", 0)) else DASH,
                 row["note"] or DASH,
@@ -223,6 +226,7 @@ def speedup_rows(table: pd.DataFrame) -> pd.DataFrame:
         "seeds",
         "speedup (paper convention)",
         "speedup (T/T)",
+        "runs diverged / failed",
         "paper",
         "loss − Adam's at the budget (95% CI)",
         "note",
@@ -237,7 +241,7 @@ def tracking_rows(summary: pd.DataFrame) -> pd.DataFrame:
             row["scale"],
             row["setting"],
             row["optimizer"],
-            f"{row['seeds']} ({row['seed_list']})",
+            f"{row['seeds']} ({row['seed_list']})" + _diverged_text(row),
             f"{row['target']:.3f}",
             f"{row['total']:.3f}",
             f"{row['gap']:+.3f} ({row['gap_low']:+.3f} to {row['gap_high']:+.3f})",
@@ -266,7 +270,8 @@ def findings(
         parts = [
             f"{row['optimizer'].removeprefix('yellowfin_').replace('_', ' ')} μ̂_T − μ* "
             f"{row['gap']:+.3f} ({'tracks' if row['tracks'] else 'does not track'} its "
-            f"target within ±{TOLERANCE}; {row['seeds']} seed{'s' if row['seeds'] > 1 else ''})"
+            f"target within ±{TOLERANCE}; {row['seeds']} seed{'s' if row['seeds'] > 1 else ''}"
+            f"{_diverged_text(row)})"
             for _, row in group.iterrows()
         ]
         closed = (
@@ -292,6 +297,10 @@ def findings(
             f"Asynchronous training, {where}, staleness {stale}: " + "; ".join(parts) + "."
         )
     return lines
+
+
+def _diverged_text(row: pd.Series) -> str:
+    return f", {row['diverged']} diverged" if row["diverged"] else ""
 
 
 def _of(table: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
