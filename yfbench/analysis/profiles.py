@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.plots import optimizer_style
 from yfbench.errors import UserError
 
 R_MAX = 4.0  # AlgoPerf's tau_max
@@ -64,8 +65,11 @@ def plot_profiles(
     for axis, (measure, ratio) in zip(axes[0], ratio_by_measure.items(), strict=True):
         rho = profile(ratio, taus)
         score = scores(ratio, r_max)
+        names = list(ratio.columns)
         for name in score.sort_values(ascending=False).index:
-            axis.step(taus, rho[name], where="post", label=f"{name} ({score[name]:.2f})")
+            # The suite's colour and dash per optimizer: 17 optimizers outnumber any palette.
+            style = optimizer_style(name, names)
+            axis.step(taus, rho[name], where="post", label=f"{name} ({score[name]:.2f})", **style)
         axis.set_xlim(1.0, r_max)
         axis.set_ylim(-0.02, 1.02)
         axis.set_xlabel(f"ratio to the fastest, time in {measure} (r_max = {r_max:g})")
