@@ -205,4 +205,10 @@ def test_tables_cli_and_report_readme_block(runs: Path, tmp_path: Path):
     assert main(args) == 0
     block = readme.read_text()
     assert "YellowFin against tuned Adam" in block and "(results/README.md)" in block
+    # The summary line opens the findings, so the README's first screen says where it stands.
+    first = block.split("do not edit by hand -->\n\n", 1)[1].splitlines()
+    assert first[0] == "- **In short** (each is detailed below):"
+    assert first[1].startswith("  - Hand-tuned momentum SGD beats untuned YellowFin at the ")
+    assert first[1].endswith("on 0 of 1 tasks (YellowFin wins 0; 1 ties or is mixed).")
+    assert first[2].startswith("  - Tuned Adam beats untuned YellowFin at the ")
     assert "## What we found" in report.read_text()

@@ -299,7 +299,7 @@ def test_findings_replace_only_the_marked_block(tmp_path: Path):
 
 def test_bundle_findings_lead_with_a_loss_to_momentum_sgd():
     # Momentum SGD: LINE; YellowFin flattens at 3 (never reaches 1): it loses.
-    from yfbench.analysis.findings import findings
+    from yfbench.analysis.findings import findings, lead, summary_line
     from yfbench.analysis.paper import paper_numbers
 
     flat = [9.0, 6.0, 4.0, 3.0] + [3.0] * 6
@@ -308,9 +308,19 @@ def test_bundle_findings_lead_with_a_loss_to_momentum_sgd():
         *[records("momentum_sgd", 1.0, s, LINE, window=1) for s in (1, 2)],
         *[records("yellowfin", 1.0, s, flat, window=1) for s in (1, 2)],
     )
-    lines = findings(build(data), paper_numbers(), pd.DataFrame())
+    bundle = build(data)
+    lines = findings(bundle, paper_numbers(), pd.DataFrame())
     assert "hand-tuned momentum SGD beats untuned YellowFin on 1 of 1 tasks" in lines[0]
     assert "reverse measure" in lines[0]
+    # The summary line says it first, with Adam's standing and the held-out rank.
+    short = summary_line(lead(bundle, paper_numbers()))
+    assert short[0] == "- **In short** (each is detailed below):"
+    assert short[1] == (
+        "  - Hand-tuned momentum SGD beats untuned YellowFin at the mini scale (provisional: "
+        "tuning seeds only) on 1 of 1 tasks (toy; YellowFin wins 0)."
+    )
+    assert short[2].startswith("  - Tuned Adam beats untuned YellowFin at the mini scale (")
+    assert summary_line([]) == []
 
 
 @pytest.mark.parametrize(
@@ -378,7 +388,7 @@ def test_a_loss_is_called_only_where_yellowfin_reaches_later_and_does_not_end_lo
 
 
 def test_validation_findings_rank_yellowfin_on_the_held_out_metric():
-    from yfbench.analysis.validation import COLUMNS, findings
+    from yfbench.analysis.validation import COLUMNS, findings, lead
 
     def row(task: str, optimizer: str, values: list[float], higher: bool) -> dict:
         metric = "accuracy" if higher else "perplexity"
@@ -413,6 +423,10 @@ def test_validation_findings_rank_yellowfin_on_the_held_out_metric():
     )
     lines = findings(table, lambda r: f"{r['task']} ({r['scale']})", str)
     assert "ranks **last of 3 on lm (mini)**; 1st of 2 on cnn (mini)." in lines[0]
+    assert lead(table, lambda r: r["task"]) == [
+        "on the held-out metric (final validation), YellowFin ranks last of 3 on 1 of 2 tasks "
+        "and scales, 1st of 2 on 1"
+    ]
     assert lines[1:] == [
         "  - cnn (mini), accuracy (higher is better): yellowfin 0.64 [0.63–0.7], "
         "adam 0.61 [0.6–0.62] [seeds 2,3,4]",

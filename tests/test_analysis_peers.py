@@ -183,7 +183,11 @@ def test_findings_name_the_first_to_the_target_the_best_and_yellowfin_s_place(pe
         # "quick" ties with fast at the first evaluation, and ends lower.
         _timed(peer_runs, {"name": "quick", "lr": 1.0}, seed, [0.8, 0.8, 0.8, 0.8], 1.0)
     _timed(peer_runs, {"name": "slow", "lr": 0.1}, 1, [0.99] * 4, 1.0)
-    [line] = leaderboard.run_findings([peer_runs / "toy" / "mini"], str.upper)
+    found = leaderboard.run_findings([peer_runs / "toy" / "mini"], str.upper)
+    assert found.lead == [
+        "against today's optimizers, YellowFin ranks 2nd of 5 on TOY (mini) by final accuracy"
+    ]
+    [line] = found.lines
     assert line == (
         "Against today's optimizers, TOY (mini), 5 optimizers (1 more not evaluated yet) on "
         "their evaluation seeds, target accuracy >= 0.8 (the median of nadamw_algoperf); first "
@@ -196,7 +200,9 @@ def test_findings_name_the_first_to_the_target_the_best_and_yellowfin_s_place(pe
 
 def test_findings_say_why_a_grid_cannot_be_ranked_yet(tmp_path):
     _timed(tmp_path, {"name": "yellowfin", "lr": 1.0}, 1, [0.5] * 4, 1.0)
-    [line] = leaderboard.run_findings([tmp_path / "toy" / "mini"], str)
+    found = leaderboard.run_findings([tmp_path / "toy" / "mini"], str)
+    [line] = found.lines
+    assert found.lead == []  # nothing ranked: nothing to summarise
     assert line.startswith("Against today's optimizers, toy (mini): no leaderboard yet (")
     assert "reference optimizer 'nadamw_algoperf'" in line
 
@@ -205,7 +211,7 @@ def test_the_report_links_the_leaderboard_and_states_its_findings(peer_runs, tmp
     from yfbench.analysis.report import _peer_findings, _peers_section
 
     results = tmp_path / "results"
-    assert _peers_section(results) == [] and _peer_findings(results, str) == []
+    assert _peers_section(results) == [] and _peer_findings(results, str) == ([], [])
     (results / "peers").mkdir(parents=True)
     peer_runs.rename(results / "peers" / "runs")
     assert (
@@ -221,5 +227,5 @@ def test_the_report_links_the_leaderboard_and_states_its_findings(peer_runs, tmp
     )
     text = "\n".join(_peers_section(results))
     assert "- [leaderboard](leaderboard.md), [performance profiles](peers/profiles.png)" in text
-    [line] = _peer_findings(results, str)
+    [line] = _peer_findings(results, str).lines
     assert line.startswith("- Against today's optimizers, toy (mini), 3 optimizers on their")

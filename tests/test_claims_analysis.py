@@ -214,6 +214,11 @@ def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(two_stage
     # On seeds 2-4 closed loop (decay 0.1) beats the Adam that seed 1 chose (0.05).
     assert "closed loop over tuned asynchronous Adam: " in line and ": closed loop lower" in line
     assert "(3 seeds)" in line and "[paper: 2.69x, CIFAR-100, 16 workers]" in line
+    # The summary line: Adam ends lower on none of the one task here, closed loop on it.
+    assert asynchrony.lead([frame], label=str.upper) == [
+        "tuned asynchronous Adam ends below asynchronous closed-loop YellowFin on 0 of 1 "
+        "tasks, closed loop below Adam on 1 (the paper: closed loop 2.69x faster than Adam)"
+    ]
 
 
 def test_a_diverged_loop_seed_is_counted_in_every_asynchrony_table(two_stage_async_runs, tmp_path):
@@ -260,6 +265,12 @@ def test_ablation_verdicts(ablation_runs, tmp_path):
     assert "rescaled SGD (μ=0, lr=α/(1−μ)) +0.1000 [" in sentence
     assert sentence.count("(3 seeds): YellowFin lower") == 1
     assert sentence.count("(3 seeds): tie") == 1
+    assert momentum_ablation.lead(table.reset_index()) == [
+        "YellowFin ends lower than rescaled SGD (μ = 0 at YellowFin's own effective step) on "
+        "1 of 1 tasks; elsewhere the two tie or rescaled SGD ends lower"
+    ]
+    fixed_only = table.reset_index().query("optimizer == 'yellowfin_fixed_momentum'")
+    assert momentum_ablation.lead(fixed_only) == []  # no rescaled SGD run, no clause
 
 
 def test_rescaled_sgd_summary_across_tasks():

@@ -47,6 +47,7 @@ from yfbench.analysis.final_loss import (
     seed_band,
     verdict,
 )
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.plots import PALETTE, STYLE, save_figure
 from yfbench.analysis.protocol import (
     evaluation_plan,
@@ -382,9 +383,10 @@ def _spikes(row: pd.Series) -> str:
     return f"{ratio:.0f}x" if math.isfinite(ratio) else "not logged"
 
 
-def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of each task's clipping runs (the speedup grids unused)."""
-    return [line for runs, _ in found for line in findings(load_runs([runs]), label)]
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> Findings:
+    """:func:`findings` of each task's clipping runs (the speedup grids unused); no clause
+    for the summary line."""
+    return Findings([], [line for runs, _ in found for line in findings(load_runs([runs]), label)])
 
 
 def differences(

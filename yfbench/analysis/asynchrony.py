@@ -48,6 +48,7 @@ from yfbench.analysis.final_loss import (
     seed_band,
     verdict,
 )
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.paper import paper_numbers
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import SeedPlan, own_plan, seed_list, tuning_seeds
@@ -281,12 +282,9 @@ def findings(
         )
         if not closed.empty:
             row = closed.iloc[0]
-            diff = {k.removeprefix("diff_"): row[k] for k in row.index if k.startswith("diff_")}
-            said = verdict(diff)
-            outcome = {"lower": "closed loop lower", "higher": "Adam lower"}.get(said, said)
             parts.append(
                 f"closed loop over tuned asynchronous Adam: {speedup_cell(row, 'paper')}; "
-                f"loss minus Adam's at the budget {difference_text(diff)}: {outcome}"
+                f"loss minus Adam's at the budget {difference_text(_diff(row))}: {_outcome(row)}"
                 + (f" [paper: {paper}x, CIFAR-100, 16 workers]" if paper else "")
             )
         runs = per_run[_of(per_run, (task, scale, setting))]
@@ -299,6 +297,41 @@ def findings(
     return lines
 
 
+def _diff(row: pd.Series) -> dict[str, object]:
+    """A speedup row's paired fixed-budget difference (its ``diff_*`` columns)."""
+    return {k.removeprefix("diff_"): row[k] for k in row.index if k.startswith("diff_")}
+
+
+def _outcome(row: pd.Series) -> str:
+    """Which of closed loop and tuned asynchronous Adam ends lower at the budget."""
+    said = verdict(_diff(row))
+    return {"lower": "closed loop lower", "higher": "Adam lower"}.get(said, said)
+
+
+def lead(frames: list[pd.DataFrame], label: Callable[[str], str] = str) -> list[str]:
+    """The summary line's clause: on how many asynchronous settings tuned asynchronous Adam
+    ends below closed-loop YellowFin, with the paper's asynchronous speedup beside it."""
+    tables = [speedups(frame) for frame in frames]
+    rows = [
+        row
+        for table in tables
+        if not table.empty
+        for _, row in table[table["optimizer"] == LOOPS[1]].iterrows()
+    ]
+    if not rows:
+        return []
+    adam = [f"{label(r['task'])} ({r['scale']})" for r in rows if _outcome(r) == "Adam lower"]
+    ours = sum(_outcome(r) == "closed loop lower" for r in rows)
+    paper = paper_async_speedup()
+    text = (
+        f"tuned asynchronous Adam ends below asynchronous closed-loop YellowFin on "
+        f"{len(adam)} of {len(rows)} tasks"
+        + (f" ({', '.join(adam)})" if adam else "")
+        + f", closed loop below Adam on {ours}"
+    )
+    return [text + (f" (the paper: closed loop {paper}x faster than Adam)" if paper else "")]
+
+
 def _diverged_text(row: pd.Series) -> str:
     return f", {row['diverged']} diverged" if row["diverged"] else ""
 
@@ -308,9 +341,12 @@ def _of(table: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
     return (table[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
 
 
-def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
-    """:func:`findings` of each task's asynchronous runs (the speedup grids unused)."""
-    return [line for runs, _ in found for line in findings(load_runs([runs]), label)]
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> Findings:
+    """:func:`lead` and :func:`findings` of each task's asynchronous runs (the speedup grids
+    unused)."""
+    frames = [load_runs([runs]) for runs, _ in found]
+    lines = [line for frame in frames for line in findings(frame, label)]
+    return Findings(lead(frames, label), lines)
 
 
 # ------------------------------------------------------------------------------- figures

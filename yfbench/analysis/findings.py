@@ -2,8 +2,10 @@
 at the top of results/README.md and between markers in the project README.md.
 
 Every number comes from the :class:`~yfbench.analysis.bundle.Bundle` the tables are
-printed from (paper convention, evaluation seeds). Where YellowFin loses, the first lines
-say so: against hand-tuned momentum SGD first (per scale: losses, then clear wins, then
+printed from (paper convention, evaluation seeds). A summary line opens the list, one clause
+per experiment family (:class:`Findings` ``lead``: this module's, the claims' and the
+leaderboard's), so the README's first screen says where YellowFin stands. Where YellowFin
+loses, the first detailed lines say so too: against hand-tuned momentum SGD first (per scale: losses, then clear wins, then
 ties and mixed results), then against tuned Adam, then YellowFin's rank on the held-out
 metric, then how far the largest speedup is from the paper's, whether YellowFin had
 settled, and what the seeds are worth.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -24,6 +26,7 @@ from yfbench.analysis.paper import task_label
 from yfbench.analysis.speedup import SINGLE_SETTING
 from yfbench.analysis.tables import speedup_cell, times
 from yfbench.analysis.validation import findings as validation_findings
+from yfbench.analysis.validation import lead as validation_lead
 from yfbench.errors import UserError
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -32,6 +35,14 @@ METHOD = "yellowfin"
 END_BUDGET = 1.0
 # A change of the effective step larger than this between 1/3 and the end is not settled.
 SETTLED = 0.1
+
+
+class Findings(NamedTuple):
+    """One experiment family's findings: ``lead``, short clauses for the summary line that
+    opens "What we found" (where YellowFin stands), and ``lines``, the bullets behind them."""
+
+    lead: list[str]
+    lines: list[str]
 
 
 def outcome(row: pd.Series) -> str:
@@ -104,21 +115,44 @@ def trails(bundle: Bundle, row: pd.Series) -> bool:
     return outcome(row) == "loses" and not ends_lower
 
 
+def _yellowfin_rows(bundle: Bundle, baseline: str) -> pd.DataFrame:
+    """The headline rows of YellowFin against ``baseline``."""
+    head = bundle.headline
+    if head.empty:
+        return head
+    return head[(head["optimizer"] == METHOD) & (head["baseline"] == baseline)]
+
+
+def _tally(
+    bundle: Bundle, baseline: str
+) -> list[tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """Per scale, YellowFin's rows against ``baseline``: all of them, its clear losses
+    (:func:`trails`) and its clear wins (:func:`beats`)."""
+    rows = _yellowfin_rows(bundle, baseline)
+    if rows.empty:
+        return []
+    return [
+        (
+            str(scale),
+            group,
+            group[[trails(bundle, r) for _, r in group.iterrows()]],
+            group[[beats(bundle, r) for _, r in group.iterrows()]],
+        )
+        for scale, group in rows.groupby("scale", sort=True)
+    ]
+
+
+def _provisional(group: pd.DataFrame) -> str:
+    return " (provisional: tuning seeds only)" if group["provisional"].any() else ""
+
+
 def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     """YellowFin against tuned momentum SGD per scale: clear losses first, then clear wins
     (both in bold, with their tasks), then the rest (ties, and results where the time to
     target and the end-of-run loss disagree)."""
-    head = bundle.headline
-    if head.empty:
-        return []
-    rows = head[(head["optimizer"] == METHOD) & (head["baseline"] == "momentum_sgd")]
-    if rows.empty:
-        return []
     lines = []
-    for scale, group in rows.groupby("scale", sort=True):
-        losses = group[[trails(bundle, r) for _, r in group.iterrows()]]
-        wins = group[[beats(bundle, r) for _, r in group.iterrows()]]
-        provisional = " (provisional: tuning seeds only)" if group["provisional"].any() else ""
+    for scale, group, losses, wins in _tally(bundle, "momentum_sgd"):
+        provisional = _provisional(group)
         if not losses.empty:
             tasks = ", ".join(task_label(paper, t) for t in losses["task"])
             reverse = losses["reverse_paper"].dropna()
@@ -164,12 +198,7 @@ def versus_momentum(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
 
 def versus_adam(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     """YellowFin against tuned Adam, per task, with the paper's number beside it."""
-    head = bundle.headline
-    rows = (
-        head[(head["optimizer"] == METHOD) & (head["baseline"] == "adam")]
-        if not head.empty
-        else head
-    )
+    rows = _yellowfin_rows(bundle, "adam")
     if rows.empty:
         return []
     lines = ["YellowFin against tuned Adam (paper convention; the paper's number in brackets):"]
@@ -180,40 +209,46 @@ def versus_adam(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reached_every_seed(bundle: Bundle) -> pd.DataFrame:
+    rows = _yellowfin_rows(bundle, "adam")
+    if rows.empty:
+        return rows
+    return rows[rows["reached_paper"] == rows["seeds"]].dropna(subset=["speedup_paper"])
+
+
+def _largest(bundle: Bundle) -> pd.Series | None:
+    """The largest YellowFin speedup over tuned Adam reached on every seed. Provisional rows
+    (tuning seed only, or a baseline grid still being run) never make it while a row
+    measured on evaluation seeds exists."""
+    reached = _reached_every_seed(bundle)
+    if reached.empty:
+        return None
+    final = reached[~reached["provisional"].astype(bool)]
+    best = final if not final.empty else reached
+    return best.loc[best["speedup_paper"].idxmax()]
+
+
 def largest_speedup(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
     """Our largest YellowFin speedup over tuned Adam beside the paper's headline."""
-    head = bundle.headline
-    rows = (
-        head[(head["optimizer"] == METHOD) & (head["baseline"] == "adam")]
-        if not head.empty
-        else head
-    )
     claim = paper["headline"][0]
-    if rows.empty:
+    if _yellowfin_rows(bundle, "adam").empty:
         return []
-    reached = (
-        rows[rows["reached_paper"] == rows["seeds"]].dropna(subset=["speedup_paper"])
-        if not rows.empty
-        else rows
-    )
-    if reached.empty:
+    best = _largest(bundle)
+    if best is None:
         return [
             "No YellowFin speedup over tuned Adam was measured in every seed; the paper: "
             f"{claim['value']}x."
         ]
-    # Provisional rows (tuning seed only, or a baseline grid still being run) never
-    # make the headline while a row measured on evaluation seeds exists.
-    final = reached[~reached["provisional"].astype(bool)]
-    best = final if not final.empty else reached
-    best = best.loc[best["speedup_paper"].idxmax()]
     provisional = " (provisional: tuning seeds only)" if best["provisional"] else ""
     lines = [
         f"Our largest YellowFin speedup over tuned Adam: **{times(best['speedup_paper'])}** "
         f"({_where(paper, best)}, {best['seeds_used']}{_grid(best)}){provisional}, against "
         f"the paper's **{claim['value']}x** ({claim['claim']})."
     ]
-    pending = reached[reached["provisional"].astype(bool)]
-    pending = pending[pending["speedup_paper"] > best["speedup_paper"]]
+    pending = _reached_every_seed(bundle)
+    pending = pending[
+        pending["provisional"].astype(bool) & (pending["speedup_paper"] > best["speedup_paper"])
+    ]
     lines += [
         f"Provisional, not yet a result: {times(row['speedup_paper'])} on "
         f"{_where(paper, row)} ({row['seeds_used']}{_grid(row)})."
@@ -275,6 +310,49 @@ def seeds_line(seeds: pd.DataFrame) -> list[str]:
 def _span(values: pd.Series) -> str:
     low, high = float(values.min()), float(values.max())
     return times(low) if math.isclose(low, high, rel_tol=0.005) else f"{times(low)}–{times(high)}"
+
+
+def _tally_clause(bundle: Bundle, paper: dict[str, Any], baseline: str, who: str) -> list[str]:
+    """On how many tasks ``who`` (the tuned ``baseline``) beats untuned YellowFin, per scale,
+    with how many YellowFin wins and how many are neither."""
+    scales = []
+    for scale, group, losses, wins in _tally(bundle, baseline):
+        others = [", ".join(task_label(paper, t) for t in losses["task"])] if len(losses) else []
+        others.append(f"YellowFin wins {len(wins)}")
+        neither = len(group) - len(losses) - len(wins)
+        if neither:
+            others.append(f"{neither} {'ties or is' if neither == 1 else 'tie or are'} mixed")
+        scales.append(
+            f"at the {scale} scale{_provisional(group)} on {len(losses)} of {len(group)} "
+            f"tasks ({'; '.join(others)})"
+        )
+    return [f"{who} beats untuned YellowFin " + ", ".join(scales)] if scales else []
+
+
+def lead(bundle: Bundle, paper: dict[str, Any]) -> list[str]:
+    """The summary line's clauses from the speedup grids: against tuned momentum SGD and
+    tuned Adam per scale, the largest speedup over Adam beside the paper's, and YellowFin's
+    rank on the held-out metric."""
+    clauses = _tally_clause(bundle, paper, "momentum_sgd", "hand-tuned momentum SGD")
+    clauses += _tally_clause(bundle, paper, "adam", "tuned Adam")
+    best = _largest(bundle)
+    if best is not None:
+        claim = paper["headline"][0]
+        clauses.append(
+            f"YellowFin's largest speedup over tuned Adam: {times(best['speedup_paper'])} "
+            f"({_where(paper, best)}) against the paper's {claim['value']}x"
+        )
+    return clauses + validation_lead(bundle.validation, lambda row: _where(paper, row))
+
+
+def summary_line(clauses: list[str]) -> list[str]:
+    """The bullet that opens "What we found": one line per family, so the first screen says
+    where YellowFin stands, losses included, before any detail."""
+    if not clauses:
+        return []
+    return ["- **In short** (each is detailed below):"] + [
+        f"  - {clause[0].upper()}{clause[1:]}." for clause in clauses
+    ]
 
 
 def findings(bundle: Bundle, paper: dict[str, Any], seeds: pd.DataFrame) -> list[str]:

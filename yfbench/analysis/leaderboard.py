@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import Headline, final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
@@ -281,11 +282,12 @@ def write_leaderboard(
     return [out, *written]
 
 
-def run_findings(found: Iterable[Path], label: Callable[[str], str]) -> list[str]:
+def run_findings(found: Iterable[Path], label: Callable[[str], str]) -> Findings:
     """One sentence per task and scale of the peers' runs (``found``: their
     ``<task>/<scale>`` folders; ``label`` names a task): the target, who reaches it first,
-    the best final metric, and YellowFin's place; a grid that cannot be ranked yet says why."""
-    lines = []
+    the best final metric, and YellowFin's place; a grid that cannot be ranked yet says why.
+    The summary line gets YellowFin's places."""
+    lines, places = [], []
     for runs in found:
         where = f"{label(runs.parent.name)} ({runs.name})"
         try:
@@ -295,15 +297,31 @@ def run_findings(found: Iterable[Path], label: Callable[[str], str]) -> list[str
             continue
         for key, group in board.rows.groupby(GROUP, sort=True):
             lines.append(_finding(group, board, key, where))
-    return lines
+            ranked = _ranked(group, board.targets[key])
+            if "yellowfin" in set(ranked["optimizer"]):
+                metric = board.targets[key].metric
+                places.append(f"{_place(ranked)} on {where} by final {metric}")
+    lead = [f"against today's optimizers, YellowFin ranks {', '.join(places)}"] if places else []
+    return Findings(lead, lines)
+
+
+def _ranked(group: pd.DataFrame, target: Target) -> pd.DataFrame:
+    """The group's optimizers, best final metric first (a run with none last)."""
+    sign = -1.0 if target.higher_is_better else 1.0
+    return group.assign(order=sign * group["final_median"]).sort_values(
+        ["order", "optimizer"], na_position="last"
+    )
+
+
+def _place(ranked: pd.DataFrame) -> str:
+    """YellowFin's place among ``ranked``: "12th of 17"."""
+    place = list(ranked["optimizer"]).index("yellowfin") + 1
+    return f"{ordinal(place, len(ranked))} of {len(ranked)}"
 
 
 def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: str) -> str:
     target, awaiting = board.targets[key], board.awaiting[key]
-    sign = -1.0 if target.higher_is_better else 1.0
-    ranked = group.assign(order=sign * group["final_median"]).sort_values(
-        ["order", "optimizer"], na_position="last"
-    )
+    ranked = _ranked(group, target)
     waiting = f" ({len(awaiting)} more not evaluated yet)" if awaiting else ""
     parts = [
         f"Against today's optimizers, {where}, {len(group)} optimizers{waiting} on their "
@@ -324,10 +342,9 @@ def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: s
         f"{best['final_median']:.4g}"
     )
     if "yellowfin" in set(group["optimizer"]):
-        place = list(ranked["optimizer"]).index("yellowfin") + 1
         own = ranked.set_index("optimizer").loc["yellowfin"]
         parts.append(
-            f"**YellowFin {ordinal(place, len(ranked))} of {len(ranked)}** on final "
+            f"**YellowFin {_place(ranked)}** on final "
             f"{target.metric} ({_final(own)}), target reached on {own['reached']}/{own['n']} "
             f"seeds ({_time(own['iterations'], own['bound_iterations'], '{:.0f}')} iterations)"
         )

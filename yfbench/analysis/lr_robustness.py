@@ -41,6 +41,7 @@ import pandas as pd
 from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.final_loss import final_loss
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
@@ -319,10 +320,10 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     return lines
 
 
-def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> Findings:
     """:func:`findings` of each task's robustness runs with its speedup grid (the tuned lrs,
-    and the grid's runs at the other multipliers)."""
-    return [
+    and the grid's runs at the other multipliers); no clause for the summary line."""
+    lines = [
         line
         for runs, grid in found
         if grid.is_dir()
@@ -330,6 +331,7 @@ def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) ->
             robustness_table(load_runs([runs, grid]), tuned_lrs(load_runs([grid]))), label
         )
     ]
+    return Findings([], lines)
 
 
 def missing_sweeps(grid_dir: Path, seeds: list[int]) -> list[tuple[list[int], list[str]]]:

@@ -42,6 +42,7 @@ from yfbench.analysis.final_loss import (
     seed_band,
     verdict,
 )
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
 from yfbench.analysis.protocol import evaluation_plan
 from yfbench.analysis.runs import load_runs
@@ -52,13 +53,14 @@ from yfbench.errors import UserError
 BASELINE = "yellowfin"
 # The seeds that chose a point here: none (see the module docstring).
 NO_TUNING: tuple[int, ...] = ()
-VARIANTS = ("yellowfin_rescaled_sgd", "yellowfin_fixed_momentum")
+RESCALED = "yellowfin_rescaled_sgd"
+VARIANTS = (RESCALED, "yellowfin_fixed_momentum")
 VERDICTS = {"higher": "YellowFin lower", "lower": "variant lower", "tie": "tie"}
 
 
 def variant_label(point: GridPoint) -> str:
     """``rescaled SGD``, ``fixed μ=0.9``."""
-    if point.optimizer == "yellowfin_rescaled_sgd":
+    if point.optimizer == RESCALED:
         return "rescaled SGD (μ=0, lr=α/(1−μ))"
     return f"fixed μ={point.settings.get('momentum', '?')} (lr tuned)"
 
@@ -167,7 +169,7 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
     """Across tasks: how rescaled SGD (YellowFin's own effective step, no momentum) ends
     against YellowFin. In bold where YellowFin is lower on none: there its tuned momentum
     bought nothing at these budgets."""
-    rows = table[table["optimizer"] == "yellowfin_rescaled_sgd"]
+    rows = table[table["optimizer"] == RESCALED]
     if len(rows) < 2:
         return []
     groups: dict[str, list[str]] = {}
@@ -179,7 +181,7 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
         f"rescaled SGD (μ = 0, lr = YellowFin's own α/(1−μ) at every step) against "
         f"YellowFin, smoothed training loss at the budget: {said}."
     )
-    matters = rows["verdict"] == VERDICTS["higher"]
+    matters = _matters(rows)
     if not matters.any():
         counts = _per_scale(rows, pd.Series(True, index=rows.index))
         return [
@@ -187,6 +189,23 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
             f"{counts}:** {text}"
         ]
     return [f"YellowFin's tuned momentum matters on {_per_scale(rows, matters)}: {text}"]
+
+
+def _matters(rows: pd.DataFrame) -> pd.Series:
+    """Where YellowFin ends below the variant: its tuned momentum bought something."""
+    return rows["verdict"] == VERDICTS["higher"]
+
+
+def lead(table: pd.DataFrame) -> list[str]:
+    """The summary line's clause: on how many tasks YellowFin's tuned momentum ends below
+    rescaled SGD (its own effective step with μ = 0)."""
+    rows = table[table["optimizer"] == RESCALED]
+    if rows.empty:
+        return []
+    return [
+        f"YellowFin ends lower than rescaled SGD (μ = 0 at YellowFin's own effective step) on "
+        f"{_per_scale(rows, _matters(rows))}; elsewhere the two tie or rescaled SGD ends lower"
+    ]
 
 
 def _per_scale(rows: pd.DataFrame, counted: pd.Series) -> str:
@@ -203,18 +222,18 @@ def _per_scale(rows: pd.DataFrame, counted: pd.Series) -> str:
     )
 
 
-def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> list[str]:
-    """:func:`rescaled_summary` and :func:`findings` of the ablation runs of every (runs,
-    speedup grid) pair, each against its grid's YellowFin runs."""
+def run_findings(found: list[tuple[Path, Path]], label: Callable[[str], str]) -> Findings:
+    """:func:`lead`, :func:`rescaled_summary` and :func:`findings` of the ablation runs of
+    every (runs, speedup grid) pair, each against its grid's YellowFin runs."""
     tables = [
         ablation_table(load_runs([runs, grid / BASELINE]))
         for runs, grid in found
         if (grid / BASELINE).is_dir()
     ]
     if not tables:
-        return []
+        return Findings([], [])
     table = pd.concat(tables, ignore_index=True)
-    return rescaled_summary(table, label) + findings(table, label)
+    return Findings(lead(table), rescaled_summary(table, label) + findings(table, label))
 
 
 def plot_task(group: pd.DataFrame, window: int, stem: Path, title: str) -> list[Path]:

@@ -31,7 +31,7 @@ from yfbench.analysis import (
 )
 from yfbench.analysis.bundle import BASELINE, Bundle, build
 from yfbench.analysis.differences import differences_section
-from yfbench.analysis.findings import findings, write_findings
+from yfbench.analysis.findings import Findings, findings, lead, summary_line, write_findings
 from yfbench.analysis.paper import optimizer_name as name
 from yfbench.analysis.paper import paper_numbers, task_label
 from yfbench.analysis.plots import figure_stem
@@ -67,9 +67,10 @@ def write_report(
     runs = runs_table(frame) if has_runs else pd.DataFrame()
     command = f"python -m yfbench.analysis report --runs {runs_dir} --out {out}"
     label = partial(task_label, paper)
-    found = findings(bundle, paper, seeds)
-    found += _claim_findings(out.parent, Path(runs_dir), label)
-    found += _peer_findings(out.parent, label)
+    claims = _claim_findings(out.parent, Path(runs_dir), label)
+    peers = _peer_findings(out.parent, label)
+    found = findings(bundle, paper, seeds) + claims.lines + peers.lines
+    found = summary_line(lead(bundle, paper) + peers.lead + claims.lead) + found
     lines = [
         "# Results: the paper vs yfbench",
         "",
@@ -452,7 +453,7 @@ def _synthetic_section(root: Path) -> list[str]:
 # The paper's other claims: experiment folder -> (what it measures, its sentences for "What
 # we found": f([(its runs of a task and scale, that task and scale's speedup grid)], task
 # label) -> lines). The make targets: experiments/README.md.
-ClaimFindings = Callable[[list[tuple[Path, Path]], Callable[[str], str]], list[str]]
+ClaimFindings = Callable[[list[tuple[Path, Path]], Callable[[str], str]], Findings]
 CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
     "asynchrony": (
         "asynchronous training: closed-loop YellowFin, total momentum vs target",
@@ -473,18 +474,21 @@ CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
 }
 
 
-def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> list[str]:
-    """The claim experiments' finding lines, from their runs under
+def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> Findings:
+    """The claim experiments' findings, from their runs under
     ``root``/<experiment>/runs/<task>/<scale>."""
-    lines = []
+    lead, lines = [], []
     for experiment, (_, made) in CLAIM_EXPERIMENTS.items():
         found = [
             (runs, runs_dir / runs.parts[-2] / runs.parts[-1])
             for runs in sorted((root / experiment / "runs").glob("*/*"))
             if find_run_dirs([runs])
         ]
-        lines += [f"- {line}" for line in made(found, label)] if found else []
-    return lines
+        if found:
+            made_here = made(found, label)
+            lead += made_here.lead
+            lines += [f"- {line}" for line in made_here.lines]
+    return Findings(lead, lines)
 
 
 def _claims_section(root: Path) -> list[str]:
@@ -504,12 +508,13 @@ def _claims_section(root: Path) -> list[str]:
     return ["## The paper's other claims", "", intro, "", *lines, ""]
 
 
-def _peer_findings(root: Path, label: Callable[[str], str]) -> list[str]:
-    """The leaderboard's sentences, from the peers' runs under ``root``/peers/runs."""
+def _peer_findings(root: Path, label: Callable[[str], str]) -> Findings:
+    """The leaderboard's findings, from the peers' runs under ``root``/peers/runs."""
     found = [
         runs for runs in sorted((root / "peers" / "runs").glob("*/*")) if find_run_dirs([runs])
     ]
-    return [f"- {line}" for line in leaderboard.run_findings(found, label)]
+    made = leaderboard.run_findings(found, label)
+    return Findings(made.lead, [f"- {line}" for line in made.lines])
 
 
 def _peers_section(root: Path) -> list[str]:

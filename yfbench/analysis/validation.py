@@ -119,12 +119,11 @@ def section(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def findings(
+def _ranks(
     table: pd.DataFrame, where: Callable[[pd.Series], str], name: Callable[[str], str]
-) -> list[str]:
-    """YellowFin's rank on each task's held-out metric (median over evaluation seeds), with
-    the medians and ranges behind it: the speedups compare training losses, and the paper's
-    tasks are judged on these. ``where`` labels a row's task and scale, ``name`` an optimizer."""
+) -> tuple[dict[str, list[str]], list[str]]:
+    """YellowFin's rank per task and scale ("last of 3" -> the places ranked so, last
+    first), and a detail bullet per place with every optimizer's median and range."""
     rows = table[np.isfinite(table["median"].astype(float))]
     ranks: dict[str, list[str]] = {}
     details = []
@@ -143,10 +142,20 @@ def findings(
         better = "higher" if first["higher_is_better"] else "lower"
         metric = f"{first['metric']} ({better} is better)"
         details.append(f"  - {label}, {metric}: {values} [seeds {first['seeds']}]")
+    order = sorted(ranks, key=lambda text: (not text.startswith("last"), text))
+    return {rank: ranks[rank] for rank in order}, details
+
+
+def findings(
+    table: pd.DataFrame, where: Callable[[pd.Series], str], name: Callable[[str], str]
+) -> list[str]:
+    """YellowFin's rank on each task's held-out metric (median over evaluation seeds), with
+    the medians and ranges behind it: the speedups compare training losses, and the paper's
+    tasks are judged on these. ``where`` labels a row's task and scale, ``name`` an optimizer."""
+    ranks, details = _ranks(table, where, name)
     if not ranks:
         return []
-    order = sorted(ranks, key=lambda text: (not text.startswith("last"), text))
-    clauses = [f"{rank} on {', '.join(ranks[rank])}" for rank in order]
+    clauses = [f"{rank} on {', '.join(places)}" for rank, places in ranks.items()]
     if clauses[0].startswith("last"):
         clauses[0] = f"**{clauses[0]}**"
     return [
@@ -155,3 +164,15 @@ def findings(
         "ranks " + "; ".join(clauses) + ".",
         *details,
     ]
+
+
+def lead(table: pd.DataFrame, where: Callable[[pd.Series], str]) -> list[str]:
+    """The summary line's clause: how often YellowFin holds each rank on the held-out
+    metric ("last of 3 on 3 of 5 tasks and scales, 2nd of 3 on 2")."""
+    ranks, _ = _ranks(table, where, str)
+    if not ranks:
+        return []
+    total = sum(len(places) for places in ranks.values())
+    counts = [f"{rank} on {len(places)}" for rank, places in ranks.items()]
+    counts[0] += f" of {total} tasks and scales"
+    return ["on the held-out metric (final validation), YellowFin ranks " + ", ".join(counts)]
