@@ -5,10 +5,10 @@ Every number comes from the :class:`~yfbench.analysis.bundle.Bundle` the tables 
 printed from (paper convention, evaluation seeds). A summary line opens the list, one clause
 per experiment family (:class:`Findings` ``lead``: this module's, the claims' and the
 leaderboard's), so the README's first screen says where YellowFin stands. Where YellowFin
-loses, the first detailed lines say so too: against hand-tuned momentum SGD first (per scale: losses, then clear wins, then
-ties and mixed results), then against tuned Adam, then YellowFin's rank on the held-out
-metric, then how far the largest speedup is from the paper's, whether YellowFin had
-settled, and what the seeds are worth.
+loses, the first detailed lines say so too: against hand-tuned momentum SGD first (per
+scale: losses, then clear wins, then ties and mixed results), then against tuned Adam,
+then YellowFin's rank on the held-out metric, then how far the largest speedup is from the
+paper's, whether YellowFin had settled, and what the seeds are worth.
 """
 
 from __future__ import annotations
