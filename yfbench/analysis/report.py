@@ -452,7 +452,8 @@ def _synthetic_section(root: Path) -> list[str]:
 
 # The paper's other claims: experiment folder -> (what it measures, its sentences for "What
 # we found": f([(its runs of a task and scale, that task and scale's speedup grid)], task
-# label) -> lines). The make targets: experiments/README.md.
+# label) -> Findings: its summary-line clauses and its lines). The make targets:
+# experiments/README.md.
 ClaimFindings = Callable[[list[tuple[Path, Path]], Callable[[str], str]], Findings]
 CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
     "asynchrony": (
@@ -477,7 +478,7 @@ CLAIM_EXPERIMENTS: dict[str, tuple[str, ClaimFindings]] = {
 def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> Findings:
     """The claim experiments' findings, from their runs under
     ``root``/<experiment>/runs/<task>/<scale>."""
-    lead, lines = [], []
+    clauses, lines = [], []
     for experiment, (_, made) in CLAIM_EXPERIMENTS.items():
         found = [
             (runs, runs_dir / runs.parts[-2] / runs.parts[-1])
@@ -486,9 +487,9 @@ def _claim_findings(root: Path, runs_dir: Path, label: Callable[[str], str]) -> 
         ]
         if found:
             made_here = made(found, label)
-            lead += made_here.lead
+            clauses += made_here.lead
             lines += [f"- {line}" for line in made_here.lines]
-    return Findings(lead, lines)
+    return Findings(clauses, lines)
 
 
 def _claims_section(root: Path) -> list[str]:
