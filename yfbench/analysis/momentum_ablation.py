@@ -169,7 +169,7 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
     """Across tasks: how rescaled SGD (YellowFin's own effective step, no momentum) ends
     against YellowFin. In bold where YellowFin is lower on none: there its tuned momentum
     bought nothing at these budgets."""
-    rows = table[table["optimizer"] == RESCALED]
+    rows = _rescaled(table)
     if len(rows) < 2:
         return []
     groups: dict[str, list[str]] = {}
@@ -191,6 +191,11 @@ def rescaled_summary(table: pd.DataFrame, label: Callable[[str], str] = str) -> 
     return [f"YellowFin's tuned momentum matters on {_per_scale(rows, matters)}: {text}"]
 
 
+def _rescaled(table: pd.DataFrame) -> pd.DataFrame:
+    """The ablation table's rescaled-SGD rows, one per task and scale."""
+    return table[table["optimizer"] == RESCALED]
+
+
 def _matters(rows: pd.DataFrame) -> pd.Series:
     """Where YellowFin ends below the variant: its tuned momentum bought something."""
     return rows["verdict"] == VERDICTS["higher"]
@@ -199,7 +204,7 @@ def _matters(rows: pd.DataFrame) -> pd.Series:
 def lead(table: pd.DataFrame) -> list[str]:
     """The summary line's clause: on how many tasks YellowFin's tuned momentum ends below
     rescaled SGD (its own effective step with μ = 0)."""
-    rows = table[table["optimizer"] == RESCALED]
+    rows = _rescaled(table)
     if rows.empty:
         return []
     return [
