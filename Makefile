@@ -42,7 +42,8 @@ export WANDB_MODE ?= offline
 .PHONY: venv demo test test-all lint figures bench bench-training reproduce-all \
         reproduce-cifar reproduce-cifar100 reproduce-ptb reproduce-tinyshakespeare reproduce-wsj clean \
         claims asynchrony lr-robustness momentum-ablation clipping \
-        peers-tinyshakespeare peers-ptb peers-cifar10 peers-overhead peers-speed leaderboard
+        peers-tinyshakespeare peers-ptb peers-cifar10 \
+        peers-bracket-tinyshakespeare peers-bracket-ptb peers-bracket-cifar10 peers-overhead peers-speed leaderboard
 
 venv: $(VENV)/.installed
 
@@ -213,7 +214,7 @@ PEER_SEEDS ?= $(SEEDS)
 PEERS_SWEEP = $(PY) -m yfbench -m experiment=peers_$(1) scale=$(SCALE) \
 	trainer.checkpoint_every=500 trainer.threads=$(THREADS) trainer.flush_denormal=true \
 	$(LAUNCHER) \
-	hydra.sweep.dir=results/peers/runs/$(2)/$(SCALE)
+	hydra.sweep.dir=results/peers/$(or $(3),runs)/$(2)/$(SCALE)
 define peers
 peers-$(1): venv
 	$(call PEERS_SWEEP,$(1),$(2)) seed=1
@@ -221,9 +222,24 @@ peers-$(1): venv
 		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/peers/runs/$(2)/$(SCALE))
 	$(PY) scripts/compress_runs.py results/peers/runs/$(2)/$(SCALE)
 endef
+# peers-bracket-<name>: where a tuned lr is the largest or smallest of its grid, one lr beyond
+# that edge on the tuning seed, into results/peers/bracket_runs/<task>/<scale> (apart from the
+# grid, so the choices and the equal budget stay); results/peers/bracket.md says whether it
+# ends lower, for every task checked so far. Run it after peers-<name>.
+define peers_bracket
+peers-bracket-$(1): venv
+	beyond=$$$$($(PY) -m yfbench.analysis.bracket beyond results/peers/runs/$(2)/$(SCALE)) \
+		&& { [ -z "$$$$beyond" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$beyond; }
+	$(PY) scripts/compress_runs.py results/peers/bracket_runs
+	$(PY) -m yfbench.analysis.bracket $$$$(ls -d results/peers/bracket_runs/*/$(SCALE) | sed s,/bracket_runs/,/runs/,) \
+		--beyond-runs results/peers/bracket_runs --out results/peers
+endef
 $(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
+$(eval $(call peers_bracket,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call peers,ptb,ptb_lstm))
+$(eval $(call peers_bracket,ptb,ptb_lstm))
 $(eval $(call peers,cifar10,cifar10_resnet))
+$(eval $(call peers_bracket,cifar10,cifar10_resnet))
 
 # Optimizer-state bytes per parameter and host syncs per step, measured per task.
 peers-overhead: venv

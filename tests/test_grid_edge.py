@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.run_builder import write_run
+from yfbench.analysis import bracket
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import grid_points, tuned
 
@@ -38,3 +39,91 @@ def test_a_tuned_lr_at_the_edge_of_the_grid_is_noted(tmp_path, finals, note):
 
 def test_a_single_lr_is_no_grid_and_has_no_edge(tmp_path):
     assert tuned(_grid(tmp_path, {0.1: 1.0}), "adam")[1] == ""
+
+
+# The bracket check: one lr beyond each edge, on the tuning seed, apart from the grid.
+
+
+@pytest.mark.parametrize(
+    ("lr", "neighbour", "beyond", "name"),
+    [
+        (10.0, 3.0, 30.0, "momo_lr30"),
+        (1.0, 0.3, 3.0, "momo_lr3"),
+        (0.03, 0.01, 0.1, "momo_lr1e-1"),
+        (5.0, 1.0, 30.0, "momo_lr30"),  # 25 rounds to the ladder's 30
+        (1e-4, 1e-3, 1e-5, "momo_lr1e-5"),
+    ],
+)
+def test_the_lr_beyond_continues_the_grid_s_step_on_the_1_3_10_ladder(lr, neighbour, beyond, name):
+    found = bracket.on_ladder(lr * lr / neighbour)
+    assert found == pytest.approx(beyond)
+    assert bracket.grid_point_name("momo", found) == name
+
+
+def _bracket_runs(root: Path) -> tuple[Path, Path]:
+    """momo tuned at its largest lr (10), whose lr beyond (30) ends lower; nesterov_cosine
+    at its smallest (0.1), whose lr beyond (0.03) ends higher; sgd at its largest with no
+    run beyond; adam inside its grid."""
+    tuning, beyond = root / "tuning", root / "beyond"
+    grids = {
+        "momo": {1.0: 1.3, 3.0: 1.2, 10.0: 1.1},
+        "nesterov_cosine": {0.1: 1.0, 0.3: 1.2, 1.0: 1.3},
+        "sgd": {0.1: 1.3, 1.0: 1.2},
+        "adam": {0.001: 1.3, 0.01: 1.0, 0.1: 1.2},
+    }
+    for name, finals in grids.items():
+        for lr, final in finals.items():
+            losses = [3.0, 2.5, 2.0, final, final]
+            write_run(tuning, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
+    for name, lr, final in (("momo", 30.0, 0.9), ("nesterov_cosine", 0.03, 1.4)):
+        losses = [3.0, 2.5, 2.0, final, final]
+        write_run(beyond, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
+    return tuning, beyond
+
+
+def test_the_bracket_table_says_which_edge_choices_the_lr_beyond_beats(tmp_path):
+    tuning, beyond = _bracket_runs(tmp_path)
+    table = bracket.bracket_table(load_runs([tuning]), load_runs([beyond]), window=2)
+    table = table.set_index("optimizer")
+    assert sorted(table.index) == ["momo", "nesterov_cosine", "sgd"]
+    assert table.loc["momo", ["edge", "lr", "lr_beyond"]].tolist() == ["largest", 10.0, 30.0]
+    assert table.loc["momo", "score_beyond"] == pytest.approx(0.9)
+    assert table.loc["momo", "final_beyond"] == pytest.approx(1.4)
+    assert "under-tuned" in bracket.verdict(table.loc["momo"])
+    assert table.loc["nesterov_cosine", "lr_beyond"] == pytest.approx(0.03)
+    assert "the chosen lr stays" in bracket.verdict(table.loc["nesterov_cosine"])
+    assert table.loc["sgd", "status_beyond"] == "not run"
+    assert bracket.verdict(table.loc["sgd"]) == "not run yet"
+    [line] = bracket.findings(table.reset_index())
+    assert "3 optimizers were tuned at an edge" in line
+    assert "ran for 2 of them" in line and "ended lower for momo " in line
+
+
+def test_the_bracket_command_names_the_points_and_writes_the_table(tmp_path, capsys):
+    tuning, beyond = _bracket_runs(tmp_path)
+    # sgd_lr10 has no config: one clear message names it.
+    assert bracket.main(["beyond", str(tuning)]) == 2
+    assert "no grid point config for sgd_lr10" in capsys.readouterr().err
+    out = tmp_path / "out"
+    args = [str(tuning), "--beyond-runs", str(beyond), "--out", str(out), "--window", "2"]
+    assert bracket.main(args) == 0
+    page = (out / "bracket.md").read_text()
+    assert "under-tuned at the grid's edge" in page and "not run yet" in page
+
+
+def test_the_report_states_the_bracket_check_beside_the_leaderboard(tmp_path):
+    peers = tmp_path / "peers"
+    tuning, beyond = _bracket_runs(tmp_path)
+    peers.mkdir()
+    tuning.rename(peers / "runs")  # tuning/toy/cpu -> peers/runs/toy/cpu
+    beyond.rename(peers / bracket.BEYOND_RUNS)
+    [line] = bracket.run_findings(peers, label=str.upper)
+    assert line.startswith("Grid edges, TOY (cpu): 3 optimizers")
+    # The report states it among the leaderboard's findings and links the table.
+    from yfbench.analysis.report import _peer_findings, _peers_section
+
+    assert f"- {line}" in _peer_findings(tmp_path, str.upper).lines
+    (tmp_path / "leaderboard.md").write_text("made by make leaderboard")
+    args = [str(peers / "runs"), "--beyond-runs", str(peers / bracket.BEYOND_RUNS)]
+    assert bracket.main([*args, "--out", str(peers), "--window", "2"]) == 0
+    assert "[grid edges: one lr beyond](peers/bracket.md)" in "\n".join(_peers_section(tmp_path))

@@ -21,6 +21,7 @@ from yfbench.analysis import (
     adaptive_clipping,
     asynchrony,
     best_baseline,
+    bracket,
     clipping,
     fixed_budget,
     hyperparams,
@@ -515,7 +516,8 @@ def _peer_findings(root: Path, label: Callable[[str], str]) -> Findings:
         runs for runs in sorted((root / "peers" / "runs").glob("*/*")) if find_run_dirs([runs])
     ]
     made = leaderboard.run_findings(found, label)
-    return Findings(made.lead, [f"- {line}" for line in made.lines])
+    lines = made.lines + bracket.run_findings(root / "peers", label)
+    return Findings(made.lead, [f"- {line}" for line in lines])
 
 
 def _peers_section(root: Path) -> list[str]:
@@ -526,5 +528,8 @@ def _peers_section(root: Path) -> list[str]:
     links = [f"[leaderboard]({os.path.relpath(board, root)})"]
     if profiles.is_file():
         links.append(f"[performance profiles]({os.path.relpath(profiles, root)})")
+    edges = root / "peers" / "bracket.md"
+    if edges.is_file():
+        links.append(f"[grid edges: one lr beyond]({os.path.relpath(edges, root)})")
     intro = "Made by `make leaderboard` from the peers' runs (`make peers-<task>`)."
     return ["## YellowFin against today's optimizers", "", intro, "", "- " + ", ".join(links), ""]

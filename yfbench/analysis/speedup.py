@@ -377,27 +377,45 @@ def grid_edge(points: list[GridPoint], chosen: GridPoint) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One optimizer's tuned grid point in one (task, scale, setting) group, with every
+    grid point of the group (what the tuning seed tried)."""
+
+    optimizer: str
+    point: GridPoint | None
+    points: list[GridPoint]
+
+
+def tuned_choices(group: pd.DataFrame, window: int) -> list[Choice]:
+    """Each optimizer's tuned point of one (task, scale, setting) ``group``; one clear
+    error while a run that could change a choice has not finished."""
+    points = grid_points(group, window)
+    unsettled = _unsettled(group, points)
+    if unsettled:
+        where = "{task}/{scale} ({setting})".format(**group.iloc[0][GROUP_KEYS])
+        raise UserError(
+            f"{len(unsettled)} run(s) of {where} that could change the tuned choice have "
+            f"not finished (e.g. {unsettled[0]}): finish them (rerun the first stage, "
+            "which resumes them, or wait for the process running them), then run this again"
+        )
+    optimizers = sorted({p.optimizer for p in points})
+    return [Choice(name, tuned(points, name)[0], points) for name in optimizers]
+
+
 def tuned_grid_point_names(frame: pd.DataFrame, window: int | None = None) -> list[str]:
     """The ``grid_point=`` names of every optimizer's tuned point, e.g. ``adam_lr5e-3``:
     what a second stage reruns with more seeds, and what the demo trains."""
     names: list[str] = []
     for _, group in frame.groupby(GROUP_KEYS, sort=True):
-        points = grid_points(group, resolve_window(group, window))
         where = "{task}/{scale} ({setting})".format(**group.iloc[0][GROUP_KEYS])
-        unsettled = _unsettled(group, points)
-        if unsettled:
-            raise UserError(
-                f"{len(unsettled)} run(s) of {where} that could change the tuned choice have "
-                f"not finished (e.g. {unsettled[0]}): finish them (rerun the first stage, "
-                "which resumes them, or wait for the process running them), then run this again"
-            )
-        for optimizer in sorted({p.optimizer for p in points}):
-            point, _ = tuned(points, optimizer)
+        for choice in tuned_choices(group, resolve_window(group, window)):
+            point = choice.point
             runs = group[group["run_dir"].isin(point.run_dirs.values())] if point else group[:0]
             chosen = runs["grid_point"].dropna().unique()
             if len(chosen) != 1:
                 raise UserError(
-                    f"the tuned {optimizer} runs of {where} were not started with a "
+                    f"the tuned {choice.optimizer} runs of {where} were not started with a "
                     "grid_point=... choice; re-run that point with more seeds by hand"
                 )
             names.append(str(chosen[0]))

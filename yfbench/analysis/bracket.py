@@ -1,0 +1,279 @@
+"""Did the peers' lr grids bracket each tuned lr? (results/peers/bracket.md)
+
+Every optimizer that needs tuning gets the same budget: a few lrs on the tuning seed, the
+lowest smoothed training loss wins. Where the winner is the largest or smallest lr of its
+grid, the grid did not bracket the best lr, and the leaderboard may under-rate that
+optimizer. The check runs one more lr beyond that edge (the grid's own step continued,
+rounded to the 1-3-10 ladder the grids use), on the tuning seed only and in a folder of its
+own, so that neither the choice nor the equal budget changes: it measures how much the
+budget's edge costs an optimizer, it does not retune it.
+
+``python -m yfbench.analysis.bracket beyond RUN_DIR`` prints the ``grid_point=`` names to
+run (``make peers-bracket-<task>``); ``python -m yfbench.analysis.bracket TUNING_DIR...
+--beyond-runs DIR --out DIR`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from yfbench import atomic
+from yfbench.analysis import cli
+from yfbench.analysis.headline import final_value, headline
+from yfbench.analysis.leaderboard import TUNING_SEED
+from yfbench.analysis.paper import optimizer_name
+from yfbench.analysis.runs import find_run_dirs, load_runs
+from yfbench.analysis.speedup import (
+    GROUP_KEYS,
+    Choice,
+    GridPoint,
+    grid_points,
+    lr_edge,
+    resolve_window,
+    tuned_choices,
+)
+from yfbench.analysis.tables import DASH, markdown_table
+from yfbench.config import CONFIG_DIR
+from yfbench.errors import UserError
+
+# The lrs the peers' grids are made of: 1 and 3 in every decade.
+LADDER = (1.0, 3.0)
+# Where make peers-bracket-<task> writes its runs, beside results/peers/runs.
+BEYOND_RUNS = "bracket_runs"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An optimizer tuned at the ``side`` ("largest"/"smallest") lr of its grid, and the
+    lr one step beyond it."""
+
+    key: tuple[str, ...]
+    choice: Choice
+    lr: float
+    side: str
+    beyond: float
+
+    @property
+    def grid_point(self) -> str:
+        return grid_point_name(self.choice.optimizer, self.beyond)
+
+
+def on_ladder(lr: float) -> float:
+    """The value of the 1-3-10 ladder nearest ``lr`` in log scale."""
+    decade = math.floor(math.log10(lr))
+    rungs = [m * 10.0**k for k in (decade - 1, decade, decade + 1) for m in LADDER]
+    return min(rungs, key=lambda rung: abs(math.log(rung / lr)))
+
+
+def grid_point_name(optimizer: str, lr: float) -> str:
+    """``momo_lr30``, ``schedulefree_adamw_lr1e-1``: the grid points' file names."""
+    if lr >= 1:
+        return f"{optimizer}_lr{lr:g}"
+    mantissa, exponent = f"{lr:.0e}".split("e")
+    return f"{optimizer}_lr{mantissa}e{int(exponent)}"
+
+
+def edges(group: pd.DataFrame, window: int) -> list[Edge]:
+    """The optimizers of one (task, scale, setting) tuned at an edge of their lr grid."""
+    key = tuple(group.iloc[0][GROUP_KEYS])
+    found = []
+    for choice in tuned_choices(group, window):
+        if choice.point is None or "lr" not in choice.point.settings:
+            continue
+        lrs = sorted(
+            {float(p.settings["lr"]) for p in choice.points if p.optimizer == choice.optimizer}
+        )
+        lr = float(choice.point.settings["lr"])
+        side = lr_edge(lr, lrs)
+        if side:
+            neighbour = lrs[-2] if side == "largest" else lrs[1]
+            found.append(Edge(key, choice, lr, side, on_ladder(lr * lr / neighbour)))
+    return found
+
+
+def beyond_names(run_dirs: list[Path], window: int | None = None) -> str:
+    """``momo_lr30,nesterov_cosine_lr3``: the grid points one step beyond each edge (empty
+    when every tuned lr is bracketed); one clear error when a config is missing."""
+    frame = load_runs(run_dirs)
+    names = []
+    for _, group in frame.groupby(GROUP_KEYS, sort=True):
+        names += [e.grid_point for e in edges(group, resolve_window(group, window))]
+    names = list(dict.fromkeys(names))
+    missing = [n for n in names if not (CONFIG_DIR / "grid_point" / f"{n}.yaml").is_file()]
+    if missing:
+        raise UserError(
+            f"no grid point config for {', '.join(missing)}: add conf/grid_point/<name>.yaml "
+            "for each (as its optimizer's other grid points, with that lr), then run this again"
+        )
+    return ",".join(names)
+
+
+def bracket_table(
+    tuning: pd.DataFrame, beyond: pd.DataFrame, window: int | None = None
+) -> pd.DataFrame:
+    """One row per edge: the chosen lr's and the lr beyond's lowest smoothed training loss
+    (the tuning rule) and final validation metric on the tuning seed."""
+    rows = []
+    for key, group in tuning.groupby(GROUP_KEYS, sort=True):
+        match = (beyond[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
+        others = beyond[match & (beyond["seed"] == TUNING_SEED)]
+        width = resolve_window(pd.concat([group, others]), window)
+        judged = headline(group)
+        metric = judged.metric if judged else None
+        for edge in edges(group, width):
+            point = edge.choice.point
+            tried = _point_at(others, edge, width)
+            rows.append(
+                dict(zip(GROUP_KEYS, key, strict=True))
+                | {
+                    "optimizer": edge.choice.optimizer,
+                    "edge": edge.side,
+                    "lr": edge.lr,
+                    "score": point.score_on({TUNING_SEED}),
+                    "final": _final(group, point, metric),
+                    "lr_beyond": edge.beyond,
+                    "status_beyond": tried.statuses[TUNING_SEED] if tried else "not run",
+                    "score_beyond": tried.score_on({TUNING_SEED}) if tried else math.nan,
+                    "final_beyond": _final(others, tried, metric) if tried else math.nan,
+                    "metric": metric or DASH,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _point_at(runs: pd.DataFrame, edge: Edge, window: int) -> GridPoint | None:
+    """The tuning-seed run of ``edge``'s optimizer at the lr beyond, if one finished."""
+    own = runs[runs["optimizer"] == edge.choice.optimizer]
+    points = grid_points(own, window) if len(own) else []
+    return next(
+        (
+            p
+            for p in points
+            if np.isclose(float(p.settings.get("lr", math.nan)), edge.beyond)
+            and TUNING_SEED in p.statuses
+        ),
+        None,
+    )
+
+
+def _final(runs: pd.DataFrame, point: GridPoint, metric: str | None) -> float:
+    run_dir = point.run_dirs.get(TUNING_SEED)
+    return final_value(runs[runs["run_dir"] == run_dir], metric) if run_dir else math.nan
+
+
+def verdict(row: pd.Series) -> str:
+    """What the lr beyond says about the chosen one, by the tuning rule."""
+    if row["status_beyond"] == "not run":
+        return "not run yet"
+    if row["status_beyond"] != "completed" or not math.isfinite(row["score_beyond"]):
+        return f"the lr beyond {row['status_beyond']}: the chosen lr stays"
+    change = row["score_beyond"] - row["score"]
+    if change < 0:
+        return f"the lr beyond ends lower ({change:+.4f}): under-tuned at the grid's edge"
+    return f"the lr beyond ends higher ({change:+.4f}): the chosen lr stays"
+
+
+def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """One sentence per task and scale whose grid had an edge (``label`` names a task)."""
+    lines = []
+    for (task, scale), group in table.groupby(["task", "scale"], sort=True):
+        lower = group[group["score_beyond"] < group["score"]]
+        under = [optimizer_name(name) for name in lower["optimizer"]]
+        ran = int((group["status_beyond"] != "not run").sum())
+        lines.append(
+            f"Grid edges, {label(task)} ({scale}): {len(group)} optimizers were tuned at an "
+            f"edge of their lr grid; one lr beyond it ran for {ran} of them on the tuning "
+            "seed, and "
+            + (f"ended lower for {', '.join(under)}" if under else "ended lower for none")
+            + " (results/peers/bracket.md)."
+        )
+    return lines
+
+
+def run_findings(peers: Path, label: Callable[[str], str] = str) -> list[str]:
+    """:func:`findings` for every ``<task>/<scale>`` under ``peers``/bracket_runs, each
+    against its tuning grid under ``peers``/runs."""
+    lines = []
+    for beyond in sorted((peers / BEYOND_RUNS).glob("*/*")):
+        if not find_run_dirs([beyond]):
+            continue
+        tuning = peers / "runs" / beyond.relative_to(peers / BEYOND_RUNS)
+        try:
+            table = bracket_table(load_runs([tuning]), load_runs([beyond]))
+        except UserError as error:
+            where = f"{label(beyond.parent.name)} ({beyond.name})"
+            lines.append(f"Grid edges, {where}: not checked ({error}).")
+            continue
+        lines += findings(table, label)
+    return lines
+
+
+def write_outputs(
+    run_dirs: list[Path], out: Path, window: int | None = None, beyond_runs: Path | None = None
+) -> list[Path]:
+    """bracket.csv and bracket.md under ``out``."""
+    tuning = load_runs(run_dirs)
+    others = (
+        load_runs([beyond_runs]) if beyond_runs and find_run_dirs([beyond_runs]) else tuning[:0]
+    )
+    table = bracket_table(tuning, others, window)
+    if table.empty:
+        raise UserError("every tuned lr is inside its grid; there is no edge to check")
+    table["verdict"] = [verdict(row) for _, row in table.iterrows()]
+    out.mkdir(parents=True, exist_ok=True)
+    csv, page = out / "bracket.csv", out / "bracket.md"
+    atomic.write_text(csv, table.to_csv(index=False))
+    shown = table.assign(
+        **{c: table[c].map(lambda v: f"{v:.4g}") for c in ("lr", "lr_beyond")},
+        **{c: table[c].map(_cell) for c in ("score", "score_beyond", "final", "final_beyond")},
+    )
+    lines = [
+        "# Did the lr grids bracket the tuned lrs?",
+        "",
+        "Generated by `make peers-bracket-<task>` (`python -m yfbench.analysis.bracket`); "
+        "do not edit.",
+        "",
+        f"Each optimizer below was tuned at the largest or smallest lr of its grid (tuning "
+        f"seed {TUNING_SEED}, lowest smoothed training loss). One more lr beyond that edge "
+        "ran on the same seed, apart from the grid: the leaderboard's choices and equal "
+        "budget stay as they were. Where the lr beyond ends lower, the leaderboard's "
+        "number for that optimizer is pessimistic. One seed each: a difference smaller than "
+        "the seed-to-seed spread of the leaderboard's final metric is not a verdict.",
+        "",
+        "`score`: lowest smoothed training loss on the tuning seed (the tuning rule); "
+        "`final`: final validation metric on that seed.",
+        "",
+        markdown_table(shown),
+        "",
+    ]
+    atomic.write_text(page, "\n".join(lines))
+    return [csv, page]
+
+
+def _cell(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else DASH
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--beyond-runs", type=Path, help="the runs beyond the edges (make peers-bracket-<task>)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = {"beyond": lambda args: beyond_names([Path(a) for a in args])}
+    return cli.run(
+        "yfbench.analysis.bracket", write_outputs, argv, options=_options, subcommands=commands
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
