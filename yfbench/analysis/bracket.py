@@ -55,7 +55,6 @@ class Edge:
     """An optimizer tuned at the ``side`` ("largest"/"smallest") lr of its grid, and the
     lr one step beyond it."""
 
-    key: tuple[str, ...]
     choice: Choice
     lr: float
     side: str
@@ -83,7 +82,6 @@ def grid_point_name(optimizer: str, lr: float) -> str:
 
 def edges(group: pd.DataFrame, window: int) -> list[Edge]:
     """The optimizers of one (task, scale, setting) tuned at an edge of their lr grid."""
-    key = tuple(group.iloc[0][GROUP_KEYS])
     found = []
     for choice in tuned_choices(group, window):
         if choice.point is None or "lr" not in choice.point.settings:
@@ -95,7 +93,7 @@ def edges(group: pd.DataFrame, window: int) -> list[Edge]:
         side = lr_edge(lr, lrs)
         if side:
             neighbour = lrs[-2] if side == "largest" else lrs[1]
-            found.append(Edge(key, choice, lr, side, on_ladder(lr * lr / neighbour)))
+            found.append(Edge(choice, lr, side, on_ladder(lr * lr / neighbour)))
     return found
 
 
