@@ -252,7 +252,9 @@ def write_leaderboard(
         "",
         f"- Evaluation seeds only: the tuning seed ({tuning_seed}) chose each optimizer's "
         "setting and is left out. 'settings tried' is how many settings the tuning seed ran "
-        "(1: used at its published defaults, no tuning).",
+        "(1: used at its published defaults, no tuning); 'chose the largest (smallest) lr "
+        "tried': the grid did not bracket the best lr, and `make peers-bracket-<task>` runs "
+        "one lr beyond it ([peers/bracket.md](peers/bracket.md)).",
         f"- Target per task: the median final validation metric of `{reference}`; time to "
         "target is read at the evaluations; a median over seeds that is infinite (most "
         "seeds never reached it) is shown as a bound '> T' (the longest run).",
