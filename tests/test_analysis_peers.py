@@ -229,3 +229,15 @@ def test_the_report_links_the_leaderboard_and_states_its_findings(peer_runs, tmp
     assert "- [leaderboard](leaderboard.md), [performance profiles](peers/profiles.png)" in text
     [line] = _peer_findings(results, str).lines
     assert line.startswith("- Against today's optimizers, toy (mini), 3 optimizers on their")
+
+
+def test_a_task_without_a_target_yet_is_named_while_the_others_are_ranked(peer_runs, tmp_path):
+    # A second task whose grid is still on its tuning seed: no reference run sets a target.
+    write_run(
+        peer_runs, {"name": "adam", "lr": 0.1}, 1, [1.0] * 10, task="other", valid={"loss": 1.0}
+    )
+    out = tmp_path / "leaderboard.md"
+    assert main(["leaderboard", str(peer_runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## toy / mini / default" in text and "| fast |" in text
+    assert "## other / cpu / default\n\nNot ranked yet (no finished evaluation run" in text

@@ -102,21 +102,23 @@ def per_run(group: pd.DataFrame, target: Target | None) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Entries:
     """The leaderboard's rows (one per task key and optimizer with evaluation runs), each
-    key's target, and per key the optimizers with tuning runs but no evaluation run yet
-    (a grid still running: they are named, never ranked)."""
+    key's target, per key the optimizers with tuning runs but no evaluation run yet, and
+    the keys with no target yet, each with why (grids still running: named, never ranked)."""
 
     rows: pd.DataFrame
     targets: dict[tuple[str, ...], Target]
     awaiting: dict[tuple[str, ...], list[str]]
     reference: str
+    unranked: dict[tuple[str, ...], str]
 
 
 def entries(
     paths: Iterable[str | Path], tuning_seed: int = TUNING_SEED, reference: str = REFERENCE
 ) -> Entries:
-    """Per (task, scale, setting, optimizer): the evaluation seeds' aggregates."""
+    """Per (task, scale, setting, optimizer): the evaluation seeds' aggregates; one clear
+    error when no task has a target yet."""
     frame = load_runs(paths)
-    rows, targets, awaiting = [], {}, {}
+    rows, targets, awaiting, unranked = [], {}, {}, {}
     for key, group in frame.groupby(GROUP, sort=True):
         judged = judged_on(group)
         metric, higher = judged.metric, judged.higher_is_better
@@ -125,10 +127,11 @@ def entries(
             evaluation[evaluation["optimizer"] == reference], Target(metric, higher, math.nan)
         )
         if base.empty or not np.isfinite(base["final"]).any():
-            raise UserError(
-                f"{'/'.join(key)}: no finished evaluation run (seed != {tuning_seed}) of the "
+            unranked[key] = (
+                f"no finished evaluation run (seed != {tuning_seed}) of the "
                 f"reference optimizer {reference!r} sets the target; run it, or pass --reference"
             )
+            continue
         target = Target(metric, higher, float(np.nanmedian(base["final"])))
         targets[key] = target
         tuned_only = set(group["optimizer"]) - set(evaluation["optimizer"])
@@ -142,7 +145,10 @@ def entries(
                 )
             tuning = group[(group["optimizer"] == optimizer) & (group["seed"] == tuning_seed)]
             rows.append(dict(zip(GROUP, key, strict=True)) | _aggregate(optimizer, own, tuning))
-    return Entries(pd.DataFrame(rows), targets, awaiting, reference)
+    if not targets:
+        key, why = next(iter(unranked.items()))
+        raise UserError(f"{'/'.join(key)}: {why}")
+    return Entries(pd.DataFrame(rows), targets, awaiting, reference, unranked)
 
 
 def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, Any]:
@@ -279,6 +285,8 @@ def write_leaderboard(
             lines += [f"Not evaluated yet (tuning seed only, not ranked): {waiting}.", ""]
         table = pd.DataFrame([_cells(row, task_overhead) for _, row in group.iterrows()])
         lines.append(markdown_table(table))
+    for key, why in found.unranked.items():
+        lines += [f"## {' / '.join(key)}", "", f"Not ranked yet ({why}).", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return [out, *written]
