@@ -61,21 +61,29 @@ def test_the_lr_beyond_continues_the_grid_s_step_on_the_1_3_10_ladder(lr, neighb
 
 
 def _bracket_runs(root: Path) -> tuple[Path, Path]:
-    """momo tuned at its largest lr (10), whose lr beyond (30) ends lower; nesterov_cosine
-    at its smallest (0.1), whose lr beyond (0.03) ends higher; sgd at its largest with no
-    run beyond; adam inside its grid."""
+    """momo tuned at its largest lr (10), whose lr beyond (30) ends lower by more than its
+    evaluation seeds' spread; muon at its largest (0.01), whose lr beyond (0.03) ends lower
+    within that spread; nesterov_cosine at its smallest (0.1), whose lr beyond (0.03) ends
+    higher; sgd at its largest with no run beyond; adam inside its grid."""
     tuning, beyond = root / "tuning", root / "beyond"
     grids = {
         "momo": {1.0: 1.3, 3.0: 1.2, 10.0: 1.1},
         "nesterov_cosine": {0.1: 1.0, 0.3: 1.2, 1.0: 1.3},
         "sgd": {0.1: 1.3, 1.0: 1.2},
         "adam": {0.001: 1.3, 0.01: 1.0, 0.1: 1.2},
+        "muon": {0.001: 1.3, 0.003: 1.2, 0.01: 1.1},
     }
     for name, finals in grids.items():
         for lr, final in finals.items():
             losses = [3.0, 2.5, 2.0, final, final]
             write_run(tuning, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
-    for name, lr, final in (("momo", 30.0, 0.9), ("nesterov_cosine", 0.03, 1.4)):
+    # Evaluation seeds at the chosen points: sd 0.0141 (momo), 0.1414 (muon).
+    for name, lr, finals in (("momo", 10.0, (1.1, 1.12)), ("muon", 0.01, (1.0, 1.2))):
+        for seed, final in enumerate(finals, start=2):
+            losses = [3.0, 2.5, 2.0, final, final]
+            write_run(tuning, {"name": name, "lr": lr}, seed, losses, valid={"loss": final})
+    beyond_runs = (("momo", 30.0, 0.9), ("muon", 0.03, 1.05), ("nesterov_cosine", 0.03, 1.4))
+    for name, lr, final in beyond_runs:
         losses = [3.0, 2.5, 2.0, final, final]
         write_run(beyond, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
     return tuning, beyond
@@ -85,18 +93,21 @@ def test_the_bracket_table_says_which_edge_choices_the_lr_beyond_beats(tmp_path)
     tuning, beyond = _bracket_runs(tmp_path)
     table = bracket.bracket_table(load_runs([tuning]), load_runs([beyond]), window=2)
     table = table.set_index("optimizer")
-    assert sorted(table.index) == ["momo", "nesterov_cosine", "sgd"]
+    assert sorted(table.index) == ["momo", "muon", "nesterov_cosine", "sgd"]
+    assert table.loc["momo", "seed_sd"] == pytest.approx(0.0141, abs=1e-4)
     assert table.loc["momo", ["edge", "lr", "lr_beyond"]].tolist() == ["largest", 10.0, 30.0]
     assert table.loc["momo", "score_beyond"] == pytest.approx(0.9)
     assert table.loc["momo", "final_beyond"] == pytest.approx(1.4)
     assert "under-tuned" in bracket.verdict(table.loc["momo"])
     assert table.loc["nesterov_cosine", "lr_beyond"] == pytest.approx(0.03)
     assert "the chosen lr stays" in bracket.verdict(table.loc["nesterov_cosine"])
+    assert bracket.outcome(table.loc["muon"]) == "within"
+    assert "no verdict" in bracket.verdict(table.loc["muon"])
     assert table.loc["sgd", "status_beyond"] == "not run"
     assert bracket.verdict(table.loc["sgd"]) == "not run yet"
     [line] = bracket.findings(table.reset_index())
-    assert "3 optimizers were tuned at an edge" in line
-    assert "ran for 2 of them" in line and "ended lower for momo " in line
+    assert "4 optimizers were tuned at an edge" in line and "ran for 3 of them" in line
+    assert "spread for momo (final loss 1.6 -> 1.4) (within it for muon (final loss" in line
 
 
 def test_the_bracket_command_names_the_points_and_writes_the_table(tmp_path, capsys):
@@ -118,7 +129,7 @@ def test_the_report_states_the_bracket_check_beside_the_leaderboard(tmp_path):
     tuning.rename(peers / "runs")  # tuning/toy/cpu -> peers/runs/toy/cpu
     beyond.rename(peers / bracket.BEYOND_RUNS)
     [line] = bracket.run_findings(peers, label=str.upper)
-    assert line.startswith("Grid edges, TOY (cpu): 3 optimizers")
+    assert line.startswith("Grid edges, TOY (cpu): 4 optimizers")
     # The report states it among the leaderboard's findings and links the table.
     from yfbench.analysis.report import _peer_findings, _peers_section
 
