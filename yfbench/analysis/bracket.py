@@ -6,7 +6,8 @@ grid, the grid did not bracket the best lr, and the leaderboard may under-rate t
 optimizer. The check runs one more lr beyond that edge (the grid's own step continued,
 rounded to the 1-3-10 ladder the grids use), on the tuning seed only and in a folder of its
 own, so that neither the choice nor the equal budget changes: it measures how much the
-budget's edge costs an optimizer, it does not retune it.
+budget's edge costs an optimizer, it does not retune it. One seed each, so a difference
+within the chosen point's seed-to-seed spread (its evaluation seeds') is no verdict.
 
 ``python -m yfbench.analysis.bracket beyond RUN_DIR`` prints the ``grid_point=`` names to
 run (``make peers-bracket-<task>``); ``python -m yfbench.analysis.bracket TUNING_DIR...
