@@ -225,9 +225,10 @@ endef
 # peers-bracket-<name>: where a tuned lr is the largest or smallest of its grid, one lr beyond
 # that edge on the tuning seed, into results/peers/bracket_runs/<task>/<scale> (apart from the
 # grid, so the choices and the equal budget stay); results/peers/bracket.md says whether it
-# ends lower, for every task checked so far. Run it after peers-<name>.
+# ends lower, for every task checked so far. It runs peers-<name> first (finished runs skip),
+# so that the edges are read off a whole grid.
 define peers_bracket
-peers-bracket-$(1): venv
+peers-bracket-$(1): peers-$(1)
 	beyond=$$$$($(PY) -m yfbench.analysis.bracket beyond results/peers/runs/$(2)/$(SCALE)) \
 		&& { [ -z "$$$$beyond" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$beyond; }
 	$(PY) scripts/compress_runs.py results/peers/bracket_runs
