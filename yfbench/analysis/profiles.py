@@ -60,7 +60,7 @@ def plot_profiles(
     """One panel per measure (e.g. iterations, seconds); writes ``out`` as .png and .svg."""
     taus = np.linspace(1.0, r_max, 301)
     figure, axes = plt.subplots(
-        1, len(ratio_by_measure), figsize=(5 * len(ratio_by_measure), 4), squeeze=False
+        1, len(ratio_by_measure), figsize=(7.5 * len(ratio_by_measure), 4.5), squeeze=False
     )
     for axis, (measure, ratio) in zip(axes[0], ratio_by_measure.items(), strict=True):
         rho = profile(ratio, taus)
@@ -75,7 +75,14 @@ def plot_profiles(
         axis.set_xlabel(f"ratio to the fastest, time in {measure} (r_max = {r_max:g})")
         axis.set_ylabel(f"fraction of the {len(ratio)} tasks")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, title="optimizer (score)", title_fontsize=7)
+        # Beside the panel, not on it: with 17 optimizers a legend inside hides the curves.
+        axis.legend(
+            fontsize=7,
+            title="optimizer (score)",
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
     figure.tight_layout()
     written = []
     for suffix in (".png", ".svg"):
