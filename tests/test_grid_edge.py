@@ -100,7 +100,10 @@ def test_the_bracket_table_says_which_edge_choices_the_lr_beyond_beats(tmp_path)
     assert table.loc["momo", "final_beyond"] == pytest.approx(1.4)
     assert "under-tuned" in bracket.verdict(table.loc["momo"])
     assert table.loc["nesterov_cosine", "lr_beyond"] == pytest.approx(0.03)
-    assert "the chosen lr stays" in bracket.verdict(table.loc["nesterov_cosine"])
+    # No evaluation seeds at its chosen point: the sign decides, and the verdict says so.
+    assert bracket.verdict(table.loc["nesterov_cosine"]) == (
+        "the lr beyond ends higher (+0.4000, no seed sd): the chosen lr stays"
+    )
     assert bracket.outcome(table.loc["muon"]) == "within"
     assert "no verdict" in bracket.verdict(table.loc["muon"])
     assert table.loc["sgd", "status_beyond"] == "not run"

@@ -196,7 +196,8 @@ def verdict(row: pd.Series) -> str:
         return "not run yet"
     if said == "stopped":
         return f"the lr beyond {row['status_beyond']}: the chosen lr stays"
-    change = f"{row['score_beyond'] - row['score']:+.4f}, seed sd {row['seed_sd']:.4f}"
+    spread = f"seed sd {_cell(row['seed_sd'])}" if math.isfinite(row["seed_sd"]) else "no seed sd"
+    change = f"{row['score_beyond'] - row['score']:+.4f}, {spread}"
     return {
         "lower": f"the lr beyond ends lower ({change}): under-tuned at the grid's edge",
         "higher": f"the lr beyond ends higher ({change}): the chosen lr stays",
