@@ -22,6 +22,7 @@ from yfbench.analysis.protocol import evaluation_plan, own_plan
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import Curve, GridPoint
 from yfbench.errors import UserError
+from yfbench.run_contract import config_hash
 
 STEPS = 60
 ADAM = {"name": "adam", "lr": 0.001}
@@ -205,7 +206,9 @@ def test_closed_loop_tracks_its_target_and_open_loop_does_not(async_runs):
     assert tracks["yellowfin_closed_loop"] and not tracks["yellowfin_open_loop"]
 
 
-def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(two_stage_async_runs):
+def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(
+    two_stage_async_runs, tmp_path
+):
     frame = load_runs([two_stage_async_runs])
     frame = frame[frame["setting"] != "trainer.staleness=0"]  # the synchronous runs aside
     [line] = asynchrony.findings(frame, label=str.upper)
@@ -219,6 +222,18 @@ def test_async_findings_say_which_loop_tracks_and_closed_loops_speedup(two_stage
         "tuned asynchronous Adam ends below asynchronous closed-loop YellowFin on 0 of 1 "
         "tasks, closed loop below Adam on 1 (the paper: closed loop 2.69x faster than Adam)"
     ]
+    # The same task at a second staleness is a second setting, not a second task.
+    again = tmp_path / "staleness7"
+    shutil.copytree(two_stage_async_runs, again)
+    for record in again.glob("*/run_config.json"):
+        run = json.loads(record.read_text())
+        if run["config"]["trainer"]["staleness"] == 15:
+            run["config"]["trainer"]["staleness"] = 7
+            run["config_hash"] = config_hash(run["config"])
+            record.write_text(json.dumps(run))
+    both = load_runs([two_stage_async_runs, again])
+    [clause] = asynchrony.lead([both[both["setting"] != "trainer.staleness=0"]], str.upper)
+    assert " on 0 of 2 task settings, closed loop below Adam on 2 " in clause
 
 
 def test_a_diverged_loop_seed_is_counted_in_every_asynchrony_table(two_stage_async_runs, tmp_path):

@@ -320,12 +320,20 @@ def lead(frames: list[pd.DataFrame], label: Callable[[str], str] = str) -> list[
     ]
     if not rows:
         return []
-    adam = [f"{label(r['task'])} ({r['scale']})" for r in rows if _outcome(r) == "Adam lower"]
+    # A task run at two stalenesses counts twice: then the unit is its settings, named.
+    tasks = [(r["task"], r["scale"]) for r in rows]
+    unit = "tasks" if len(set(tasks)) == len(tasks) else "task settings"
+
+    def where(r: pd.Series) -> str:
+        setting = f", {r['setting']}" if unit != "tasks" else ""
+        return f"{label(r['task'])} ({r['scale']}{setting})"
+
+    adam = [where(r) for r in rows if _outcome(r) == "Adam lower"]
     ours = sum(_outcome(r) == "closed loop lower" for r in rows)
     paper = paper_async_speedup()
     text = (
         f"tuned asynchronous Adam ends below asynchronous closed-loop YellowFin on "
-        f"{len(adam)} of {len(rows)} tasks"
+        f"{len(adam)} of {len(rows)} {unit}"
         + (f" ({', '.join(adam)})" if adam else "")
         + f", closed loop below Adam on {ours}"
     )
