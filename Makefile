@@ -257,6 +257,7 @@ peers-speed: venv
 leaderboard: venv
 	$(PY) -m yfbench.analysis leaderboard results/peers/runs \
 		--overhead results/peers/overhead.json --speed results/peers/speed.json \
+		$(if $(wildcard results/peers/bracket_runs),--beyond-runs results/peers/bracket_runs) \
 		--out results/leaderboard.md
 
 clean:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.run_builder import write_run
 from yfbench.analysis import bracket
+from yfbench.analysis.__main__ import main
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import grid_points, tuned
 
@@ -60,6 +61,21 @@ def test_the_lr_beyond_continues_the_grid_s_step_on_the_1_3_10_ladder(lr, neighb
     assert bracket.grid_point_name("momo", found) == name
 
 
+def _timed_run(root: Path, name: str, lr: float, seed: int, final: float, valid: float) -> None:
+    """A toy/cpu run whose smoothed training loss ends at ``final``, its validation loss
+    (at the last step) at ``valid``, one second per step."""
+    losses = [3.0, 2.5, 2.0, final, final]
+    seconds = [float(step) for step in range(1, len(losses) + 1)]
+    write_run(
+        root,
+        {"name": name, "lr": lr},
+        seed,
+        losses,
+        train_extra={"time_s": seconds},
+        valid={"loss": valid, "time_s": seconds[-1]},
+    )
+
+
 def _bracket_runs(root: Path) -> tuple[Path, Path]:
     """momo tuned at its largest lr (10), whose lr beyond (30) ends lower by more than its
     evaluation seeds' spread; muon at its largest (0.01), whose lr beyond (0.03) ends lower
@@ -75,17 +91,14 @@ def _bracket_runs(root: Path) -> tuple[Path, Path]:
     }
     for name, finals in grids.items():
         for lr, final in finals.items():
-            losses = [3.0, 2.5, 2.0, final, final]
-            write_run(tuning, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
+            _timed_run(tuning, name, lr, 1, final, final + 0.5)
     # Evaluation seeds at the chosen points: sd 0.0141 (momo), 0.1414 (muon).
     for name, lr, finals in (("momo", 10.0, (1.1, 1.12)), ("muon", 0.01, (1.0, 1.2))):
         for seed, final in enumerate(finals, start=2):
-            losses = [3.0, 2.5, 2.0, final, final]
-            write_run(tuning, {"name": name, "lr": lr}, seed, losses, valid={"loss": final})
+            _timed_run(tuning, name, lr, seed, final, final)
     beyond_runs = (("momo", 30.0, 0.9), ("muon", 0.03, 1.05), ("nesterov_cosine", 0.03, 1.4))
     for name, lr, final in beyond_runs:
-        losses = [3.0, 2.5, 2.0, final, final]
-        write_run(beyond, {"name": name, "lr": lr}, 1, losses, valid={"loss": final + 0.5})
+        _timed_run(beyond, name, lr, 1, final, final + 0.5)
     return tuning, beyond
 
 
@@ -141,3 +154,22 @@ def test_the_report_states_the_bracket_check_beside_the_leaderboard(tmp_path):
     args = [str(peers / "runs"), "--beyond-runs", str(peers / bracket.BEYOND_RUNS)]
     assert bracket.main([*args, "--out", str(peers), "--window", "2"]) == 0
     assert "[grid edges: one lr beyond](peers/bracket.md)" in "\n".join(_peers_section(tmp_path))
+
+
+def test_the_leaderboard_says_what_the_lr_beyond_an_edge_did(tmp_path):
+    tuning, beyond = _bracket_runs(tmp_path)
+    # The reference sets the target; without evaluation runs of its own it cannot.
+    for seed in (2, 3):
+        _timed_run(tuning, "nadamw_algoperf", 0.00175, seed, 1.5, 1.5)
+    out = tmp_path / "leaderboard.md"
+    args = ["leaderboard", str(tuning), "--beyond-runs", str(beyond), "--out", str(out)]
+    assert main(args) == 0
+    rows = {line.split(" | ")[0]: line for line in out.read_text().splitlines()}
+    assert (
+        "| yes (3 settings; chose the largest lr tried; lr 30 ends lower: under-rated) |"
+        in (rows["| momo"])
+    )
+    assert "chose the largest lr tried; lr 0.03 within the seeds' spread)" in rows["| muon"]
+    # Without the runs beyond, the cell names the edge only.
+    assert main(["leaderboard", str(tuning), "--out", str(out)]) == 0
+    assert "| yes (3 settings; chose the largest lr tried) |" in out.read_text()

@@ -117,9 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument(
         "--speed", type=Path, help="bench_training.py --variants peers --json (steps/s)"
     )
-    board.add_argument("--reference", default="nadamw_algoperf", help="sets each task's target")
-    board.add_argument("--tuning-seed", type=int, default=1, help="left out of the table")
-    board.add_argument("--r-max", type=float, default=4.0, help="profile range (AlgoPerf: 4)")
+    board.add_argument(
+        "--beyond-runs", type=Path, help="runs one lr beyond a grid's edge (peers-bracket-<task>)"
+    )
+    board.add_argument("--reference", help="sets each task's target (default: nadamw_algoperf)")
+    board.add_argument("--tuning-seed", type=int, help="left out of the table (default: 1)")
+    board.add_argument("--r-max", type=float, help="profile range (default: AlgoPerf's 4)")
 
     report = commands.add_parser("report", help="results/README.md: paper vs ours")
     report.add_argument("--runs", type=Path, default=Path("results/runs"))
@@ -224,14 +227,18 @@ def run_synthetic(args: argparse.Namespace) -> None:
 def run_leaderboard(args: argparse.Namespace) -> None:
     from yfbench.analysis.leaderboard import write_leaderboard
 
+    given = {
+        "tuning_seed": args.tuning_seed,
+        "reference": args.reference,
+        "r_max": args.r_max,
+        "speed": args.speed,
+        "beyond_runs": args.beyond_runs,
+    }
     written = write_leaderboard(
         args.run_dirs,
         args.out,
         args.overhead,
-        args.tuning_seed,
-        args.reference,
-        args.r_max,
-        args.speed,
+        **{name: value for name, value in given.items() if value is not None},
     )
     print("wrote " + ", ".join(str(p) for p in written))
 

@@ -29,9 +29,9 @@ import pandas as pd
 from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.headline import final_value, headline
-from yfbench.analysis.leaderboard import TUNING_SEED
 from yfbench.analysis.paper import optimizer_name
-from yfbench.analysis.runs import find_run_dirs, load_runs
+from yfbench.analysis.protocol import TUNING_SEED
+from yfbench.analysis.runs import find_run_dirs, load_folder, load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
     Choice,
@@ -205,6 +205,25 @@ def verdict(row: pd.Series) -> str:
     }[said]
 
 
+def edge_notes(tuning: pd.DataFrame, beyond: pd.DataFrame) -> dict[tuple[str, ...], str]:
+    """Per (task, scale, setting, optimizer) tuned at an edge whose lr beyond ran: what it
+    says, for the leaderboard's tuning cell (``lr 3 ends lower: under-rated``)."""
+    table = bracket_table(tuning, beyond)
+    notes = {}
+    for _, row in table.iterrows():
+        said = outcome(row)
+        if said == "not run":
+            continue
+        lr = f"lr {row['lr_beyond']:.4g}"
+        notes[(*row[GROUP_KEYS], row["optimizer"])] = {
+            "lower": f"{lr} ends lower: under-rated",
+            "higher": f"{lr} ends higher",
+            "within": f"{lr} within the seeds' spread",
+            "stopped": f"{lr} {row['status_beyond']}",
+        }[said]
+    return notes
+
+
 def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
     """One sentence per task and scale whose grid had an edge (``label`` names a task)."""
     lines = []
@@ -230,16 +249,20 @@ def _named(row: pd.Series) -> str:
     return f"{optimizer_name(row['optimizer'])} (final {row['metric']} {finals})"
 
 
-def run_findings(peers: Path, label: Callable[[str], str] = str) -> list[str]:
+def run_findings(
+    peers: Path,
+    label: Callable[[str], str] = str,
+    load: Callable[[Path], pd.DataFrame] = load_folder,
+) -> list[str]:
     """:func:`findings` for every ``<task>/<scale>`` under ``peers``/bracket_runs, each
-    against its tuning grid under ``peers``/runs."""
+    against its tuning grid under ``peers``/runs (``load`` reads one folder)."""
     lines = []
     for beyond in sorted((peers / BEYOND_RUNS).glob("*/*")):
         if not find_run_dirs([beyond]):
             continue
         tuning = peers / "runs" / beyond.relative_to(peers / BEYOND_RUNS)
         try:
-            table = bracket_table(load_runs([tuning]), load_runs([beyond]))
+            table = bracket_table(load(tuning), load(beyond))
         except UserError as error:
             where = f"{label(beyond.parent.name)} ({beyond.name})"
             lines.append(f"Grid edges, {where}: not checked ({error}).")

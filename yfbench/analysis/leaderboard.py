@@ -31,18 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from yfbench.analysis.bracket import edge_notes
 from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import Headline, final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
-from yfbench.analysis.runs import HPARAM_PREFIX, load_runs
-from yfbench.analysis.speedup import lr_edge
+from yfbench.analysis.protocol import TUNING_SEED
+from yfbench.analysis.runs import HPARAM_PREFIX, load_folder, load_runs
+from yfbench.analysis.speedup import GROUP_KEYS, lr_edge
 from yfbench.analysis.tables import DASH, markdown_table, ordinal
 from yfbench.errors import UserError
 
-TUNING_SEED = 1
 REFERENCE = "nadamw_algoperf"
-GROUP = ["task", "scale", "setting"]
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,12 @@ class Entries:
 
 
 def entries(
-    paths: Iterable[str | Path], tuning_seed: int = TUNING_SEED, reference: str = REFERENCE
+    frame: pd.DataFrame, tuning_seed: int = TUNING_SEED, reference: str = REFERENCE
 ) -> Entries:
-    """Per (task, scale, setting, optimizer): the evaluation seeds' aggregates; one clear
-    error when no task has a target yet."""
-    frame = load_runs(paths)
+    """Per (task, scale, setting, optimizer) of the loaded runs: the evaluation seeds'
+    aggregates; one clear error when no task has a target yet."""
     rows, targets, awaiting, unranked = [], {}, {}, {}
-    for key, group in frame.groupby(GROUP, sort=True):
+    for key, group in frame.groupby(GROUP_KEYS, sort=True):
         judged = judged_on(group)
         metric, higher = judged.metric, judged.higher_is_better
         evaluation = group[group["seed"] != tuning_seed]
@@ -144,7 +143,8 @@ def entries(
                     f"{own['hparams'].nunique()} settings; run them at its tuned point only"
                 )
             tuning = group[(group["optimizer"] == optimizer) & (group["seed"] == tuning_seed)]
-            rows.append(dict(zip(GROUP, key, strict=True)) | _aggregate(optimizer, own, tuning))
+            identity = dict(zip(GROUP_KEYS, key, strict=True))
+            rows.append(identity | _aggregate(optimizer, own, tuning))
     if not targets:
         key, why = next(iter(unranked.items()))
         raise UserError(f"{'/'.join(key)}: {why}")
@@ -228,10 +228,15 @@ def write_leaderboard(
     reference: str = REFERENCE,
     r_max: float = R_MAX,
     speed: Path | None = None,
+    beyond_runs: Path | None = None,
 ) -> list[Path]:
-    """results/leaderboard.md and, beside it, the profiles plot (png + svg)."""
-    found = entries(paths, tuning_seed, reference)
+    """results/leaderboard.md and, beside it, the profiles plot (png + svg); with
+    ``beyond_runs`` (``make peers-bracket-<task>``), a choice at its grid's edge says what
+    the lr beyond it did."""
+    frame = load_runs(paths)
+    found = entries(frame, tuning_seed, reference)
     rows = found.rows
+    notes = edge_notes(frame, load_runs([beyond_runs])) if beyond_runs else {}
     measured = read_measured(overhead, "`make peers-overhead`")[0] if overhead else {}
     if speed is None:
         clock = (
@@ -259,8 +264,11 @@ def write_leaderboard(
         f"- Evaluation seeds only: the tuning seed ({tuning_seed}) chose each optimizer's "
         "setting and is left out. 'settings tried' is how many settings the tuning seed ran "
         "(1: used at its published defaults, no tuning); 'chose the largest (smallest) lr "
-        "tried': the grid did not bracket the best lr, and `make peers-bracket-<task>` runs "
-        "one lr beyond it ([peers/bracket.md](peers/bracket.md)).",
+        "tried': the grid did not bracket the best lr; `make peers-bracket-<task>` runs one "
+        "lr beyond it on the tuning seed, and where it ran the cell says whether it ended "
+        "lower or higher by the tuning rule, by more than the chosen point's seed-to-seed "
+        "spread ('under-rated': the number below is pessimistic), or within it "
+        "([peers/bracket.md](peers/bracket.md)).",
         f"- Target per task: the median final validation metric of `{reference}`; time to "
         "target is read at the evaluations; a median over seeds that is infinite (most "
         "seeds never reached it) is shown as a bound '> T' (the longest run).",
@@ -277,13 +285,13 @@ def write_leaderboard(
         "",
         markdown_table(score.round(3), ["optimizer", "score (iterations)", "score (wall seconds)"]),
     ]
-    for key, group in rows.groupby(GROUP, sort=True):
+    for key, group in rows.groupby(GROUP_KEYS, sort=True):
         task_overhead = measured.get(key[0], {})
         lines += [f"## {' / '.join(key)}", "", f"Target: {found.targets[key]}.", ""]
         if found.awaiting[key]:
             waiting = ", ".join(found.awaiting[key])
             lines += [f"Not evaluated yet (tuning seed only, not ranked): {waiting}.", ""]
-        table = pd.DataFrame([_cells(row, task_overhead) for _, row in group.iterrows()])
+        table = pd.DataFrame([_cells(row, task_overhead, notes) for _, row in group.iterrows()])
         lines.append(markdown_table(table))
     for key, why in found.unranked.items():
         lines += [f"## {' / '.join(key)}", "", f"Not ranked yet ({why}).", ""]
@@ -292,20 +300,24 @@ def write_leaderboard(
     return [out, *written]
 
 
-def run_findings(found: Iterable[Path], label: Callable[[str], str]) -> Findings:
+def run_findings(
+    found: Iterable[Path],
+    label: Callable[[str], str],
+    load: Callable[[Path], pd.DataFrame] = load_folder,
+) -> Findings:
     """One sentence per task and scale of the peers' runs (``found``: their
     ``<task>/<scale>`` folders; ``label`` names a task): the target, who reaches it first,
     the best final metric, and YellowFin's place; a grid that cannot be ranked yet says why.
-    The summary line gets YellowFin's places."""
+    The summary line gets YellowFin's places. ``load`` reads one folder."""
     lines, places = [], []
     for runs in found:
         where = f"{label(runs.parent.name)} ({runs.name})"
         try:
-            board = entries([runs])
+            board = entries(load(runs))
         except UserError as error:
             lines.append(f"Against today's optimizers, {where}: no leaderboard yet ({error}).")
             continue
-        for key, group in board.rows.groupby(GROUP, sort=True):
+        for key, group in board.rows.groupby(GROUP_KEYS, sort=True):
             lines.append(_finding(group, board, key, where))
             ranked = _ranked(group, board.targets[key])
             if "yellowfin" in set(ranked["optimizer"]):
@@ -370,18 +382,26 @@ def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: s
     return "; ".join(parts) + "."
 
 
-def _tuning_cell(tried: int, edge: str) -> str:
+def _tuning_cell(tried: int, edge: str, beyond: str | None) -> str:
     if tried < 2:
         return "no"
-    return f"yes ({tried} settings" + (f"; chose the {edge} lr tried)" if edge else ")")
+    said = [f"{tried} settings"]
+    if edge:
+        said.append(f"chose the {edge} lr tried")
+    if beyond:
+        said.append(beyond)
+    return f"yes ({'; '.join(said)})"
 
 
-def _cells(row: pd.Series, overhead: dict[str, dict[str, float]]) -> dict[str, str]:
+def _cells(
+    row: pd.Series, overhead: dict[str, dict[str, float]], notes: dict[tuple[str, ...], str]
+) -> dict[str, str]:
     measured = overhead.get(row["optimizer"], {})
     tried = int(row["settings_tried"])
+    beyond = notes.get((*row[GROUP_KEYS], row["optimizer"]))
     return {
         "optimizer": row["optimizer"],
-        "tuning": _tuning_cell(tried, row["lr_edge"]),
+        "tuning": _tuning_cell(tried, row["lr_edge"], beyond),
         "reached": f"{row['reached']}/{row['n']}",
         "iterations to target": _time(row["iterations"], row["bound_iterations"], "{:.0f}"),
         "seconds to target": _time(row["seconds"], row["bound_seconds"], "{:.0f}"),

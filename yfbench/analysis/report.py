@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from yfbench.analysis.findings import Findings, findings, lead, summary_line, wr
 from yfbench.analysis.paper import optimizer_name as name
 from yfbench.analysis.paper import paper_numbers, task_label
 from yfbench.analysis.plots import figure_stem
-from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_runs, runs_table
+from yfbench.analysis.runs import DEFAULT_SETTING, find_run_dirs, load_folder, load_runs, runs_table
 from yfbench.analysis.seeds import DETREND_WINDOW, EARLY_FRACTION, NULL_LEVEL, seed_correlations
 from yfbench.analysis.speedup import (
     DEFINITION,
@@ -515,8 +515,9 @@ def _peer_findings(root: Path, label: Callable[[str], str]) -> Findings:
     found = [
         runs for runs in sorted((root / "peers" / "runs").glob("*/*")) if find_run_dirs([runs])
     ]
-    made = leaderboard.run_findings(found, label)
-    lines = made.lines + bracket.run_findings(root / "peers", label)
+    load = cache(load_folder)  # the bracket findings read the same tuning runs
+    made = leaderboard.run_findings(found, label, load)
+    lines = made.lines + bracket.run_findings(root / "peers", label, load)
     return Findings(made.lead, [f"- {line}" for line in lines])
 
 

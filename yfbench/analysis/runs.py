@@ -243,6 +243,12 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return frame[leading + [c for c in frame if c not in leading]]
 
 
+def load_folder(path: Path) -> pd.DataFrame:
+    """:func:`load_runs` of one folder: the loader that findings take, so that a caller
+    reading one folder for several tables can pass a cached one."""
+    return load_runs([path])
+
+
 def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run (its identity columns), from a frame made by :func:`load_runs`."""
     columns = RUN_COLUMNS + [c for c in frame if c.startswith(HPARAM_PREFIX)]
