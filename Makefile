@@ -225,15 +225,17 @@ endef
 # peers-bracket-<name>: where a tuned lr is the largest or smallest of its grid, one lr beyond
 # that edge on the tuning seed, into results/peers/bracket_runs/<task>/<scale> (apart from the
 # grid, so the choices and the equal budget stay); results/peers/bracket.md says whether it
-# ends lower, for every task checked so far. It runs peers-<name> first (finished runs skip),
+# ends lower, for every task checked so far (a task with no edge: that every lr is inside). It runs peers-<name> first (finished runs skip),
 # so that the edges are read off a whole grid.
 define peers_bracket
 peers-bracket-$(1): peers-$(1)
 	beyond=$$$$($(PY) -m yfbench.analysis.bracket beyond results/peers/runs/$(2)/$(SCALE)) \
 		&& { [ -z "$$$$beyond" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$beyond; }
-	$(PY) scripts/compress_runs.py results/peers/bracket_runs
-	$(PY) -m yfbench.analysis.bracket $$$$(ls -d results/peers/bracket_runs/*/$(SCALE) | sed s,/bracket_runs/,/runs/,) \
-		--beyond-runs results/peers/bracket_runs --out results/peers
+	[ ! -d results/peers/bracket_runs ] || $(PY) scripts/compress_runs.py results/peers/bracket_runs
+	$(PY) -m yfbench.analysis.bracket $$$$({ echo results/peers/runs/$(2)/$(SCALE); \
+		ls -d results/peers/bracket_runs/*/$(SCALE) 2>/dev/null | sed s,/bracket_runs/,/runs/,; } | sort -u) \
+		$$$$([ ! -d results/peers/bracket_runs ] || echo --beyond-runs results/peers/bracket_runs) \
+		--out results/peers
 endef
 $(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call peers_bracket,tinyshakespeare,tinyshakespeare_lstm))

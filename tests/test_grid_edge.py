@@ -173,3 +173,31 @@ def test_the_leaderboard_says_what_the_lr_beyond_an_edge_did(tmp_path):
     # Without the runs beyond, the cell names the edge only.
     assert main(["leaderboard", str(tuning), "--out", str(out)]) == 0
     assert "| yes (3 settings; chose the largest lr tried) |" in out.read_text()
+
+
+def test_a_grid_without_an_edge_says_so_once_its_second_stage_has_begun(tmp_path):
+    peers = tmp_path / "peers"
+    tuning, beyond = _bracket_runs(tmp_path)
+    peers.mkdir()
+    runs = tuning.rename(peers / "runs")
+    beyond.rename(peers / bracket.BEYOND_RUNS)
+    # calm: every lr inside its grid, evaluated on seed 2; early: an edge, but its tuning
+    # seed's grid is still running (no evaluation seed yet), so it is not judged.
+    grids = {"calm": {0.001: 1.3, 0.01: 1.0, 0.1: 1.2}, "early": {0.01: 1.2, 0.1: 1.0}}
+    for task, finals in grids.items():
+        for lr, final in finals.items():
+            losses = [3.0, 2.5, 2.0, final, final]
+            write_run(runs, {"name": "adam", "lr": lr}, 1, losses, task=task, valid={"loss": 2})
+    losses = [3.0, 2.5, 2.0, 1.0, 1.0]
+    write_run(runs, {"name": "adam", "lr": 0.01}, 2, losses, task="calm", valid={"loss": 2})
+    lines = bracket.run_findings(peers)
+    assert [line.split(":")[0] for line in lines] == [
+        "Grid edges, calm (cpu)",
+        "Grid edges, toy (cpu)",
+    ]
+    assert lines[0] == "Grid edges, calm (cpu): every tuned lr is inside its grid."
+    # The table names such a grid, and a table of grids without an edge is no error.
+    assert bracket.main([str(runs / "calm" / "cpu"), "--out", str(tmp_path), "--window", "2"]) == 0
+    assert "calm/cpu/default: every tuned lr is inside its grid." in (
+        (tmp_path / "bracket.md").read_text()
+    )
