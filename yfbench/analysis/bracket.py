@@ -238,12 +238,16 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
             for which in ("lower", "within")
         }
         lines.append(
-            f"Grid edges, {label(task)} ({scale}): {len(group)} optimizers were tuned at an "
+            f"Grid edges, {label(task)} ({scale}): {_count(len(group))} tuned at an "
             f"edge of their lr grid; one lr beyond it ran for {int((said != 'not run').sum())} "
             "of them on the tuning seed and ended lower by more than the seeds' spread for "
             f"{named['lower']} (within it for {named['within']}) (results/peers/bracket.md)."
         )
     return lines
+
+
+def _count(optimizers: int) -> str:
+    return "1 optimizer was" if optimizers == 1 else f"{optimizers} optimizers were"
 
 
 def _named(row: pd.Series) -> str:
