@@ -187,7 +187,15 @@ def test_findings_name_the_first_to_the_target_the_best_and_yellowfin_s_place(pe
     assert found.lead == [
         "against today's optimizers, YellowFin ranks 2nd of 5 on TOY (mini) by final accuracy"
     ]
-    [line] = found.lines
+    line, profiles = found.lines
+    # Medians to the target: fast and quick 10, YellowFin 20, nadamw_algoperf 40 (seed 2
+    # never reaches its own median), never: inf. Ratios 1, 1, 2, 4, inf; (4 - r) / 3.
+    assert profiles == (
+        "Performance profiles over 1 ranked task setting (time to target in iterations, "
+        "r_max = 4; 1 = fastest on every one): highest fast 1.000, quick 1.000, YellowFin "
+        "0.667; YellowFin 0.667 (2 of 5 score higher) (wall-second scores: "
+        "results/leaderboard.md)."
+    )
     assert line == (
         "Against today's optimizers, TOY (mini), 5 optimizers (1 more not evaluated yet) on "
         "their evaluation seeds, target accuracy >= 0.8 (the median of nadamw_algoperf); first "
@@ -227,7 +235,7 @@ def test_the_report_links_the_leaderboard_and_states_its_findings(peer_runs, tmp
     )
     text = "\n".join(_peers_section(results))
     assert "- [leaderboard](leaderboard.md), [performance profiles](peers/profiles.png)" in text
-    board, edge = _peer_findings(results, str).lines
+    board, _profiles, edge = _peer_findings(results, str).lines
     assert board.startswith("- Against today's optimizers, toy (mini), 3 optimizers on their")
     # The grid's second stage has begun, so the bracket check speaks for it too.
     assert edge == "- Grid edges, toy (mini): every tuned lr is inside its grid."

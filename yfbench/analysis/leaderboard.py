@@ -308,8 +308,9 @@ def run_findings(
     """One sentence per task and scale of the peers' runs (``found``: their
     ``<task>/<scale>`` folders; ``label`` names a task): the target, who reaches it first,
     the best final metric, and YellowFin's place; a grid that cannot be ranked yet says why.
-    The summary line gets YellowFin's places. ``load`` reads one folder."""
-    lines, places = [], []
+    The summary line gets YellowFin's places; a last line, the profile scores over every
+    ranked task. ``load`` reads one folder."""
+    lines, places, ranked_rows = [], [], []
     for runs in found:
         where = f"{label(runs.parent.name)} ({runs.name})"
         try:
@@ -317,14 +318,35 @@ def run_findings(
         except UserError as error:
             lines.append(f"Against today's optimizers, {where}: no leaderboard yet ({error}).")
             continue
+        ranked_rows.append(board.rows)
         for key, group in board.rows.groupby(GROUP_KEYS, sort=True):
             lines.append(_finding(group, board, key, where))
             ranked = _ranked(group, board.targets[key])
             if "yellowfin" in set(ranked["optimizer"]):
                 metric = board.targets[key].metric
                 places.append(f"{_place(ranked)} on {where} by final {metric}")
+    if ranked_rows:
+        lines.append(_profile_finding(pd.concat(ranked_rows)))
     lead = [f"against today's optimizers, YellowFin ranks {', '.join(places)}"] if places else []
     return Findings(lead, lines)
+
+
+def _profile_finding(rows: pd.DataFrame) -> str:
+    """The iteration profiles' scores over every ranked task (the wall-second ones need the
+    measured speed file: results/leaderboard.md has them)."""
+    score = scores(ratios(time_table(rows, "iterations"))).sort_index()
+    score = score.sort_values(ascending=False, kind="stable")  # ties by name
+    tasks = rows.drop_duplicates(GROUP_KEYS)
+    best = ", ".join(f"{optimizer_name(o)} {v:.3f}" for o, v in score.head(3).items())
+    line = (
+        f"Performance profiles over {len(tasks)} ranked task setting{'s' * (len(tasks) > 1)} "
+        "(time to target in "
+        f"iterations, r_max = {R_MAX:g}; 1 = fastest on every one): highest {best}"
+    )
+    if "yellowfin" in score:
+        higher = int((score > score["yellowfin"]).sum())
+        line += f"; YellowFin {score['yellowfin']:.3f} ({higher} of {len(score)} score higher)"
+    return line + " (wall-second scores: results/leaderboard.md)."
 
 
 def _ranked(group: pd.DataFrame, target: Target) -> pd.DataFrame:
