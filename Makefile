@@ -224,13 +224,17 @@ peers-$(1): venv
 endef
 # peers-bracket-<name>: where a tuned lr is the largest or smallest of its grid, one lr beyond
 # that edge on the tuning seed, into results/peers/bracket_runs/<task>/<scale> (apart from the
-# grid, so the choices and the equal budget stay); results/peers/bracket.md says whether it
-# ends lower, for every task checked so far (a task with no edge: that every lr is inside). It runs peers-<name> first (finished runs skip),
-# so that the edges are read off a whole grid.
+# grid, so the choices and the equal budget stay), and where that ends lower by more than the
+# seeds' spread, the same lr on the evaluation seeds; results/peers/bracket.md says what each
+# did, for every task checked so far (a task with no edge: that every lr is inside). It runs
+# peers-<name> first (finished runs skip), so that the edges are read off a whole grid.
 define peers_bracket
 peers-bracket-$(1): peers-$(1)
 	beyond=$$$$($(PY) -m yfbench.analysis.bracket beyond results/peers/runs/$(2)/$(SCALE)) \
 		&& { [ -z "$$$$beyond" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$beyond; }
+	lower=$$$$($(PY) -m yfbench.analysis.bracket lower results/peers/runs/$(2)/$(SCALE) \
+		results/peers/bracket_runs/$(2)/$(SCALE)) \
+		&& { [ -z "$$$$lower" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=$(PEER_SEEDS) grid_point=$$$$lower; }
 	[ ! -d results/peers/bracket_runs ] || $(PY) scripts/compress_runs.py results/peers/bracket_runs
 	$(PY) -m yfbench.analysis.bracket $$$$({ echo results/peers/runs/$(2)/$(SCALE); \
 		ls -d results/peers/bracket_runs/*/$(SCALE) 2>/dev/null | sed s,/bracket_runs/,/runs/,; } | sort -u) \

@@ -201,3 +201,25 @@ def test_a_grid_without_an_edge_says_so_once_its_second_stage_has_begun(tmp_path
     assert "calm/cpu/default: every tuned lr is inside its grid." in (
         (tmp_path / "bracket.md").read_text()
     )
+
+
+def test_an_lr_beyond_that_ends_lower_runs_on_the_evaluation_seeds(tmp_path, capsys):
+    tuning, beyond = _bracket_runs(tmp_path)
+    # Only momo's lr beyond ends lower by more than the seeds' spread: a grown grid picks it.
+    assert bracket.main(["lower", str(tuning), str(beyond)]) == 0
+    assert capsys.readouterr().out.strip() == "momo_lr30"
+    assert bracket.lower_names(tuning, tmp_path / "none") == ""  # nothing ran beyond
+    for seed, final in ((2, 0.95), (3, 0.97)):
+        _timed_run(beyond, "momo", 30.0, seed, final, final)
+    table = bracket.bracket_table(load_runs([tuning]), load_runs([beyond]), window=2)
+    momo = table.set_index("optimizer").loc["momo"]
+    assert momo["eval_seeds_beyond"] == "2,3"
+    assert momo[["final_eval", "final_eval_beyond"]].tolist() == pytest.approx([1.11, 0.96])
+    assert bracket.verdict(momo).endswith("; on evaluation seeds 2,3 final loss 1.11 -> 0.96")
+    # The leaderboard's cell gives the number it would show with a grid that brackets.
+    for seed in (2, 3):
+        _timed_run(tuning, "nadamw_algoperf", 0.00175, seed, 1.5, 1.5)
+    out = tmp_path / "leaderboard.md"
+    args = ["leaderboard", str(tuning), "--beyond-runs", str(beyond), "--out", str(out)]
+    assert main(args) == 0
+    assert "lr 30 ends lower: under-rated, median final there 0.96)" in out.read_text()

@@ -7,10 +7,14 @@ optimizer. The check runs one more lr beyond that edge (the grid's own step cont
 rounded to the 1-3-10 ladder the grids use), on the tuning seed only and in a folder of its
 own, so that neither the choice nor the equal budget changes: it measures how much the
 budget's edge costs an optimizer, it does not retune it. One seed each, so a difference
-within the chosen point's seed-to-seed spread (its evaluation seeds') is no verdict.
+within the chosen point's seed-to-seed spread (its evaluation seeds') is no verdict. Where
+the lr beyond ends lower by more than that, a grid grown until it brackets would choose it
+(or one further out), so it also runs on the evaluation seeds: their median final metric
+is the number the leaderboard would show for it.
 
 ``python -m yfbench.analysis.bracket beyond RUN_DIR`` prints the ``grid_point=`` names to
-run (``make peers-bracket-<task>``); ``python -m yfbench.analysis.bracket TUNING_DIR...
+run (``make peers-bracket-<task>``), ``... lower RUN_DIR BEYOND_DIR`` those to run on the
+evaluation seeds; ``python -m yfbench.analysis.bracket TUNING_DIR...
 --beyond-runs DIR --out DIR`` writes the table, and names the grids that had no edge.
 """
 
@@ -30,7 +34,7 @@ from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
-from yfbench.analysis.protocol import TUNING_SEED
+from yfbench.analysis.protocol import TUNING_SEED, seed_list
 from yfbench.analysis.runs import find_run_dirs, load_folder, load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
@@ -117,15 +121,30 @@ def beyond_names(run_dirs: list[Path], window: int | None = None) -> str:
     return ",".join(names)
 
 
+def lower_names(tuning: Path, beyond: Path) -> str:
+    """``nesterov_cosine_lr3``: the points beyond an edge that ended lower by more than the
+    seeds' spread (what a grid grown until it brackets would choose at least), whose
+    evaluation seeds show what the equal budget costs; empty when none did (or none ran)."""
+    if not (beyond.is_dir() and find_run_dirs([beyond])):
+        return ""
+    table = bracket_table(load_runs([tuning]), load_runs([beyond]))
+    if table.empty:
+        return ""
+    lower = table[table.apply(outcome, axis=1) == "lower"]
+    return ",".join(
+        grid_point_name(row["optimizer"], row["lr_beyond"]) for _, row in lower.iterrows()
+    )
+
+
 def bracket_table(
     tuning: pd.DataFrame, beyond: pd.DataFrame, window: int | None = None
 ) -> pd.DataFrame:
     """One row per edge: the chosen lr's and the lr beyond's lowest smoothed training loss
-    (the tuning rule) and final validation metric on the tuning seed."""
+    (the tuning rule) and final validation metric on the tuning seed, and each one's median
+    final metric over its evaluation seeds where they ran."""
     rows = []
     for key, group in tuning.groupby(GROUP_KEYS, sort=True):
-        match = (beyond[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)
-        others = beyond[match & (beyond["seed"] == TUNING_SEED)]
+        others = beyond[(beyond[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)]
         width = resolve_window(pd.concat([group, others]), window)
         judged = headline(group)
         metric = judged.metric if judged else None
@@ -141,10 +160,13 @@ def bracket_table(
                     "score": point.score_on({TUNING_SEED}),
                     "seed_sd": _spread(point),
                     "final": _final(group, point, metric),
+                    "final_eval": _final_eval(group, point, metric),
                     "lr_beyond": edge.beyond,
                     "status_beyond": tried.statuses[TUNING_SEED] if tried else "not run",
                     "score_beyond": tried.score_on({TUNING_SEED}) if tried else math.nan,
                     "final_beyond": _final(others, tried, metric) if tried else math.nan,
+                    "final_eval_beyond": _final_eval(others, tried, metric) if tried else math.nan,
+                    "eval_seeds_beyond": _eval_seeds(tried) if tried else "",
                     "metric": metric or DASH,
                 }
             )
@@ -177,6 +199,22 @@ def _final(runs: pd.DataFrame, point: GridPoint, metric: str | None) -> float:
     return final_value(runs[runs["run_dir"] == run_dir], metric) if run_dir else math.nan
 
 
+def _final_eval(runs: pd.DataFrame, point: GridPoint, metric: str | None) -> float:
+    """The median final metric over the point's evaluation seeds (NaN: none ran), as the
+    leaderboard reports it."""
+    finals = [
+        final_value(runs[runs["run_dir"] == run_dir], metric)
+        for seed, run_dir in point.run_dirs.items()
+        if seed != TUNING_SEED
+    ]
+    finite = [f for f in finals if math.isfinite(f)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def _eval_seeds(point: GridPoint) -> str:
+    return seed_list(seed for seed in point.run_dirs if seed != TUNING_SEED)
+
+
 def outcome(row: pd.Series) -> str:
     """``lower``/``higher``: the lr beyond's score differs from the chosen lr's by more than
     the chosen point's seed-to-seed spread (its evaluation seeds' standard deviation; the
@@ -200,11 +238,21 @@ def verdict(row: pd.Series) -> str:
         return f"the lr beyond {row['status_beyond']}: the chosen lr stays"
     spread = f"seed sd {_cell(row['seed_sd'])}" if math.isfinite(row["seed_sd"]) else "no seed sd"
     change = f"{row['score_beyond'] - row['score']:+.4f}, {spread}"
-    return {
+    said = {
         "lower": f"the lr beyond ends lower ({change}): under-tuned at the grid's edge",
         "higher": f"the lr beyond ends higher ({change}): the chosen lr stays",
         "within": f"within the seeds' spread ({change}): no verdict",
     }[said]
+    return said + _evaluated(row)
+
+
+def _evaluated(row: pd.Series) -> str:
+    """``; on evaluation seeds 2,3,4 final perplexity 59.16 -> 52.1`` where the lr beyond
+    ran them: the medians the leaderboard would show."""
+    if not row["eval_seeds_beyond"]:
+        return ""
+    finals = f"{_cell(row['final_eval'])} -> {_cell(row['final_eval_beyond'])}"
+    return f"; on evaluation seeds {row['eval_seeds_beyond']} final {row['metric']} {finals}"
 
 
 def edge_notes(tuning: pd.DataFrame, beyond: pd.DataFrame) -> dict[tuple[str, ...], str]:
@@ -217,8 +265,9 @@ def edge_notes(tuning: pd.DataFrame, beyond: pd.DataFrame) -> dict[tuple[str, ..
         if said == "not run":
             continue
         lr = f"lr {row['lr_beyond']:.4g}"
+        there = f", median final there {_cell(row['final_eval_beyond'])}"
         notes[(*row[GROUP_KEYS], row["optimizer"])] = {
-            "lower": f"{lr} ends lower: under-rated",
+            "lower": f"{lr} ends lower: under-rated" + (there if row["eval_seeds_beyond"] else ""),
             "higher": f"{lr} ends higher",
             "within": f"{lr} within the seeds' spread",
             "stopped": f"{lr} {row['status_beyond']}",
@@ -254,7 +303,7 @@ def _named(row: pd.Series) -> str:
     """``nesterov_cosine (final perplexity 58.42 -> 52.32)``: the metric the leaderboard
     ranks, at the chosen lr and the lr beyond, on the tuning seed."""
     finals = f"{_cell(row['final'])} -> {_cell(row['final_beyond'])}"
-    return f"{optimizer_name(row['optimizer'])} (final {row['metric']} {finals})"
+    return f"{optimizer_name(row['optimizer'])} (final {row['metric']} {finals}{_evaluated(row)})"
 
 
 def run_findings(
@@ -314,10 +363,19 @@ def write_outputs(
         atomic.write_text(page, "\n".join(lines))
         return [csv, page]
     shown = table.assign(
+        eval_seeds_beyond=table["eval_seeds_beyond"].replace("", DASH),
         **{c: table[c].map(lambda v: f"{v:.4g}") for c in ("lr", "lr_beyond")},
         **{
             c: table[c].map(_cell)
-            for c in ("score", "seed_sd", "score_beyond", "final", "final_beyond")
+            for c in (
+                "score",
+                "seed_sd",
+                "score_beyond",
+                "final",
+                "final_beyond",
+                "final_eval",
+                "final_eval_beyond",
+            )
         },
     )
     lines += [
@@ -326,11 +384,15 @@ def write_outputs(
         "ran on the same seed, apart from the grid: the leaderboard's choices and equal "
         "budget stay as they were. Where the lr beyond ends lower, the leaderboard's "
         "number for that optimizer is pessimistic. One seed each: a difference within the "
-        "chosen point's seed-to-seed spread (`seed_sd`) is no verdict.",
+        "chosen point's seed-to-seed spread (`seed_sd`) is no verdict; where it ends lower "
+        "by more than that, the lr beyond also ran on the evaluation seeds.",
         "",
         "`score`: lowest smoothed training loss on the tuning seed (the tuning rule); "
         "`seed_sd`: its standard deviation over the chosen point's evaluation seeds; "
-        "`final`: final validation metric on that seed.",
+        "`final`: final validation metric on that seed; `final_eval`: its median over the "
+        "chosen point's evaluation seeds (the leaderboard's number); `final_eval_beyond`: the "
+        "same at the lr beyond, on `eval_seeds_beyond`, run only where the lr beyond ended "
+        "lower (a grid grown until it brackets would choose it, or one further out).",
         "",
         markdown_table(shown),
         "",
@@ -349,8 +411,17 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _lower_command(args: list[str]) -> str:
+    if len(args) != 2:
+        raise UserError("usage: python -m yfbench.analysis.bracket lower TUNING_DIR BEYOND_DIR")
+    return lower_names(Path(args[0]), Path(args[1]))
+
+
 def main(argv: list[str] | None = None) -> int:
-    commands = {"beyond": lambda args: beyond_names([Path(a) for a in args])}
+    commands = {
+        "beyond": lambda args: beyond_names([Path(a) for a in args]),
+        "lower": _lower_command,
+    }
     return cli.run(
         "yfbench.analysis.bracket", write_outputs, argv, options=_options, subcommands=commands
     )
