@@ -267,7 +267,8 @@ def write_leaderboard(
         "tried': the grid did not bracket the best lr; `make peers-bracket-<task>` runs one "
         "lr beyond it on the tuning seed, and where it ran the cell says whether it ended "
         "lower or higher by the tuning rule, by more than the chosen point's seed-to-seed "
-        "spread ('under-rated': the number below is pessimistic), or within it "
+        "spread ('under-rated': the number below is pessimistic; where the lr beyond also "
+        "ran on the evaluation seeds, their median final metric follows), or within it "
         "([peers/bracket.md](peers/bracket.md)).",
         f"- Target per task: the median final validation metric of `{reference}`; time to "
         "target is read at the evaluations; a median over seeds that is infinite (most "
@@ -338,10 +339,10 @@ def _profile_finding(rows: pd.DataFrame) -> str:
     score = score.sort_values(ascending=False, kind="stable")  # ties by name
     tasks = rows.drop_duplicates(GROUP_KEYS)
     best = ", ".join(f"{optimizer_name(o)} {v:.3f}" for o, v in score.head(3).items())
+    settings = f"{len(tasks)} ranked task setting" + ("s" if len(tasks) > 1 else "")
     line = (
-        f"Performance profiles over {len(tasks)} ranked task setting{'s' * (len(tasks) > 1)} "
-        "(time to target in "
-        f"iterations, r_max = {R_MAX:g}; 1 = fastest on every one): highest {best}"
+        f"Performance profiles over {settings} (time to target in iterations, "
+        f"r_max = {R_MAX:g}; 1 = fastest on every one): highest {best}"
     )
     if "yellowfin" in score:
         higher = int((score > score["yellowfin"]).sum())
