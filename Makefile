@@ -238,8 +238,7 @@ peers-bracket-$(1): peers-$(1)
 	[ ! -d results/peers/bracket_runs ] || $(PY) scripts/compress_runs.py results/peers/bracket_runs
 	$(PY) -m yfbench.analysis.bracket $$$$({ echo results/peers/runs/$(2)/$(SCALE); \
 		ls -d results/peers/bracket_runs/*/$(SCALE) 2>/dev/null | sed s,/bracket_runs/,/runs/,; } | sort -u) \
-		$$$$([ ! -d results/peers/bracket_runs ] || echo --beyond-runs results/peers/bracket_runs) \
-		--out results/peers
+		--beyond-runs results/peers/bracket_runs --out results/peers
 endef
 $(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call peers_bracket,tinyshakespeare,tinyshakespeare_lstm))
@@ -263,8 +262,7 @@ peers-speed: venv
 leaderboard: venv
 	$(PY) -m yfbench.analysis leaderboard results/peers/runs \
 		--overhead results/peers/overhead.json --speed results/peers/speed.json \
-		$(if $(wildcard results/peers/bracket_runs),--beyond-runs results/peers/bracket_runs) \
-		--out results/leaderboard.md
+		--beyond-runs results/peers/bracket_runs --out results/leaderboard.md
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

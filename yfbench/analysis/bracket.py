@@ -125,15 +125,24 @@ def lower_names(tuning: Path, beyond: Path) -> str:
     """``nesterov_cosine_lr3``: the points beyond an edge that ended lower by more than the
     seeds' spread (what a grid grown until it brackets would choose at least), whose
     evaluation seeds show what the equal budget costs; empty when none did (or none ran)."""
-    if not (beyond.is_dir() and find_run_dirs([beyond])):
-        return ""
-    table = bracket_table(load_runs([tuning]), load_runs([beyond]))
+    runs = load_runs([tuning])
+    table = bracket_table(runs, load_beyond(beyond, runs))
     if table.empty:
         return ""
     lower = table[table.apply(outcome, axis=1) == "lower"]
     return ",".join(
         grid_point_name(row["optimizer"], row["lr_beyond"]) for _, row in lower.iterrows()
     )
+
+
+def load_beyond(
+    path: Path | None, tuning: pd.DataFrame, load: Callable[[Path], pd.DataFrame] = load_folder
+) -> pd.DataFrame:
+    """The runs beyond the edges under ``path``; where the folder is absent or holds no run,
+    nothing ran beyond: an empty frame shaped like ``tuning``."""
+    if path is not None and path.is_dir() and find_run_dirs([path]):
+        return load(path)
+    return tuning[:0]
 
 
 def bracket_table(
@@ -257,8 +266,11 @@ def _evaluated(row: pd.Series) -> str:
 
 def edge_notes(tuning: pd.DataFrame, beyond: pd.DataFrame) -> dict[tuple[str, ...], str]:
     """Per (task, scale, setting, optimizer) tuned at an edge whose lr beyond ran: what it
-    says, for the leaderboard's tuning cell (``lr 3 ends lower: under-rated``)."""
-    table = bracket_table(tuning, beyond)
+    says, for the leaderboard's tuning cell (``lr 3 ends lower: under-rated``). Only the
+    task settings with runs beyond are read: another's grid may still be running."""
+    if beyond.empty:
+        return {}
+    table = bracket_table(tuning.merge(beyond[GROUP_KEYS].drop_duplicates()), beyond)
     notes = {}
     for _, row in table.iterrows():
         said = outcome(row)
@@ -325,8 +337,7 @@ def run_findings(
             runs = load(tuning)
             if not (runs["seed"] != TUNING_SEED).any():
                 continue
-            others = load(beyond) if beyond.is_dir() and find_run_dirs([beyond]) else runs[:0]
-            table = bracket_table(runs, others)
+            table = bracket_table(runs, load_beyond(beyond, runs, load))
         except UserError as error:
             lines.append(f"Grid edges, {where}: not checked ({error}).")
             continue
@@ -339,10 +350,7 @@ def write_outputs(
 ) -> list[Path]:
     """bracket.csv and bracket.md under ``out``."""
     tuning = load_runs(run_dirs)
-    others = (
-        load_runs([beyond_runs]) if beyond_runs and find_run_dirs([beyond_runs]) else tuning[:0]
-    )
-    table = bracket_table(tuning, others, window)
+    table = bracket_table(tuning, load_beyond(beyond_runs, tuning), window)
     table = table.assign(verdict=[verdict(row) for _, row in table.iterrows()])
     out.mkdir(parents=True, exist_ok=True)
     csv, page = out / "bracket.csv", out / "bracket.md"

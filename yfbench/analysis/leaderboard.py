@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from yfbench.analysis.bracket import edge_notes
+from yfbench.analysis.bracket import edge_notes, load_beyond
 from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import Headline, final_value, headline
 from yfbench.analysis.paper import optimizer_name
@@ -236,7 +236,7 @@ def write_leaderboard(
     frame = load_runs(paths)
     found = entries(frame, tuning_seed, reference)
     rows = found.rows
-    notes = edge_notes(frame, load_runs([beyond_runs])) if beyond_runs else {}
+    notes = edge_notes(frame, load_beyond(beyond_runs, frame))
     measured = read_measured(overhead, "`make peers-overhead`")[0] if overhead else {}
     if speed is None:
         clock = (
