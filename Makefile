@@ -222,23 +222,25 @@ peers-$(1): venv
 		grid_point=$$$$($(PY) -m yfbench.analysis tuned results/peers/runs/$(2)/$(SCALE))
 	$(PY) scripts/compress_runs.py results/peers/runs/$(2)/$(SCALE)
 endef
-# peers-bracket-<name>: where a tuned lr is the largest or smallest of its grid, one lr beyond
-# that edge on the tuning seed, into results/peers/bracket_runs/<task>/<scale> (apart from the
-# grid, so the choices and the equal budget stay), and where that ends lower by more than the
-# seeds' spread, the same lr on the evaluation seeds; results/peers/bracket.md says what each
-# did, for every task checked so far (a task with no edge: that every lr is inside). It runs
-# peers-<name> first (finished runs skip), so that the edges are read off a whole grid.
+# peers-bracket-<name>: lrs probed outside the grids beside the tuned ones (one beyond a grid's
+# edge where the tuned lr is its largest or smallest; the half-decade lrs beside a tuned lr
+# whose grid steps by a decade there), on the tuning seed, into
+# results/peers/bracket_runs/<task>/<scale> (apart from the grid, so the choices and the equal
+# budget stay), and where one ends lower by more than the seeds' spread, the same lr on the
+# evaluation seeds; results/peers/bracket.md says what each did, for every task checked so far
+# (a task with nothing to probe says so). It runs peers-<name> first (finished runs skip), so
+# that the probes are read off a whole grid.
 define peers_bracket
 peers-bracket-$(1): peers-$(1)
-	beyond=$$$$($(PY) -m yfbench.analysis.bracket beyond results/peers/runs/$(2)/$(SCALE)) \
-		&& { [ -z "$$$$beyond" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$beyond; }
+	probes=$$$$($(PY) -m yfbench.analysis.bracket probes results/peers/runs/$(2)/$(SCALE)) \
+		&& { [ -z "$$$$probes" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$probes; }
 	lower=$$$$($(PY) -m yfbench.analysis.bracket lower results/peers/runs/$(2)/$(SCALE) \
 		results/peers/bracket_runs/$(2)/$(SCALE)) \
 		&& { [ -z "$$$$lower" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=$(PEER_SEEDS) grid_point=$$$$lower; }
 	[ ! -d results/peers/bracket_runs ] || $(PY) scripts/compress_runs.py results/peers/bracket_runs
 	$(PY) -m yfbench.analysis.bracket $$$$({ echo results/peers/runs/$(2)/$(SCALE); \
 		ls -d results/peers/bracket_runs/*/$(SCALE) 2>/dev/null | sed s,/bracket_runs/,/runs/,; } | sort -u) \
-		--beyond-runs results/peers/bracket_runs --out results/peers
+		--probe-runs results/peers/bracket_runs --out results/peers
 endef
 $(eval $(call peers,tinyshakespeare,tinyshakespeare_lstm))
 $(eval $(call peers_bracket,tinyshakespeare,tinyshakespeare_lstm))
@@ -262,7 +264,7 @@ peers-speed: venv
 leaderboard: venv
 	$(PY) -m yfbench.analysis leaderboard results/peers/runs \
 		--overhead results/peers/overhead.json --speed results/peers/speed.json \
-		--beyond-runs results/peers/bracket_runs --out results/leaderboard.md
+		--probe-runs results/peers/bracket_runs --out results/leaderboard.md
 
 clean:
 	rm -rf runs multirun outputs .cache .pytest_cache

@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=Path, help="bench_training.py --variants peers --json (steps/s)"
     )
     board.add_argument(
-        "--beyond-runs", type=Path, help="runs one lr beyond a grid's edge (peers-bracket-<task>)"
+        "--probe-runs",
+        type=Path,
+        help="runs of lrs probed outside the grids (peers-bracket-<task>)",
     )
     board.add_argument("--reference", help="sets each task's target (default: nadamw_algoperf)")
     board.add_argument("--tuning-seed", type=int, help="left out of the table (default: 1)")
@@ -232,7 +234,7 @@ def run_leaderboard(args: argparse.Namespace) -> None:
         "reference": args.reference,
         "r_max": args.r_max,
         "speed": args.speed,
-        "beyond_runs": args.beyond_runs,
+        "probe_runs": args.probe_runs,
     }
     written = write_leaderboard(
         args.run_dirs,

@@ -50,6 +50,7 @@ from yfbench.analysis.final_loss import (
 from yfbench.analysis.findings import Findings
 from yfbench.analysis.plots import PALETTE, STYLE, save_figure
 from yfbench.analysis.protocol import (
+    band,
     evaluation_plan,
     own_plan,
     seed_list,
@@ -188,8 +189,7 @@ def summary(
         plan = own_plan(full, tuning)
         point = on_seeds(full, plan.used)
         events = clip_events(frame, point, _clip_of(point))
-        finals = [final_loss(c) for c in point.curves.values()]
-        finite = [v for v in finals if math.isfinite(v)]
+        finals = band(final_loss(c) for c in point.curves.values())
         rows.append(
             {
                 "method": label,
@@ -198,9 +198,9 @@ def summary(
                 "seeds_used": plan.label,
                 "provisional": plan.provisional,
                 "diverged": list(point.statuses.values()).count("diverged"),
-                "final_median": float(np.median(finite)) if finite else math.nan,
-                "final_low": min(finite) if finite else math.nan,
-                "final_high": max(finite) if finite else math.nan,
+                "final_median": finals.median,
+                "final_low": finals.low,
+                "final_high": finals.high,
                 "clip_events": float(events.iloc[-1].median()) if not events.empty else math.nan,
                 "grad_norm_max_over_median": spikiness(frame, point),
             }

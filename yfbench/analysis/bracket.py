@@ -1,21 +1,27 @@
-"""Did the peers' lr grids bracket each tuned lr? (results/peers/bracket.md)
+"""Did the peers' lr grids bracket and resolve each tuned lr? (results/peers/bracket.md)
 
-Every optimizer that needs tuning gets the same budget: a few lrs on the tuning seed, the
-lowest smoothed training loss wins. Where the winner is the largest or smallest lr of its
-grid, the grid did not bracket the best lr, and the leaderboard may under-rate that
-optimizer. The check runs one more lr beyond that edge (the grid's own step continued,
-rounded to the 1-3-10 ladder the grids use), on the tuning seed only and in a folder of its
-own, so that neither the choice nor the equal budget changes: it measures how much the
-budget's edge costs an optimizer, it does not retune it. One seed each, so a difference
-within the chosen point's seed-to-seed spread (its evaluation seeds') is no verdict. Where
-the lr beyond ends lower by more than that, a grid grown until it brackets would choose it
-(or one further out), so it also runs on the evaluation seeds: their median final metric
-is the number the leaderboard would show for it.
+Every optimizer that needs tuning gets the same budget: five lrs on the tuning seed, the
+lowest smoothed training loss wins. Two things can make the leaderboard under-rate an
+optimizer for its grid rather than for itself, and the check probes both with lrs outside
+the grid (on the 1-3-10 ladder the grids use):
 
-``python -m yfbench.analysis.bracket beyond RUN_DIR`` prints the ``grid_point=`` names to
-run (``make peers-bracket-<task>``), ``... lower RUN_DIR BEYOND_DIR`` those to run on the
-evaluation seeds; ``python -m yfbench.analysis.bracket TUNING_DIR...
---beyond-runs DIR --out DIR`` writes the table, and names the grids that had no edge.
+- *beyond an edge*: the winner is the largest or smallest lr of its grid, so the grid did
+  not bracket the best lr; the probe continues the grid's own step one lr further;
+- *between decade steps*: the grid steps by a decade beside the winner (Adam's and momentum
+  SGD's grids do; the others step by half a decade), so five lrs resolve it more coarsely;
+  the probes are the ladder's lrs next to the winner, half a decade away on each side.
+
+Probes run on the tuning seed only and in a folder of their own, so that neither the choice
+nor the equal budget changes: the check measures what the budget's grid costs an
+optimizer, it does not retune it. One seed each, so a difference within the chosen point's
+seed-to-seed spread (its evaluation seeds') is no verdict. Where a probe ends lower by more
+than that, a grown or finer grid would choose it (or one beside it), so it also runs on the
+evaluation seeds: their median final metric is the number the leaderboard would show.
+
+``python -m yfbench.analysis.bracket probes RUN_DIR`` prints the ``grid_point=`` names to
+run (``make peers-bracket-<task>``), ``... lower RUN_DIR PROBE_DIR`` those to run on the
+evaluation seeds; ``python -m yfbench.analysis.bracket TUNING_DIR... --probe-runs DIR
+--out DIR`` writes the table, and names the grids that needed no probe.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from yfbench import atomic
 from yfbench.analysis import cli
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
-from yfbench.analysis.protocol import TUNING_SEED, seed_list
+from yfbench.analysis.protocol import TUNING_SEED, band, seed_list
 from yfbench.analysis.runs import find_run_dirs, load_folder, load_runs
 from yfbench.analysis.speedup import (
     GROUP_KEYS,
@@ -51,32 +57,47 @@ from yfbench.errors import UserError
 
 # The lrs the peers' grids are made of: 1 and 3 in every decade.
 LADDER = (1.0, 3.0)
+# One rung of that ladder, in log scale: half a decade.
+HALF_DECADE = math.sqrt(10.0)
 # Where make peers-bracket-<task> writes its runs, beside results/peers/runs.
-BEYOND_RUNS = "bracket_runs"
-# What a grid with no edge says: nothing to check.
-INSIDE = "every tuned lr is inside its grid"
+PROBE_RUNS = "bracket_runs"
+# What a grid with no edge and no decade step beside its choices says: nothing to probe.
+INSIDE = "every tuned lr is inside its grid, at most half a decade from its neighbours"
+# Where a probe lies, by what it asks.
+BEYOND = {"largest": "beyond the largest", "smallest": "beyond the smallest"}
+BETWEEN = {"above": "between, above", "below": "between, below"}
 
 
 @dataclass(frozen=True)
-class Edge:
-    """An optimizer tuned at the ``side`` ("largest"/"smallest") lr of its grid, and the
-    lr one step beyond it."""
+class Probe:
+    """An lr outside an optimizer's grid beside its tuned ``lr``: ``where`` says which side
+    (:data:`BEYOND` an edge of the grid, or :data:`BETWEEN` it and a neighbour a decade
+    away)."""
 
     choice: Choice
     lr: float
-    side: str
-    beyond: float
+    where: str
+    probe: float
 
     @property
     def grid_point(self) -> str:
-        return grid_point_name(self.choice.optimizer, self.beyond)
+        return grid_point_name(self.choice.optimizer, self.probe)
 
 
 def on_ladder(lr: float) -> float:
-    """The value of the 1-3-10 ladder nearest ``lr`` in log scale."""
+    """The value of the 1-3-10 ladder nearest ``lr`` in log scale (as written: 0.3, not
+    3 * 0.1)."""
     decade = math.floor(math.log10(lr))
-    rungs = [m * 10.0**k for k in (decade - 1, decade, decade + 1) for m in LADDER]
+    rungs = [float(f"{m:g}e{k}") for k in (decade - 1, decade, decade + 1) for m in LADDER]
     return min(rungs, key=lambda rung: abs(math.log(rung / lr)))
+
+
+def rung_between(lr: float, neighbour: float) -> float | None:
+    """The ladder's lr next to ``lr`` on ``neighbour``'s side, where it lies strictly
+    between the two (the grid skipped it); None where the grid is that fine already."""
+    rung = on_ladder(lr * HALF_DECADE if neighbour > lr else lr / HALF_DECADE)
+    low, high = sorted((lr, neighbour))
+    return rung if low * (1 + 1e-9) < rung < high * (1 - 1e-9) else None
 
 
 def grid_point_name(optimizer: str, lr: float) -> str:
@@ -87,8 +108,9 @@ def grid_point_name(optimizer: str, lr: float) -> str:
     return f"{optimizer}_lr{mantissa}e{int(exponent)}"
 
 
-def edges(group: pd.DataFrame, window: int) -> list[Edge]:
-    """The optimizers of one (task, scale, setting) tuned at an edge of their lr grid."""
+def probes(group: pd.DataFrame, window: int) -> list[Probe]:
+    """The lrs to probe beside the tuned lrs of one (task, scale, setting): one beyond each
+    choice at an edge of its grid, and the ladder's lrs the grid skipped beside each."""
     found = []
     for choice in tuned_choices(group, window):
         if choice.point is None or "lr" not in choice.point.settings:
@@ -100,17 +122,24 @@ def edges(group: pd.DataFrame, window: int) -> list[Edge]:
         side = lr_edge(lr, lrs)
         if side:
             neighbour = lrs[-2] if side == "largest" else lrs[1]
-            found.append(Edge(choice, lr, side, on_ladder(lr * lr / neighbour)))
+            found.append(Probe(choice, lr, BEYOND[side], on_ladder(lr * lr / neighbour)))
+        at = lrs.index(lr)
+        neighbours = {"below": lrs[at - 1] if at > 0 else None}
+        neighbours["above"] = lrs[at + 1] if at + 1 < len(lrs) else None
+        for towards, neighbour in neighbours.items():
+            rung = rung_between(lr, neighbour) if neighbour is not None else None
+            if rung is not None:
+                found.append(Probe(choice, lr, BETWEEN[towards], rung))
     return found
 
 
-def beyond_names(run_dirs: list[Path], window: int | None = None) -> str:
-    """``momo_lr30,nesterov_cosine_lr3``: the grid points one step beyond each edge (empty
-    when every tuned lr is bracketed); one clear error when a config is missing."""
+def probe_names(run_dirs: list[Path], window: int | None = None) -> str:
+    """``momo_lr30,adam_lr3e-3``: the grid points to probe (empty when every tuned lr is
+    bracketed and resolved); one clear error when a config is missing."""
     frame = load_runs(run_dirs)
     names = []
     for _, group in frame.groupby(GROUP_KEYS, sort=True):
-        names += [e.grid_point for e in edges(group, resolve_window(group, window))]
+        names += [p.grid_point for p in probes(group, resolve_window(group, window))]
     names = list(dict.fromkeys(names))
     missing = [n for n in names if not (CONFIG_DIR / "grid_point" / f"{n}.yaml").is_file()]
     if missing:
@@ -121,76 +150,94 @@ def beyond_names(run_dirs: list[Path], window: int | None = None) -> str:
     return ",".join(names)
 
 
-def lower_names(tuning: Path, beyond: Path) -> str:
-    """``nesterov_cosine_lr3``: the points beyond an edge that ended lower by more than the
-    seeds' spread (what a grid grown until it brackets would choose at least), whose
-    evaluation seeds show what the equal budget costs; empty when none did (or none ran)."""
+def lower_names(tuning: Path, probed: Path) -> str:
+    """``nesterov_cosine_lr3``: the probes that ended lower by more than the seeds' spread
+    (what a grown or finer grid would choose at least), whose evaluation seeds show what
+    the equal budget's grid costs; empty when none did (or none ran)."""
     runs = load_runs([tuning])
-    table = bracket_table(runs, load_beyond(beyond, runs))
-    if table.empty:
-        return ""
-    lower = table[table.apply(outcome, axis=1) == "lower"]
+    table = bracket_table(runs, load_probes(probed, runs))
+    lower = table[table.apply(outcome, axis=1) == "lower"] if len(table) else table
     return ",".join(
-        grid_point_name(row["optimizer"], row["lr_beyond"]) for _, row in lower.iterrows()
+        grid_point_name(row["optimizer"], row["lr_probe"]) for _, row in lower.iterrows()
     )
 
 
-def load_beyond(
+def load_probes(
     path: Path | None, tuning: pd.DataFrame, load: Callable[[Path], pd.DataFrame] = load_folder
 ) -> pd.DataFrame:
-    """The runs beyond the edges under ``path``; where the folder is absent or holds no run,
-    nothing ran beyond: an empty frame shaped like ``tuning``."""
+    """The probes' runs under ``path``; where the folder is absent or holds no run, nothing
+    was probed: an empty frame shaped like ``tuning``."""
     if path is not None and path.is_dir() and find_run_dirs([path]):
         return load(path)
     return tuning[:0]
 
 
+# The table's columns, so that a table with no probe has them too.
+COLUMNS = [
+    *GROUP_KEYS,
+    "optimizer",
+    "where",
+    "lr",
+    "score",
+    "seed_sd",
+    "final",
+    "final_eval",
+    "lr_probe",
+    "status_probe",
+    "score_probe",
+    "final_probe",
+    "final_eval_probe",
+    "eval_seeds_probe",
+    "metric",
+]
+
+
 def bracket_table(
-    tuning: pd.DataFrame, beyond: pd.DataFrame, window: int | None = None
+    tuning: pd.DataFrame, probed: pd.DataFrame, window: int | None = None
 ) -> pd.DataFrame:
-    """One row per edge: the chosen lr's and the lr beyond's lowest smoothed training loss
+    """One row per probe: the chosen lr's and the probe's lowest smoothed training loss
     (the tuning rule) and final validation metric on the tuning seed, and each one's median
     final metric over its evaluation seeds where they ran."""
     rows = []
     for key, group in tuning.groupby(GROUP_KEYS, sort=True):
-        others = beyond[(beyond[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)]
+        others = probed[(probed[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)]
         width = resolve_window(pd.concat([group, others]), window)
         judged = headline(group)
         metric = judged.metric if judged else None
-        for edge in edges(group, width):
-            point = edge.choice.point
-            tried = _point_at(others, edge, width)
+        for probe in probes(group, width):
+            point = probe.choice.point
+            tried = _point_at(others, probe, width)
             rows.append(
                 dict(zip(GROUP_KEYS, key, strict=True))
                 | {
-                    "optimizer": edge.choice.optimizer,
-                    "edge": edge.side,
-                    "lr": edge.lr,
+                    "optimizer": probe.choice.optimizer,
+                    "where": probe.where,
+                    "lr": probe.lr,
                     "score": point.score_on({TUNING_SEED}),
                     "seed_sd": _spread(point),
                     "final": _final(group, point, metric),
                     "final_eval": _final_eval(group, point, metric),
-                    "lr_beyond": edge.beyond,
-                    "status_beyond": tried.statuses[TUNING_SEED] if tried else "not run",
-                    "score_beyond": tried.score_on({TUNING_SEED}) if tried else math.nan,
-                    "final_beyond": _final(others, tried, metric) if tried else math.nan,
-                    "final_eval_beyond": _final_eval(others, tried, metric) if tried else math.nan,
-                    "eval_seeds_beyond": _eval_seeds(tried) if tried else "",
+                    "lr_probe": probe.probe,
+                    "status_probe": tried.statuses[TUNING_SEED] if tried else "not run",
+                    "score_probe": tried.score_on({TUNING_SEED}) if tried else math.nan,
+                    "final_probe": _final(others, tried, metric) if tried else math.nan,
+                    "final_eval_probe": _final_eval(others, tried, metric) if tried else math.nan,
+                    "eval_seeds_probe": _eval_seeds(tried) if tried else "",
                     "metric": metric or DASH,
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _point_at(runs: pd.DataFrame, edge: Edge, window: int) -> GridPoint | None:
-    """The tuning-seed run of ``edge``'s optimizer at the lr beyond, if one finished."""
-    own = runs[runs["optimizer"] == edge.choice.optimizer]
+def _point_at(runs: pd.DataFrame, probe: Probe, window: int) -> GridPoint | None:
+    """The tuning-seed run of ``probe``'s optimizer at the probed lr, if one finished."""
+    own = runs[runs["optimizer"] == probe.choice.optimizer]
     points = grid_points(own, window) if len(own) else []
     return next(
         (
             p
             for p in points
-            if np.isclose(float(p.settings.get("lr", math.nan)), edge.beyond)
+            if np.isclose(float(p.settings.get("lr", math.nan)), probe.probe)
             and TUNING_SEED in p.statuses
         ),
         None,
@@ -216,8 +263,7 @@ def _final_eval(runs: pd.DataFrame, point: GridPoint, metric: str | None) -> flo
         for seed, run_dir in point.run_dirs.items()
         if seed != TUNING_SEED
     ]
-    finite = [f for f in finals if math.isfinite(f)]
-    return float(np.median(finite)) if finite else math.nan
+    return band(finals).median
 
 
 def _eval_seeds(point: GridPoint) -> str:
@@ -225,72 +271,82 @@ def _eval_seeds(point: GridPoint) -> str:
 
 
 def outcome(row: pd.Series) -> str:
-    """``lower``/``higher``: the lr beyond's score differs from the chosen lr's by more than
+    """``lower``/``higher``: the probe's score differs from the chosen lr's by more than
     the chosen point's seed-to-seed spread (its evaluation seeds' standard deviation; the
     sign alone when it has fewer than two); ``within`` the spread; ``stopped`` (diverged or
     failed); ``not run``."""
-    if row["status_beyond"] == "not run":
+    if row["status_probe"] == "not run":
         return "not run"
-    if row["status_beyond"] != "completed" or not math.isfinite(row["score_beyond"]):
+    if row["status_probe"] != "completed" or not math.isfinite(row["score_probe"]):
         return "stopped"
-    change, spread = row["score_beyond"] - row["score"], row["seed_sd"]
+    change, spread = row["score_probe"] - row["score"], row["seed_sd"]
     noise = spread if math.isfinite(spread) else 0.0
     return "lower" if change < -noise else "higher" if change > noise else "within"
 
 
+def _under_tuned(row: pd.Series) -> str:
+    """Why a probe that ends lower was outside the grid."""
+    return (
+        "between the grid's decade steps"
+        if row["where"] in BETWEEN.values()
+        else ("at the grid's edge")
+    )
+
+
 def verdict(row: pd.Series) -> str:
-    """What the lr beyond says about the chosen one, by the tuning rule."""
-    said = outcome(row)
+    """What the probe says about the chosen lr, by the tuning rule."""
+    said, lr = outcome(row), f"lr {row['lr_probe']:.4g}"
     if said == "not run":
         return "not run yet"
     if said == "stopped":
-        return f"the lr beyond {row['status_beyond']}: the chosen lr stays"
+        return f"{lr} {row['status_probe']}: the chosen lr stays"
     spread = f"seed sd {_cell(row['seed_sd'])}" if math.isfinite(row["seed_sd"]) else "no seed sd"
-    change = f"{row['score_beyond'] - row['score']:+.4f}, {spread}"
+    change = f"{row['score_probe'] - row['score']:+.4f}, {spread}"
     said = {
-        "lower": f"the lr beyond ends lower ({change}): under-tuned at the grid's edge",
-        "higher": f"the lr beyond ends higher ({change}): the chosen lr stays",
-        "within": f"within the seeds' spread ({change}): no verdict",
+        "lower": f"{lr} ends lower ({change}): under-tuned {_under_tuned(row)}",
+        "higher": f"{lr} ends higher ({change}): the chosen lr stays",
+        "within": f"{lr} within the seeds' spread ({change}): no verdict",
     }[said]
     return said + _evaluated(row)
 
 
 def _evaluated(row: pd.Series) -> str:
-    """``; on evaluation seeds 2,3,4 final perplexity 59.16 -> 52.1`` where the lr beyond
-    ran them: the medians the leaderboard would show."""
-    if not row["eval_seeds_beyond"]:
+    """``; on evaluation seeds 2,3,4 final perplexity 59.16 -> 52.1`` where the probe ran
+    them: the medians the leaderboard would show."""
+    if not row["eval_seeds_probe"]:
         return ""
-    finals = f"{_cell(row['final_eval'])} -> {_cell(row['final_eval_beyond'])}"
-    return f"; on evaluation seeds {row['eval_seeds_beyond']} final {row['metric']} {finals}"
+    finals = f"{_cell(row['final_eval'])} -> {_cell(row['final_eval_probe'])}"
+    return f"; on evaluation seeds {row['eval_seeds_probe']} final {row['metric']} {finals}"
 
 
-def edge_notes(tuning: pd.DataFrame, beyond: pd.DataFrame) -> dict[tuple[str, ...], str]:
-    """Per (task, scale, setting, optimizer) tuned at an edge whose lr beyond ran: what it
-    says, for the leaderboard's tuning cell (``lr 3 ends lower: under-rated``). Only the
-    task settings with runs beyond are read: another's grid may still be running."""
-    if beyond.empty:
+def probe_notes(tuning: pd.DataFrame, probed: pd.DataFrame) -> dict[tuple[str, ...], str]:
+    """Per (task, scale, setting, optimizer) whose probes ran: what they say, for the
+    leaderboard's tuning cell (``lr 3 ends lower: under-rated; lr 0.3 ends higher``). Only
+    the task settings with probes are read: another's grid may still be running."""
+    if probed.empty:
         return {}
-    table = bracket_table(tuning.merge(beyond[GROUP_KEYS].drop_duplicates()), beyond)
-    notes = {}
+    table = bracket_table(tuning.merge(probed[GROUP_KEYS].drop_duplicates()), probed)
+    notes: dict[tuple[str, ...], list[str]] = {}
     for _, row in table.iterrows():
         said = outcome(row)
         if said == "not run":
             continue
-        lr = f"lr {row['lr_beyond']:.4g}"
-        there = f", median final there {_cell(row['final_eval_beyond'])}"
-        notes[(*row[GROUP_KEYS], row["optimizer"])] = {
-            "lower": f"{lr} ends lower: under-rated" + (there if row["eval_seeds_beyond"] else ""),
-            "higher": f"{lr} ends higher",
-            "within": f"{lr} within the seeds' spread",
-            "stopped": f"{lr} {row['status_beyond']}",
-        }[said]
-    return notes
+        lr = f"lr {row['lr_probe']:.4g}"
+        there = f", median final there {_cell(row['final_eval_probe'])}"
+        notes.setdefault((*row[GROUP_KEYS], row["optimizer"]), []).append(
+            {
+                "lower": f"{lr} ends lower: under-rated"
+                + (there if row["eval_seeds_probe"] else ""),
+                "higher": f"{lr} ends higher",
+                "within": f"{lr} within the seeds' spread",
+                "stopped": f"{lr} {row['status_probe']}",
+            }[said]
+        )
+    return {key: "; ".join(said) for key, said in notes.items()}
 
 
 def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
-    """One sentence per task and scale whose grid had an edge (``label`` names a task)."""
-    if table.empty:
-        return []
+    """One sentence per task and scale with probes (``label`` names a task)."""
     lines = []
     for (task, scale), group in table.groupby(["task", "scale"], sort=True):
         said = group.apply(outcome, axis=1)
@@ -298,24 +354,25 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
             which: ", ".join(_named(row) for _, row in group[said == which].iterrows()) or "none"
             for which in ("lower", "within")
         }
+        between = group["where"].isin(BETWEEN.values())
         lines.append(
-            f"Grid edges, {label(task)} ({scale}): {_count(len(group))} tuned at an "
-            f"edge of their lr grid; one lr beyond it ran for {int((said != 'not run').sum())} "
-            "of them on the tuning seed and ended lower by more than the seeds' spread for "
-            f"{named['lower']} (within it for {named['within']}) (results/peers/bracket.md)."
+            f"Grid check, {label(task)} ({scale}): {len(group)} lrs outside the grids, beside "
+            f"the tuned ones ({int((~between).sum())} beyond an edge, {int(between.sum())} "
+            f"between decade steps); {int((said != 'not run').sum())} ran on the tuning seed "
+            f"and ended lower by more than the seeds' spread for {named['lower']} (within it "
+            f"for {named['within']}) (results/peers/bracket.md)."
         )
     return lines
 
 
-def _count(optimizers: int) -> str:
-    return "1 optimizer was" if optimizers == 1 else f"{optimizers} optimizers were"
-
-
 def _named(row: pd.Series) -> str:
-    """``nesterov_cosine (final perplexity 58.42 -> 52.32)``: the metric the leaderboard
-    ranks, at the chosen lr and the lr beyond, on the tuning seed."""
-    finals = f"{_cell(row['final'])} -> {_cell(row['final_beyond'])}"
-    return f"{optimizer_name(row['optimizer'])} (final {row['metric']} {finals}{_evaluated(row)})"
+    """``nesterov_cosine at lr 3 (final perplexity 58.42 -> 52.32)``: the metric the
+    leaderboard ranks, at the chosen lr and the probe, on the tuning seed."""
+    finals = f"{_cell(row['final'])} -> {_cell(row['final_probe'])}"
+    return (
+        f"{optimizer_name(row['optimizer'])} at lr {row['lr_probe']:.4g} "
+        f"(final {row['metric']} {finals}{_evaluated(row)})"
+    )
 
 
 def run_findings(
@@ -325,41 +382,41 @@ def run_findings(
 ) -> list[str]:
     """:func:`findings` for every ``<task>/<scale>`` grid under ``peers``/runs whose second
     stage has begun (some run on an evaluation seed: the tuning seed's grid is whole),
-    against its runs beyond under ``peers``/bracket_runs; a grid without an edge says so
+    against its probes under ``peers``/bracket_runs; a grid that needs none says so
     (``load`` reads one folder)."""
     lines = []
     for tuning in sorted((peers / "runs").glob("*/*")):
         if not find_run_dirs([tuning]):
             continue
         where = f"{label(tuning.parent.name)} ({tuning.name})"
-        beyond = peers / BEYOND_RUNS / tuning.relative_to(peers / "runs")
+        probed = peers / PROBE_RUNS / tuning.relative_to(peers / "runs")
         try:
             runs = load(tuning)
             if not (runs["seed"] != TUNING_SEED).any():
                 continue
-            table = bracket_table(runs, load_beyond(beyond, runs, load))
+            table = bracket_table(runs, load_probes(probed, runs, load))
         except UserError as error:
-            lines.append(f"Grid edges, {where}: not checked ({error}).")
+            lines.append(f"Grid check, {where}: not checked ({error}).")
             continue
-        lines += findings(table, label) or [f"Grid edges, {where}: {INSIDE}."]
+        lines += findings(table, label) or [f"Grid check, {where}: {INSIDE}."]
     return lines
 
 
 def write_outputs(
-    run_dirs: list[Path], out: Path, window: int | None = None, beyond_runs: Path | None = None
+    run_dirs: list[Path], out: Path, window: int | None = None, probe_runs: Path | None = None
 ) -> list[Path]:
     """bracket.csv and bracket.md under ``out``."""
     tuning = load_runs(run_dirs)
-    table = bracket_table(tuning, load_beyond(beyond_runs, tuning), window)
+    table = bracket_table(tuning, load_probes(probe_runs, tuning), window)
     table = table.assign(verdict=[verdict(row) for _, row in table.iterrows()])
     out.mkdir(parents=True, exist_ok=True)
     csv, page = out / "bracket.csv", out / "bracket.md"
     atomic.write_text(csv, table.to_csv(index=False))
     checked = sorted({"/".join(key) for key, _ in tuning.groupby(GROUP_KEYS)})
-    with_edge = {"/".join(key) for key, _ in table.groupby(GROUP_KEYS)} if len(table) else set()
-    inside = [key for key in checked if key not in with_edge]
+    probed = {"/".join(key) for key, _ in table.groupby(GROUP_KEYS)}
+    inside = [key for key in checked if key not in probed]
     lines = [
-        "# Did the lr grids bracket the tuned lrs?",
+        "# Did the lr grids bracket and resolve the tuned lrs?",
         "",
         "Generated by `make peers-bracket-<task>` (`python -m yfbench.analysis.bracket`); "
         "do not edit.",
@@ -371,36 +428,29 @@ def write_outputs(
         atomic.write_text(page, "\n".join(lines))
         return [csv, page]
     shown = table.assign(
-        eval_seeds_beyond=table["eval_seeds_beyond"].replace("", DASH),
-        **{c: table[c].map(lambda v: f"{v:.4g}") for c in ("lr", "lr_beyond")},
-        **{
-            c: table[c].map(_cell)
-            for c in (
-                "score",
-                "seed_sd",
-                "score_beyond",
-                "final",
-                "final_beyond",
-                "final_eval",
-                "final_eval_beyond",
-            )
-        },
+        eval_seeds_probe=table["eval_seeds_probe"].replace("", DASH),
+        **{c: table[c].map(lambda v: f"{v:.4g}") for c in ("lr", "lr_probe")},
+        **{c: table[c].map(_cell) for c in COLUMNS if c.startswith(("score", "seed_", "final"))},
     )
     lines += [
-        f"Each optimizer below was tuned at the largest or smallest lr of its grid (tuning "
-        f"seed {TUNING_SEED}, lowest smoothed training loss). One more lr beyond that edge "
-        "ran on the same seed, apart from the grid: the leaderboard's choices and equal "
-        "budget stay as they were. Where the lr beyond ends lower, the leaderboard's "
-        "number for that optimizer is pessimistic. One seed each: a difference within the "
-        "chosen point's seed-to-seed spread (`seed_sd`) is no verdict; where it ends lower "
-        "by more than that, the lr beyond also ran on the evaluation seeds.",
+        f"Each row probes one lr outside an optimizer's grid, beside its tuned lr (tuning "
+        f"seed {TUNING_SEED}, lowest smoothed training loss): *beyond* the grid's largest or "
+        "smallest lr where the tuned lr is that edge (the grid did not bracket the best lr), "
+        "or *between* the tuned lr and a grid neighbour a decade away, half a decade from "
+        "the tuned lr (Adam's and momentum SGD's grids step by a decade, the others' by "
+        "half a decade). Probes run on the tuning seed, apart from the grid: the "
+        "leaderboard's choices and equal budget stay as they were. Where a probe ends lower, "
+        "the leaderboard's number for that optimizer is pessimistic. One seed each: a "
+        "difference within the chosen point's seed-to-seed spread (`seed_sd`) is no "
+        "verdict; where it ends lower by more than that, the probe also ran on the "
+        "evaluation seeds.",
         "",
         "`score`: lowest smoothed training loss on the tuning seed (the tuning rule); "
         "`seed_sd`: its standard deviation over the chosen point's evaluation seeds; "
         "`final`: final validation metric on that seed; `final_eval`: its median over the "
-        "chosen point's evaluation seeds (the leaderboard's number); `final_eval_beyond`: the "
-        "same at the lr beyond, on `eval_seeds_beyond`, run only where the lr beyond ended "
-        "lower (a grid grown until it brackets would choose it, or one further out).",
+        "chosen point's evaluation seeds (the leaderboard's number); `final_eval_probe`: "
+        "the same at the probed lr, on `eval_seeds_probe`, run only where the probe ended "
+        "lower (a grown or finer grid would choose it, or one beside it).",
         "",
         markdown_table(shown),
         "",
@@ -415,19 +465,19 @@ def _cell(value: float) -> str:
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--beyond-runs", type=Path, help="the runs beyond the edges (make peers-bracket-<task>)"
+        "--probe-runs", type=Path, help="the probes' runs (make peers-bracket-<task>)"
     )
 
 
 def _lower_command(args: list[str]) -> str:
     if len(args) != 2:
-        raise UserError("usage: python -m yfbench.analysis.bracket lower TUNING_DIR BEYOND_DIR")
+        raise UserError("usage: python -m yfbench.analysis.bracket lower TUNING_DIR PROBE_DIR")
     return lower_names(Path(args[0]), Path(args[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
     commands = {
-        "beyond": lambda args: beyond_names([Path(a) for a in args]),
+        "probes": lambda args: probe_names([Path(a) for a in args]),
         "lower": _lower_command,
     }
     return cli.run(

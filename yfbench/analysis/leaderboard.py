@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from yfbench.analysis.bracket import edge_notes, load_beyond
+from yfbench.analysis.bracket import load_probes, probe_notes
 from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import Headline, final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.profiles import R_MAX, plot_profiles, ratios, scores
-from yfbench.analysis.protocol import TUNING_SEED
+from yfbench.analysis.protocol import TUNING_SEED, band
 from yfbench.analysis.runs import HPARAM_PREFIX, load_folder, load_runs
 from yfbench.analysis.speedup import GROUP_KEYS, lr_edge
 from yfbench.analysis.tables import DASH, markdown_table, ordinal
@@ -152,7 +152,7 @@ def entries(
 
 
 def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, Any]:
-    finals = runs["final"][np.isfinite(runs["final"])]
+    finals = band(runs["final"])
     return {
         "optimizer": optimizer,
         "hparams": runs["hparams"].iloc[0],
@@ -167,9 +167,9 @@ def _aggregate(optimizer: str, runs: pd.DataFrame, tuning: pd.DataFrame) -> dict
         "seconds": float(np.median(runs["seconds"])),
         "bound_iterations": int(runs["last_step"].max()),
         "bound_seconds": float(runs["last_s"].max()),
-        "final_median": float(finals.median()) if len(finals) else math.nan,
-        "final_min": float(finals.min()) if len(finals) else math.nan,
-        "final_max": float(finals.max()) if len(finals) else math.nan,
+        "final_median": finals.median,
+        "final_min": finals.low,
+        "final_max": finals.high,
         "not_completed": int((runs["status"] != "completed").sum()),
         "steps_per_s": float(runs["steps_per_s"].median()),
     }
@@ -228,15 +228,15 @@ def write_leaderboard(
     reference: str = REFERENCE,
     r_max: float = R_MAX,
     speed: Path | None = None,
-    beyond_runs: Path | None = None,
+    probe_runs: Path | None = None,
 ) -> list[Path]:
     """results/leaderboard.md and, beside it, the profiles plot (png + svg); with
-    ``beyond_runs`` (``make peers-bracket-<task>``), a choice at its grid's edge says what
-    the lr beyond it did."""
+    ``probe_runs`` (``make peers-bracket-<task>``), a tuned lr says what the lrs probed
+    beside it outside its grid did."""
     frame = load_runs(paths)
     found = entries(frame, tuning_seed, reference)
     rows = found.rows
-    notes = edge_notes(frame, load_beyond(beyond_runs, frame))
+    notes = probe_notes(frame, load_probes(probe_runs, frame))
     measured = read_measured(overhead, "`make peers-overhead`")[0] if overhead else {}
     if speed is None:
         clock = (
@@ -264,12 +264,13 @@ def write_leaderboard(
         f"- Evaluation seeds only: the tuning seed ({tuning_seed}) chose each optimizer's "
         "setting and is left out. 'settings tried' is how many settings the tuning seed ran "
         "(1: used at its published defaults, no tuning); 'chose the largest (smallest) lr "
-        "tried': the grid did not bracket the best lr; `make peers-bracket-<task>` runs one "
-        "lr beyond it on the tuning seed, and where it ran the cell says whether it ended "
-        "lower or higher by the tuning rule, by more than the chosen point's seed-to-seed "
-        "spread ('under-rated': the number below is pessimistic; where the lr beyond also "
-        "ran on the evaluation seeds, their median final metric follows), or within it "
-        "([peers/bracket.md](peers/bracket.md)).",
+        "tried': the grid did not bracket the best lr. `make peers-bracket-<task>` probes, on "
+        "the tuning seed, one lr beyond such an edge and the half-decade lrs beside a choice "
+        "whose grid steps by a decade there (Adam's, momentum SGD's); where a probe ran, the "
+        "cell says whether it ended lower or higher by the tuning rule, by more than the "
+        "chosen point's seed-to-seed spread ('under-rated': the number below is pessimistic; "
+        "where the probe also ran on the evaluation seeds, their median final metric "
+        "follows), or within it ([peers/bracket.md](peers/bracket.md)).",
         f"- Target per task: the median final validation metric of `{reference}`; time to "
         "target is read at the evaluations; a median over seeds that is infinite (most "
         "seeds never reached it) is shown as a bound '> T' (the longest run).",
@@ -405,14 +406,14 @@ def _finding(group: pd.DataFrame, board: Entries, key: tuple[str, ...], where: s
     return "; ".join(parts) + "."
 
 
-def _tuning_cell(tried: int, edge: str, beyond: str | None) -> str:
+def _tuning_cell(tried: int, edge: str, probed: str | None) -> str:
     if tried < 2:
         return "no"
     said = [f"{tried} settings"]
     if edge:
         said.append(f"chose the {edge} lr tried")
-    if beyond:
-        said.append(beyond)
+    if probed:
+        said.append(probed)
     return f"yes ({'; '.join(said)})"
 
 
@@ -421,10 +422,10 @@ def _cells(
 ) -> dict[str, str]:
     measured = overhead.get(row["optimizer"], {})
     tried = int(row["settings_tried"])
-    beyond = notes.get((*row[GROUP_KEYS], row["optimizer"]))
+    probed = notes.get((*row[GROUP_KEYS], row["optimizer"]))
     return {
         "optimizer": row["optimizer"],
-        "tuning": _tuning_cell(tried, row["lr_edge"], beyond),
+        "tuning": _tuning_cell(tried, row["lr_edge"], probed),
         "reached": f"{row['reached']}/{row['n']}",
         "iterations to target": _time(row["iterations"], row["bound_iterations"], "{:.0f}"),
         "seconds to target": _time(row["seconds"], row["bound_seconds"], "{:.0f}"),

@@ -45,7 +45,7 @@ from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
-from yfbench.analysis.protocol import own_plan, seed_list, tuning_seeds
+from yfbench.analysis.protocol import band, own_plan, seed_list, tuning_seeds
 from yfbench.analysis.runs import load_runs, runs_table
 from yfbench.analysis.speedup import GROUP_KEYS, grid_points, resolve_window, tuned
 from yfbench.analysis.tables import DASH, markdown_table
@@ -141,13 +141,8 @@ def robustness_table(
 
 
 def _band(prefix: str, values: list[float]) -> dict[str, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    return {
-        f"{prefix}_median": float(np.median(finite)) if finite else math.nan,
-        f"{prefix}_low": min(finite) if finite else math.nan,
-        f"{prefix}_high": max(finite) if finite else math.nan,
-        f"{prefix}_n": len(finite),
-    }
+    over_seeds = band(values)
+    return {f"{prefix}_{name}": value for name, value in vars(over_seeds).items()}
 
 
 def _cell(row: pd.Series, prefix: str) -> str:

@@ -24,13 +24,11 @@ need the tuning seeds left out, as the asynchrony and clipping analyses do.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from yfbench import atomic
@@ -44,7 +42,7 @@ from yfbench.analysis.final_loss import (
 )
 from yfbench.analysis.findings import Findings
 from yfbench.analysis.plots import STYLE, figure_stem, optimizer_style, save_figure
-from yfbench.analysis.protocol import evaluation_plan
+from yfbench.analysis.protocol import band, evaluation_plan
 from yfbench.analysis.runs import load_runs
 from yfbench.analysis.speedup import GROUP_KEYS, GridPoint, grid_points, resolve_window
 from yfbench.analysis.tables import markdown_table
@@ -111,9 +109,7 @@ def ablation_table(frame: pd.DataFrame, window: int | None = None) -> pd.DataFra
 
 def _median_final(point: GridPoint, seeds: Iterable[int]) -> float:
     """Median final smoothed loss over ``seeds`` (the pair's), so both medians are paired."""
-    values = [final_loss(point.curves[s]) for s in seeds]
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.median(finite)) if finite else math.nan
+    return band(final_loss(point.curves[s]) for s in seeds).median
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:

@@ -15,9 +15,12 @@ carry the winner's curse of the tuned baselines, which untuned YellowFin cannot 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 # The seed the peers' grids tune on (every grid point runs it; the leaderboard and the bracket
 # check name it, where the reproductions find theirs with tuning_seeds).
@@ -47,6 +50,25 @@ class SeedPlan:
         if self.provisional:
             return f"provisional: tuning {noun} {seeds} only (no evaluation seed yet)"
         return f"{len(self.used)} evaluation {noun} ({seeds})"
+
+
+@dataclass(frozen=True)
+class Band:
+    """A number over seeds as the tables report it: the median and range of the seeds
+    that have one (a diverged seed has none; NaN where no seed has)."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+
+def band(values: Iterable[float]) -> Band:
+    """The :class:`Band` of ``values``, leaving out those that are not finite."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return Band(math.nan, math.nan, math.nan, 0)
+    return Band(float(np.median(finite)), min(finite), max(finite), len(finite))
 
 
 def seed_list(seeds: Iterable[int]) -> str:

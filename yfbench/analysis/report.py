@@ -531,6 +531,8 @@ def _peers_section(root: Path) -> list[str]:
         links.append(f"[performance profiles]({os.path.relpath(profiles, root)})")
     edges = root / "peers" / "bracket.md"
     if edges.is_file():
-        links.append(f"[grid edges: one lr beyond]({os.path.relpath(edges, root)})")
+        links.append(
+            f"[grid check: lrs probed beside the tuned ones]({os.path.relpath(edges, root)})"
+        )
     intro = "Made by `make leaderboard` from the peers' runs (`make peers-<task>`)."
     return ["## YellowFin against today's optimizers", "", intro, "", "- " + ", ".join(links), ""]
