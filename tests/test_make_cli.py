@@ -131,6 +131,32 @@ def test_the_claims_tune_on_seed_1_and_evaluate_on_claim_seeds_only(tmp_path):
 
 
 @needs_make
+def test_the_bracket_check_probes_on_seed_1_and_runs_lower_probes_on_the_peer_seeds(tmp_path):
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {log}\n'
+        'case "$2 $3" in\n'
+        '  "yfbench.analysis tuned") echo adam_lr1e-2,yellowfin ;;\n'
+        '  "yfbench.analysis.bracket probes") echo adam_lr3e-3,adam_lr3e-2,momo_lr30 ;;\n'
+        '  "yfbench.analysis.bracket lower") echo adam_lr3e-3 ;;\n'
+        "esac\n"
+        "exit 0\n"
+    )
+    fake.chmod(0o755)
+    result = _make("peers-bracket-ptb", f"PY={fake}", "SCALE=testscale", "PEER_SEEDS=2,3,4")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    probes = [c for c in calls if "bracket_runs/ptb_lstm/testscale" in c and "-m yfbench -m" in c]
+    assert len(probes) == 2
+    assert "seed=1 grid_point=adam_lr3e-3,adam_lr3e-2,momo_lr30" in probes[0]
+    assert "seed=2,3,4 grid_point=adam_lr3e-3" in probes[1]
+    [table] = [c for c in calls if c.startswith("-m yfbench.analysis.bracket results/")]
+    assert "--probe-runs results/peers/bracket_runs --out results/peers" in table
+
+
+@needs_make
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
