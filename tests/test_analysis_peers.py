@@ -13,7 +13,7 @@ import pytest
 from tests.run_builder import write_run
 from yfbench.analysis import leaderboard
 from yfbench.analysis.__main__ import main
-from yfbench.analysis.profiles import profile, ratios, scores
+from yfbench.analysis.profiles import plot_profiles, profile, ratios, scores
 from yfbench.analysis.runs import load_runs
 from yfbench.errors import UserError
 
@@ -37,6 +37,16 @@ def test_profile_ratios_and_scores_match_a_hand_computed_answer():
     assert scores(ratio, 1.5).to_dict() == pytest.approx({"A": 2 / 4, "B": 2 / 4})
     with pytest.raises(UserError, match="positive"):
         ratios(pd.DataFrame({"A": [0.0]}))
+
+
+def test_the_profile_plot_regenerated_from_the_same_times_is_the_same_file(tmp_path):
+    ratio = ratios(pd.DataFrame({"A": [1.0, 2.0], "B": [2.0, 1.5]}, index=["t1", "t2"]))
+    written = []
+    for attempt in ("first", "second"):
+        paths = plot_profiles({"iterations": ratio}, tmp_path / attempt / "profiles")
+        written.append({path.name: path.read_bytes() for path in paths})
+    assert sorted(written[0]) == ["profiles.png", "profiles.svg"]
+    assert written[0]["profiles.svg"] == written[1]["profiles.svg"]
 
 
 def _timed(

@@ -69,13 +69,18 @@ STYLE = {
 
 
 def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
-    """Write ``stem``.png and ``stem``.svg and close the figure."""
+    """Write ``stem``.png and ``stem``.svg and close the figure; the SVG without a date
+    and with stable element ids, so a figure regenerated from the same runs is the same
+    file."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
     try:
         with atomic.replaced(paths[0]) as handle:
             fig.savefig(handle, format="png", dpi=200, bbox_inches="tight")
-        with atomic.replaced(paths[1]) as handle:
+        with (
+            atomic.replaced(paths[1]) as handle,
+            plt.rc_context({"svg.hashsalt": STYLE["svg.hashsalt"]}),
+        ):
             fig.savefig(handle, format="svg", bbox_inches="tight", metadata={"Date": None})
     finally:
         plt.close(fig)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from yfbench.analysis.plots import optimizer_style
+from yfbench.analysis.plots import optimizer_style, save_figure
 from yfbench.errors import UserError
 
 R_MAX = 4.0  # AlgoPerf's tau_max
@@ -84,11 +84,4 @@ def plot_profiles(
             bbox_to_anchor=(1.01, 1.0),
         )
     figure.tight_layout()
-    written = []
-    for suffix in (".png", ".svg"):
-        path = out.with_suffix(suffix)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(figure)
-    return written
+    return save_figure(figure, out)
