@@ -218,8 +218,10 @@ def test_the_report_states_the_bracket_check_beside_the_leaderboard(tmp_path):
     peers.mkdir()
     tuning.rename(peers / "runs")  # tuning/toy/cpu -> peers/runs/toy/cpu
     beyond.rename(peers / bracket.PROBE_RUNS)
-    [line] = bracket.run_findings(peers, label=str.upper)
+    made = bracket.run_findings(peers, label=str.upper)
+    [line] = made.lines
     assert line.startswith("Grid check, TOY (cpu): 7 lrs outside the grids")
+    assert made.lead == []  # no probe ran on the evaluation seeds yet
     # The report states it among the leaderboard's findings and links the table.
     from yfbench.analysis.report import _peer_findings, _peers_section
 
@@ -265,7 +267,7 @@ def test_a_grid_without_an_edge_says_so_once_its_second_stage_has_begun(tmp_path
             write_run(runs, {"name": "adam", "lr": lr}, 1, losses, task=task, valid={"loss": 2})
     losses = [3.0, 2.5, 2.0, 1.0, 1.0]
     write_run(runs, {"name": "adam", "lr": 0.01}, 2, losses, task="calm", valid={"loss": 2})
-    lines = bracket.run_findings(peers)
+    lines = bracket.run_findings(peers).lines
     assert [line.split(":")[0] for line in lines] == [
         "Grid check, calm (cpu)",
         "Grid check, toy (cpu)",
@@ -289,6 +291,8 @@ def test_an_lr_beyond_that_ends_lower_runs_on_the_evaluation_seeds(tmp_path, cap
     assert momo["eval_seeds_probe"] == "2,3"
     assert momo[["final_eval", "final_eval_probe"]].tolist() == pytest.approx([1.11, 0.96])
     assert bracket.verdict(momo).endswith("; on evaluation seeds 2,3 final loss 1.11 -> 0.96")
+    # The first screen's summary names what the probe raises, with the same medians.
+    assert bracket.raised(table, str.upper) == ["momo at lr 30 on TOY (cpu) (loss 1.11 -> 0.96)"]
     # The leaderboard's cell gives the number it would show with a grid that brackets.
     for seed in (2, 3):
         _timed_run(tuning, "nadamw_algoperf", 0.00175, seed, 1.5, 1.5)

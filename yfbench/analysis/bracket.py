@@ -38,6 +38,7 @@ import pandas as pd
 
 from yfbench import atomic
 from yfbench.analysis import cli
+from yfbench.analysis.findings import Findings
 from yfbench.analysis.headline import final_value, headline
 from yfbench.analysis.paper import optimizer_name
 from yfbench.analysis.protocol import TUNING_SEED, band, seed_list
@@ -375,16 +376,31 @@ def _named(row: pd.Series) -> str:
     )
 
 
+def raised(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
+    """``Adam on CIFAR10 (cpu) (accuracy 0.658 -> 0.712)``: each probe that ended lower and
+    ran on the evaluation seeds, with the medians the leaderboard shows and would show."""
+    if table.empty:
+        return []
+    lower = table[(table.apply(outcome, axis=1) == "lower") & (table["eval_seeds_probe"] != "")]
+    return [
+        f"{optimizer_name(row['optimizer'])} at lr {row['lr_probe']:.4g} on "
+        f"{label(row['task'])} ({row['scale']}) ({row['metric']} {_cell(row['final_eval'])} "
+        f"-> {_cell(row['final_eval_probe'])})"
+        for _, row in lower.iterrows()
+    ]
+
+
 def run_findings(
     peers: Path,
     label: Callable[[str], str] = str,
     load: Callable[[Path], pd.DataFrame] = load_folder,
-) -> list[str]:
+) -> Findings:
     """:func:`findings` for every ``<task>/<scale>`` grid under ``peers``/runs whose second
     stage has begun (some run on an evaluation seed: the tuning seed's grid is whole),
     against its probes under ``peers``/bracket_runs; a grid that needs none says so
-    (``load`` reads one folder)."""
-    lines = []
+    (``load`` reads one folder). The lead names what the probes would raise, so that the
+    first screen says where the equal budget's grids under-rate an optimizer."""
+    lines, better = [], []
     for tuning in sorted((peers / "runs").glob("*/*")):
         if not find_run_dirs([tuning]):
             continue
@@ -399,7 +415,12 @@ def run_findings(
             lines.append(f"Grid check, {where}: not checked ({error}).")
             continue
         lines += findings(table, label) or [f"Grid check, {where}: {INSIDE}."]
-    return lines
+        better += raised(table, label)
+    lead = [
+        "learning rates probed outside the peers' equal-budget grids raise, on the evaluation "
+        "seeds, " + ", ".join(better)
+    ]
+    return Findings(lead if better else [], lines)
 
 
 def write_outputs(

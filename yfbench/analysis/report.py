@@ -517,8 +517,9 @@ def _peer_findings(root: Path, label: Callable[[str], str]) -> Findings:
     ]
     load = cache(load_folder)  # the bracket findings read the same tuning runs
     made = leaderboard.run_findings(found, label, load)
-    lines = made.lines + bracket.run_findings(root / "peers", label, load)
-    return Findings(made.lead, [f"- {line}" for line in lines])
+    probed = bracket.run_findings(root / "peers", label, load)
+    lines = made.lines + probed.lines
+    return Findings(made.lead + probed.lead, [f"- {line}" for line in lines])
 
 
 def _peers_section(root: Path) -> list[str]:
