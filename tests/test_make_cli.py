@@ -19,18 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 
 
-def _fake_python(tmp_path: Path, tuned: str) -> tuple[Path, Path]:
-    """A stand-in for .venv/bin/python that logs its arguments; ``tuned`` is the body of
-    its ``-m yfbench.analysis tuned`` branch."""
+def _fake_python(tmp_path: Path, answers: dict[str, str]) -> tuple[Path, Path]:
+    """A stand-in for .venv/bin/python that logs its arguments; ``answers`` maps a module
+    and subcommand (``"yfbench.analysis tuned"``) to the shell its call runs."""
     log = tmp_path / "calls.log"
     fake = tmp_path / "python"
+    cases = "".join(f'  "{call}") {body} ;;\n' for call, body in answers.items())
     fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> {log}\n'
-        'if [ "$2" = yfbench.analysis ] && [ "$3" = tuned ]; then\n'
-        f"  {tuned}\n"
-        "fi\n"
-        "exit 0\n"
+        f'#!/usr/bin/env bash\necho "$*" >> {log}\ncase "$2 $3" in\n{cases}esac\nexit 0\n'
     )
     fake.chmod(0o755)
     return fake, log
@@ -56,7 +52,7 @@ def _make(*args: str) -> subprocess.CompletedProcess:
     ids=["tuned_fails", "tuned_prints_nothing"],
 )
 def test_the_second_stage_fails_when_no_tuned_point_is_found(tmp_path, tuned):
-    fake, log = _fake_python(tmp_path, tuned)
+    fake, log = _fake_python(tmp_path, {"yfbench.analysis tuned": tuned})
     result = _make("reproduce-ptb", f"PY={fake}", "SCALE=testscale")
     assert result.returncode != 0
     assert "reproduce-ptb: no tuned grid point" in result.stderr
@@ -69,7 +65,7 @@ def test_the_second_stage_fails_when_no_tuned_point_is_found(tmp_path, tuned):
 
 @needs_make
 def test_the_second_stage_gets_the_tuned_points_quoted(tmp_path):
-    fake, log = _fake_python(tmp_path, "echo adam_lr1e-3,yellowfin")
+    fake, log = _fake_python(tmp_path, {"yfbench.analysis tuned": "echo adam_lr1e-3,yellowfin"})
     result = _make("reproduce-ptb", f"PY={fake}", "SCALE=testscale", "SEEDS=2,3,4")
     assert result.returncode == 0, result.stderr
     second = [c for c in log.read_text().splitlines() if "grid_point=" in c]
@@ -79,23 +75,18 @@ def test_the_second_stage_gets_the_tuned_points_quoted(tmp_path):
 def _claims_python(tmp_path: Path) -> tuple[Path, Path]:
     """A stand-in python for the claims targets: it logs its arguments and names tuned
     points (the lr-robustness grid lacks seeds 2 and 3 at two points, seed 4 at a third)."""
-    log = tmp_path / "calls.log"
-    fake = tmp_path / "python"
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> {log}\n'
-        'case "$2 $3" in\n'
-        '  "yfbench.analysis tuned")\n'
-        "    echo adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop ;;\n"
-        '  "yfbench.analysis.lr_robustness missing")\n'
-        '    [ "$6" = 2,3,4 ] && printf "2,3 adam_lr1e-2,yellowfin\\n4 adam_lr1e-3\\n" ;;\n'
-        '  "yfbench.analysis.adaptive_clipping tuned")\n'
-        '    echo "grid_point=momentum_sgd_lr1e-1 task.grad_clip_norm=1.0" ;;\n'
-        "esac\n"
-        "exit 0\n"
+    return _fake_python(
+        tmp_path,
+        {
+            "yfbench.analysis tuned": "echo adam_lr1e-2,yellowfin_open_loop,yellowfin_closed_loop",
+            "yfbench.analysis.lr_robustness missing": (
+                '[ "$6" = 2,3,4 ] && printf "2,3 adam_lr1e-2,yellowfin\\n4 adam_lr1e-3\\n"'
+            ),
+            "yfbench.analysis.adaptive_clipping tuned": (
+                'echo "grid_point=momentum_sgd_lr1e-1 task.grad_clip_norm=1.0"'
+            ),
+        },
     )
-    fake.chmod(0o755)
-    return fake, log
 
 
 @needs_make
@@ -132,19 +123,14 @@ def test_the_claims_tune_on_seed_1_and_evaluate_on_claim_seeds_only(tmp_path):
 
 @needs_make
 def test_the_bracket_check_probes_on_seed_1_and_runs_lower_probes_on_the_peer_seeds(tmp_path):
-    log = tmp_path / "calls.log"
-    fake = tmp_path / "python"
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> {log}\n'
-        'case "$2 $3" in\n'
-        '  "yfbench.analysis tuned") echo adam_lr1e-2,yellowfin ;;\n'
-        '  "yfbench.analysis.bracket probes") echo adam_lr3e-3,adam_lr3e-2,momo_lr30 ;;\n'
-        '  "yfbench.analysis.bracket lower") echo adam_lr3e-3 ;;\n'
-        "esac\n"
-        "exit 0\n"
+    fake, log = _fake_python(
+        tmp_path,
+        {
+            "yfbench.analysis tuned": "echo adam_lr1e-2,yellowfin",
+            "yfbench.analysis.bracket probes": "echo adam_lr3e-3,adam_lr3e-2,momo_lr30",
+            "yfbench.analysis.bracket lower": "echo adam_lr3e-3",
+        },
     )
-    fake.chmod(0o755)
     result = _make("peers-bracket-ptb", f"PY={fake}", "SCALE=testscale", "PEER_SEEDS=2,3,4")
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
@@ -169,7 +155,7 @@ def test_the_bracket_check_probes_on_seed_1_and_runs_lower_probes_on_the_peer_se
     ],
 )
 def test_bad_make_variables_are_refused_before_any_recipe(tmp_path, setting, message):
-    fake, log = _fake_python(tmp_path, "exit 0")
+    fake, log = _fake_python(tmp_path, {})
     result = _make("reproduce-ptb", f"PY={fake}", setting)
     assert result.returncode != 0 and message in result.stderr
     assert not log.exists() and not (REPO_ROOT / "pwned").exists()
