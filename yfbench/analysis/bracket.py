@@ -7,9 +7,10 @@ the grid (on the 1-3-10 ladder the grids use):
 
 - *beyond an edge*: the winner is the largest or smallest lr of its grid, so the grid did
   not bracket the best lr; the probe continues the grid's own step one lr further;
-- *between decade steps*: the grid steps by a decade beside the winner (Adam's and momentum
-  SGD's grids do; the others step by half a decade), so five lrs resolve it more coarsely;
-  the probes are the ladder's lrs next to the winner, half a decade away on each side.
+- *between decade steps*: the grid steps by more than half a decade beside the winner
+  (Adam's and momentum SGD's grids step by a decade; the others by half a decade), so
+  five lrs resolve it more coarsely; the probes are the ladder's lrs the grid skipped next
+  to the winner, half a decade from it.
 
 Probes run on the tuning seed only and in a folder of their own, so that neither the choice
 nor the equal budget changes: the check measures what the budget's grid costs an
@@ -72,8 +73,8 @@ BETWEEN = {"above": "between, above", "below": "between, below"}
 @dataclass(frozen=True)
 class Probe:
     """An lr outside an optimizer's grid beside its tuned ``lr``: ``where`` says which side
-    (:data:`BEYOND` an edge of the grid, or :data:`BETWEEN` it and a neighbour a decade
-    away)."""
+    (:data:`BEYOND` an edge of the grid, or :data:`BETWEEN` it and a neighbour more than
+    half a decade away)."""
 
     choice: Choice
     lr: float
@@ -457,9 +458,9 @@ def write_outputs(
         f"Each row probes one lr outside an optimizer's grid, beside its tuned lr (tuning "
         f"seed {TUNING_SEED}, lowest smoothed training loss): *beyond* the grid's largest or "
         "smallest lr where the tuned lr is that edge (the grid did not bracket the best lr), "
-        "or *between* the tuned lr and a grid neighbour a decade away, half a decade from "
-        "the tuned lr (Adam's and momentum SGD's grids step by a decade, the others' by "
-        "half a decade). Probes run on the tuning seed, apart from the grid: the "
+        "or *between* the tuned lr and a grid neighbour more than half a decade away, half a "
+        "decade from the tuned lr (Adam's and momentum SGD's grids step by a decade, the "
+        "others' by half a decade). Probes run on the tuning seed, apart from the grid: the "
         "leaderboard's choices and equal budget stay as they were. Where a probe ends lower, "
         "the leaderboard's number for that optimizer is pessimistic. One seed each: a "
         "difference within the chosen point's seed-to-seed spread (`seed_sd`) is no "
