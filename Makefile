@@ -228,15 +228,21 @@ endef
 # results/peers/bracket_runs/<task>/<scale> (apart from the grid, so the choices and the equal
 # budget stay), and where one ends lower by more than the seeds' spread, the same lr on the
 # evaluation seeds; results/peers/bracket.md says what each did, for every task checked so far
-# (a task with nothing to probe says so). It runs peers-<name> first (finished runs skip), so
-# that the probes are read off a whole grid.
+# (a task with nothing to probe says so). Beyond an edge it goes on while a probe ends lower
+# (one more lr out each round, as a grown grid would), until a round names nothing new. It
+# runs peers-<name> first (finished runs skip), so that the probes are read off a whole grid.
 define peers_bracket
 peers-bracket-$(1): peers-$(1)
-	probes=$$$$($(PY) -m yfbench.analysis.bracket probes results/peers/runs/$(2)/$(SCALE)) \
-		&& { [ -z "$$$$probes" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$probes; }
-	lower=$$$$($(PY) -m yfbench.analysis.bracket lower results/peers/runs/$(2)/$(SCALE) \
-		results/peers/bracket_runs/$(2)/$(SCALE)) \
-		&& { [ -z "$$$$lower" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=$(PEER_SEEDS) grid_point=$$$$lower; }
+	tuning=results/peers/runs/$(2)/$(SCALE); probed=results/peers/bracket_runs/$(2)/$(SCALE); \
+	seen=; while :; do \
+		probes=$$$$($(PY) -m yfbench.analysis.bracket probes $$$$tuning $$$$probed) || exit 1; \
+		[ "$$$$probes" = "$$$$seen" ] && break; \
+		$(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=1 grid_point=$$$$probes || exit 1; \
+		lower=$$$$($(PY) -m yfbench.analysis.bracket lower $$$$tuning $$$$probed) || exit 1; \
+		[ -z "$$$$lower" ] || $(call PEERS_SWEEP,$(1),$(2),bracket_runs) seed=$(PEER_SEEDS) \
+			grid_point=$$$$lower || exit 1; \
+		seen=$$$$probes; \
+	done
 	[ ! -d results/peers/bracket_runs ] || $(PY) scripts/compress_runs.py results/peers/bracket_runs
 	$(PY) -m yfbench.analysis.bracket $$$$({ echo results/peers/runs/$(2)/$(SCALE); \
 		ls -d results/peers/bracket_runs/*/$(SCALE) 2>/dev/null | sed s,/bracket_runs/,/runs/,; } | sort -u) \

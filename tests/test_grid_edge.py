@@ -134,6 +134,7 @@ def test_the_bracket_table_says_what_each_probe_beside_a_tuned_lr_did(tmp_path):
         ("adam", 0.003),
         ("adam", 0.03),
         ("momo", 30.0),
+        ("momo", 100.0),  # 30 ended lower: the grown grid goes one lr further, not run yet
         ("muon", 0.03),
         ("nesterov_cosine", 0.03),
         ("sgd", 0.3),
@@ -144,9 +145,14 @@ def test_the_bracket_table_says_what_each_probe_beside_a_tuned_lr_did(tmp_path):
     assert momo[["where", "lr"]].tolist() == ["beyond the largest", 10.0]
     assert momo[["score_probe", "final_probe"]].tolist() == pytest.approx([0.9, 1.4])
     assert "under-tuned at the grid's edge" in bracket.verdict(momo)
+    # The lr further out is compared with the probe that ended lower, not with the choice.
+    further = table.loc[("momo", 100.0)]
+    assert further[["where", "lr"]].tolist() == ["beyond the largest", 30.0]
+    assert further["score"] == pytest.approx(0.9)
+    assert bracket.verdict(further) == "not run yet"
     # No evaluation seeds at its chosen point: the sign decides, and the verdict says so.
     assert bracket.verdict(table.loc[("nesterov_cosine", 0.03)]) == (
-        "lr 0.03 ends higher (+0.4000, no seed sd): the chosen lr stays"
+        "lr 0.03 ends higher (+0.4000, no seed sd): lr 0.1 stays"
     )
     assert bracket.outcome(table.loc[("muon", 0.03)]) == "within"
     assert "no verdict" in bracket.verdict(table.loc[("muon", 0.03)])
@@ -157,7 +163,7 @@ def test_the_bracket_table_says_what_each_probe_beside_a_tuned_lr_did(tmp_path):
     assert table.loc[("adam", 0.03), "where"] == "between, above"
     assert bracket.verdict(table.loc[("adam", 0.003)]).startswith("lr 0.003 ends higher")
     [line] = bracket.findings(table.reset_index(drop=True))
-    assert "7 lrs outside the grids, beside the tuned ones (4 beyond an edge, 3 between " in line
+    assert "8 lrs outside the grids, beside the tuned ones (5 beyond an edge, 3 between " in line
     assert "4 ran on the tuning seed" in line
     assert "spread for momo at lr 30 (final loss 1.6 -> 1.4) (within it for muon at lr 0.03" in line
 
@@ -181,7 +187,7 @@ def _decade_grid(root: Path) -> tuple[Path, Path]:
 def test_a_decade_grid_is_probed_between_its_steps_and_a_lower_probe_is_named(tmp_path, capsys):
     tuning, probed = _decade_grid(tmp_path)
     # Only adam's grid steps by a decade beside its choice; momo's lr is bracketed.
-    assert bracket.probe_names([tuning], window=2) == "adam_lr3e-3,adam_lr3e-2"
+    assert bracket.probe_names(tuning, window=2) == "adam_lr3e-3,adam_lr3e-2"
     table = bracket.bracket_table(load_runs([tuning]), load_runs([probed]), window=2)
     below, above = (row for _, row in table.sort_values("lr_probe").iterrows())
     assert (below["where"], above["where"]) == ("between, below", "between, above")
@@ -220,7 +226,7 @@ def test_the_report_states_the_bracket_check_beside_the_leaderboard(tmp_path):
     beyond.rename(peers / bracket.PROBE_RUNS)
     made = bracket.run_findings(peers, label=str.upper)
     [line] = made.lines
-    assert line.startswith("Grid check, TOY (cpu): 7 lrs outside the grids")
+    assert line.startswith("Grid check, TOY (cpu): 8 lrs outside the grids")
     assert made.lead == []  # no probe ran on the evaluation seeds yet
     # The report states it among the leaderboard's findings and links the table.
     from yfbench.analysis.report import _peer_findings, _peers_section
@@ -287,16 +293,29 @@ def test_an_lr_beyond_that_ends_lower_runs_on_the_evaluation_seeds(tmp_path, cap
     for seed, final in ((2, 0.95), (3, 0.97)):
         _timed_run(beyond, "momo", 30.0, seed, final, final)
     table = bracket.bracket_table(load_runs([tuning]), load_runs([beyond]), window=2)
-    momo = table.set_index("optimizer").loc["momo"]
+    momo = table.set_index(["optimizer", "lr_probe"], drop=False).loc[("momo", 30.0)]
     assert momo["eval_seeds_probe"] == "2,3"
     assert momo[["final_eval", "final_eval_probe"]].tolist() == pytest.approx([1.11, 0.96])
     assert bracket.verdict(momo).endswith("; on evaluation seeds 2,3 final loss 1.11 -> 0.96")
     # The first screen's summary names what the probe raises, with the same medians.
     assert bracket.raised(table, str.upper) == ["momo at lr 30 on TOY (cpu) (loss 1.11 -> 0.96)"]
+    # A grown grid goes one lr further (100, no config here: one message names it) ...
+    assert bracket.main(["probes", str(tuning), str(beyond)]) == 2
+    assert "momo_lr100" in capsys.readouterr().err
+    # ... and stops where that ends higher than 30 by more than 30's own seeds' spread.
+    _timed_run(beyond, "momo", 100.0, 1, 0.95, 1.45)
+    table = bracket.bracket_table(load_runs([tuning]), load_runs([beyond]), window=2)
+    chain = table[table["optimizer"] == "momo"].set_index("lr_probe", drop=False)
+    assert chain.index.tolist() == [30.0, 100.0]
+    assert bracket.verdict(chain.loc[100.0]).startswith(
+        "lr 100 ends higher (+0.0500, seed sd 0.01414)"
+    )
     # The leaderboard's cell gives the number it would show with a grid that brackets.
     for seed in (2, 3):
         _timed_run(tuning, "nadamw_algoperf", 0.00175, seed, 1.5, 1.5)
     out = tmp_path / "leaderboard.md"
     args = ["leaderboard", str(tuning), "--probe-runs", str(beyond), "--out", str(out)]
     assert main(args) == 0
-    assert "lr 30 ends lower: under-rated, median final there 0.96)" in out.read_text()
+    assert "lr 30 ends lower: under-rated, median final there 0.96; lr 100 ends higher)" in (
+        out.read_text()
+    )

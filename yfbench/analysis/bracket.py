@@ -18,11 +18,14 @@ optimizer, it does not retune it. One seed each, so a difference within the chos
 seed-to-seed spread (its evaluation seeds') is no verdict. Where a probe ends lower by more
 than that, a grown or finer grid would choose it (or one beside it), so it also runs on the
 evaluation seeds: their median final metric is the number the leaderboard would show.
+Beyond an edge the check goes on as a grown grid would: while a probe ends lower, one
+more lr out, until one does not.
 
-``python -m yfbench.analysis.bracket probes RUN_DIR`` prints the ``grid_point=`` names to
-run (``make peers-bracket-<task>``), ``... lower RUN_DIR PROBE_DIR`` those to run on the
-evaluation seeds; ``python -m yfbench.analysis.bracket TUNING_DIR... --probe-runs DIR
---out DIR`` writes the table, and names the grids that needed no probe.
+``python -m yfbench.analysis.bracket probes RUN_DIR [PROBE_DIR]`` prints the
+``grid_point=`` names to run on the tuning seed (``make peers-bracket-<task>``), ``... lower
+RUN_DIR PROBE_DIR`` those to run on the evaluation seeds; ``python -m
+yfbench.analysis.bracket TUNING_DIR... --probe-runs DIR --out DIR`` writes the table, and
+names the grids that needed no probe.
 """
 
 from __future__ import annotations
@@ -135,14 +138,18 @@ def probes(group: pd.DataFrame, window: int) -> list[Probe]:
     return found
 
 
-def probe_names(run_dirs: list[Path], window: int | None = None) -> str:
+def probe_names(tuning: Path, probed: Path | None = None, window: int | None = None) -> str:
     """``momo_lr30,adam_lr3e-3``: the grid points to probe (empty when every tuned lr is
-    bracketed and resolved); one clear error when a config is missing."""
-    frame = load_runs(run_dirs)
-    names = []
-    for _, group in frame.groupby(GROUP_KEYS, sort=True):
-        names += [p.grid_point for p in probes(group, resolve_window(group, window))]
-    names = list(dict.fromkeys(names))
+    bracketed and resolved), the lrs further out included where the probes under
+    ``probed`` ended lower beyond an edge; one clear error when a config is missing."""
+    runs = load_runs([tuning])
+    table = bracket_table(runs, load_probes(probed, runs), window)
+    names = list(
+        dict.fromkeys(
+            grid_point_name(optimizer, lr)
+            for optimizer, lr in zip(table["optimizer"], table["lr_probe"], strict=True)
+        )
+    )
     missing = [n for n in names if not (CONFIG_DIR / "grid_point" / f"{n}.yaml").is_file()]
     if missing:
         raise UserError(
@@ -199,7 +206,9 @@ def bracket_table(
 ) -> pd.DataFrame:
     """One row per probe: the chosen lr's and the probe's lowest smoothed training loss
     (the tuning rule) and final validation metric on the tuning seed, and each one's median
-    final metric over its evaluation seeds where they ran."""
+    final metric over its evaluation seeds where they ran. Where a probe beyond an edge
+    ends lower, the grid grown until it brackets goes on: one more lr out, compared with
+    that probe (its evaluation seeds' spread), until one does not end lower or has not run."""
     rows = []
     for key, group in tuning.groupby(GROUP_KEYS, sort=True):
         others = probed[(probed[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)]
@@ -207,18 +216,17 @@ def bracket_table(
         judged = headline(group)
         metric = judged.metric if judged else None
         for probe in probes(group, width):
-            point = probe.choice.point
-            tried = _point_at(others, probe, width)
-            rows.append(
-                dict(zip(GROUP_KEYS, key, strict=True))
-                | {
+            base, base_runs = probe.choice.point, group
+            while True:
+                tried = _point_at(others, probe, width)
+                row = dict(zip(GROUP_KEYS, key, strict=True)) | {
                     "optimizer": probe.choice.optimizer,
                     "where": probe.where,
                     "lr": probe.lr,
-                    "score": point.score_on({TUNING_SEED}),
-                    "seed_sd": _spread(point),
-                    "final": _final(group, point, metric),
-                    "final_eval": _final_eval(group, point, metric),
+                    "score": base.score_on({TUNING_SEED}),
+                    "seed_sd": _spread(base),
+                    "final": _final(base_runs, base, metric),
+                    "final_eval": _final_eval(base_runs, base, metric),
                     "lr_probe": probe.probe,
                     "status_probe": tried.statuses[TUNING_SEED] if tried else "not run",
                     "score_probe": tried.score_on({TUNING_SEED}) if tried else math.nan,
@@ -227,7 +235,12 @@ def bracket_table(
                     "eval_seeds_probe": _eval_seeds(tried) if tried else "",
                     "metric": metric or DASH,
                 }
-            )
+                rows.append(row)
+                if probe.where not in BEYOND.values() or outcome(pd.Series(row)) != "lower":
+                    break
+                further = on_ladder(probe.probe * probe.probe / probe.lr)
+                probe = Probe(probe.choice, probe.probe, probe.where, further)
+                base, base_runs = tried, others
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -301,12 +314,12 @@ def verdict(row: pd.Series) -> str:
     if said == "not run":
         return "not run yet"
     if said == "stopped":
-        return f"{lr} {row['status_probe']}: the chosen lr stays"
+        return f"{lr} {row['status_probe']}: lr {row['lr']:.4g} stays"
     spread = f"seed sd {_cell(row['seed_sd'])}" if math.isfinite(row["seed_sd"]) else "no seed sd"
     change = f"{row['score_probe'] - row['score']:+.4f}, {spread}"
     said = {
         "lower": f"{lr} ends lower ({change}): under-tuned {_under_tuned(row)}",
-        "higher": f"{lr} ends higher ({change}): the chosen lr stays",
+        "higher": f"{lr} ends higher ({change}): lr {row['lr']:.4g} stays",
         "within": f"{lr} within the seeds' spread ({change}): no verdict",
     }[said]
     return said + _evaluated(row)
@@ -465,7 +478,9 @@ def write_outputs(
         "the leaderboard's number for that optimizer is pessimistic. One seed each: a "
         "difference within the chosen point's seed-to-seed spread (`seed_sd`) is no "
         "verdict; where it ends lower by more than that, the probe also ran on the "
-        "evaluation seeds.",
+        "evaluation seeds, and beyond an edge the next row probes one lr further out against "
+        "it (its `lr` is that probe's), as a grid grown until it brackets would, until one "
+        "does not end lower.",
         "",
         "`score`: lowest smoothed training loss on the tuning seed (the tuning rule); "
         "`seed_sd`: its standard deviation over the chosen point's evaluation seeds; "
@@ -491,6 +506,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _probes_command(args: list[str]) -> str:
+    if len(args) not in (1, 2):
+        raise UserError("usage: python -m yfbench.analysis.bracket probes TUNING_DIR [PROBE_DIR]")
+    return probe_names(Path(args[0]), Path(args[1]) if len(args) == 2 else None)
+
+
 def _lower_command(args: list[str]) -> str:
     if len(args) != 2:
         raise UserError("usage: python -m yfbench.analysis.bracket lower TUNING_DIR PROBE_DIR")
@@ -498,10 +519,7 @@ def _lower_command(args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    commands = {
-        "probes": lambda args: probe_names([Path(a) for a in args]),
-        "lower": _lower_command,
-    }
+    commands = {"probes": _probes_command, "lower": _lower_command}
     return cli.run(
         "yfbench.analysis.bracket", write_outputs, argv, options=_options, subcommands=commands
     )
