@@ -57,7 +57,7 @@ def test_a_single_lr_is_no_grid_and_has_no_edge(tmp_path):
     ],
 )
 def test_the_lr_beyond_continues_the_grid_s_step_on_the_1_3_10_ladder(lr, neighbour, beyond, name):
-    found = bracket.on_ladder(lr * lr / neighbour)
+    found = bracket.step_beyond(lr, neighbour)
     assert found == pytest.approx(beyond)
     assert bracket.grid_point_name("momo", found) == name
 

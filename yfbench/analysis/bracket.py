@@ -97,6 +97,12 @@ def on_ladder(lr: float) -> float:
     return min(rungs, key=lambda rung: abs(math.log(rung / lr)))
 
 
+def step_beyond(lr: float, neighbour: float) -> float:
+    """One more step of a grid from ``neighbour`` through ``lr``, on the ladder: the lr a
+    grid grown past its edge at ``lr`` would try next."""
+    return on_ladder(lr * lr / neighbour)
+
+
 def rung_between(lr: float, neighbour: float) -> float | None:
     """The ladder's lr next to ``lr`` on ``neighbour``'s side, where it lies strictly
     between the two (the grid skipped it); None where the grid is that fine already."""
@@ -127,12 +133,10 @@ def probes(group: pd.DataFrame, window: int) -> list[Probe]:
         side = lr_edge(lr, lrs)
         if side:
             neighbour = lrs[-2] if side == "largest" else lrs[1]
-            found.append(Probe(choice, lr, BEYOND[side], on_ladder(lr * lr / neighbour)))
+            found.append(Probe(choice, lr, BEYOND[side], step_beyond(lr, neighbour)))
         at = lrs.index(lr)
-        neighbours = {"below": lrs[at - 1] if at > 0 else None}
-        neighbours["above"] = lrs[at + 1] if at + 1 < len(lrs) else None
-        for towards, neighbour in neighbours.items():
-            rung = rung_between(lr, neighbour) if neighbour is not None else None
+        for towards, neighbours in (("below", lrs[:at][-1:]), ("above", lrs[at + 1 :][:1])):
+            rung = rung_between(lr, neighbours[0]) if neighbours else None
             if rung is not None:
                 found.append(Probe(choice, lr, BETWEEN[towards], rung))
     return found
@@ -142,8 +146,7 @@ def probe_names(tuning: Path, probed: Path | None = None, window: int | None = N
     """``momo_lr30,adam_lr3e-3``: the grid points to probe (empty when every tuned lr is
     bracketed and resolved), the lrs further out included where the probes under
     ``probed`` ended lower beyond an edge; one clear error when a config is missing."""
-    runs = load_runs([tuning])
-    table = bracket_table(runs, load_probes(probed, runs), window)
+    table = _table_of(tuning, probed, window)
     names = list(
         dict.fromkeys(
             grid_point_name(optimizer, lr)
@@ -163,12 +166,17 @@ def lower_names(tuning: Path, probed: Path) -> str:
     """``nesterov_cosine_lr3``: the probes that ended lower by more than the seeds' spread
     (what a grown or finer grid would choose at least), whose evaluation seeds show what
     the equal budget's grid costs; empty when none did (or none ran)."""
-    runs = load_runs([tuning])
-    table = bracket_table(runs, load_probes(probed, runs))
-    lower = table[table.apply(outcome, axis=1) == "lower"] if len(table) else table
+    table = _table_of(tuning, probed)
+    lower = table[outcomes(table) == "lower"]
     return ",".join(
         grid_point_name(row["optimizer"], row["lr_probe"]) for _, row in lower.iterrows()
     )
+
+
+def _table_of(tuning: Path, probed: Path | None, window: int | None = None) -> pd.DataFrame:
+    """:func:`bracket_table` of the grid in folder ``tuning`` and the probes under ``probed``."""
+    runs = load_runs([tuning])
+    return bracket_table(runs, load_probes(probed, runs), window)
 
 
 def load_probes(
@@ -238,7 +246,7 @@ def bracket_table(
                 rows.append(row)
                 if probe.where not in BEYOND.values() or outcome(pd.Series(row)) != "lower":
                     break
-                further = on_ladder(probe.probe * probe.probe / probe.lr)
+                further = step_beyond(probe.probe, probe.lr)
                 probe = Probe(probe.choice, probe.probe, probe.where, further)
                 base, base_runs = tried, others
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -299,13 +307,16 @@ def outcome(row: pd.Series) -> str:
     return "lower" if change < -noise else "higher" if change > noise else "within"
 
 
+def outcomes(table: pd.DataFrame) -> pd.Series:
+    """:func:`outcome` of every row (an empty Series for a table with no probe)."""
+    return table.apply(outcome, axis=1) if len(table) else pd.Series(index=table.index, dtype=str)
+
+
 def _under_tuned(row: pd.Series) -> str:
     """Why a probe that ends lower was outside the grid."""
-    return (
-        "between the grid's decade steps"
-        if row["where"] in BETWEEN.values()
-        else ("at the grid's edge")
-    )
+    if row["where"] in BETWEEN.values():
+        return "between the grid's decade steps"
+    return "at the grid's edge"
 
 
 def verdict(row: pd.Series) -> str:
@@ -364,7 +375,7 @@ def findings(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str
     """One sentence per task and scale with probes (``label`` names a task)."""
     lines = []
     for (task, scale), group in table.groupby(["task", "scale"], sort=True):
-        said = group.apply(outcome, axis=1)
+        said = outcomes(group)
         named = {
             which: ", ".join(_named(row) for _, row in group[said == which].iterrows()) or "none"
             for which in ("lower", "within")
@@ -393,9 +404,7 @@ def _named(row: pd.Series) -> str:
 def raised(table: pd.DataFrame, label: Callable[[str], str] = str) -> list[str]:
     """``Adam on CIFAR10 (cpu) (accuracy 0.658 -> 0.712)``: each probe that ended lower and
     ran on the evaluation seeds, with the medians the leaderboard shows and would show."""
-    if table.empty:
-        return []
-    lower = table[(table.apply(outcome, axis=1) == "lower") & (table["eval_seeds_probe"] != "")]
+    lower = table[(outcomes(table) == "lower") & (table["eval_seeds_probe"] != "")]
     return [
         f"{optimizer_name(row['optimizer'])} at lr {row['lr_probe']:.4g} on "
         f"{label(row['task'])} ({row['scale']}) ({row['metric']} {_cell(row['final_eval'])} "
